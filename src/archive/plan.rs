@@ -1,0 +1,397 @@
+//! Which entries a layer holds, in which order, and how many bytes its tar
+//! takes, all learnt from metadata (`lstat`, `readlink`) before any file is
+//! read. This is the one place that orders entries: directory listings are
+//! sorted here, by name bytes, and nowhere else.
+//!
+//! Order: a depth-first walk with each directory's children sorted by name,
+//! so entries are sorted by path compared component by component, and every
+//! parent comes before its children.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
+use std::fs::{self, Metadata};
+use std::io::{self, Read};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::Owner;
+use super::header::{self, Header, Kind};
+
+/// Whose ownership an entry carries: the spec's store owner, or root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Store,
+    Root,
+}
+
+/// One entry of a layer, with everything its header needs.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// Path in the tar: relative, directories end in `/`.
+    pub name: Vec<u8>,
+    pub kind: Kind,
+    pub mode: u32,
+    pub size: u64,
+    pub link: Vec<u8>,
+    /// Where a file's content is read from.
+    pub source: Option<PathBuf>,
+    pub role: Role,
+}
+
+/// What goes into one layer, as the image plan decided it.
+#[derive(Clone, Debug, Default)]
+pub struct LayerSource {
+    /// Store paths, normalised, sorted, none of them in a lower layer.
+    pub store_paths: Vec<PathBuf>,
+    /// Directory trees whose contents are merged into `/`.
+    pub trees: Vec<PathBuf>,
+    /// Names of the store paths held by this or a lower layer; a tree entry
+    /// under one of them is compared with the store rather than written.
+    pub covered: BTreeSet<OsString>,
+}
+
+/// Settings that shape every layer's bytes.
+#[derive(Clone, Debug)]
+pub struct LayerSettings {
+    /// Absolute, normalised store directory (`/nix/store`).
+    pub store_dir: PathBuf,
+    pub mtime: u64,
+    pub store_owner: Owner,
+}
+
+impl LayerSettings {
+    pub fn owner(&self, role: Role) -> Owner {
+        match role {
+            Role::Store => self.store_owner.clone(),
+            Role::Root => Owner::root(),
+        }
+    }
+
+    /// The header an entry is written with.
+    pub fn header<'a>(&self, entry: &'a Entry, owner: &'a Owner) -> Header<'a> {
+        Header {
+            name: &entry.name,
+            kind: entry.kind,
+            mode: entry.mode,
+            size: entry.size,
+            link: &entry.link,
+            mtime: self.mtime,
+            owner,
+        }
+    }
+}
+
+/// A layer's entries and the exact size of its tar.
+#[derive(Debug)]
+pub struct LayerPlan {
+    pub entries: Vec<Entry>,
+    pub size: u64,
+}
+
+/// Walks a layer's sources and plans its tar.
+pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan> {
+    let mut entries = Vec::new();
+    if !source.store_paths.is_empty() {
+        // The store directory and its parents, so the layer unpacks on an
+        // empty root. A layer without store paths has none of them: an
+        // empty `/nix` in a layer breaks overlayfs.
+        let rel = relative(&ctx.store_dir);
+        let mut name = Vec::new();
+        for component in rel.components() {
+            name.extend_from_slice(component.as_os_str().as_bytes());
+            name.push(b'/');
+            entries.push(dir_entry(name.clone(), 0o755, Role::Root));
+        }
+        for path in &source.store_paths {
+            walk(
+                path,
+                relative(path).as_os_str().as_bytes().to_vec(),
+                &mut entries,
+            )?;
+        }
+    }
+    if !source.trees.is_empty() {
+        let trees = source
+            .trees
+            .iter()
+            .map(|t| {
+                let md = fs::symlink_metadata(t)
+                    .with_context(|| format!("reading customisation tree {}", t.display()))?;
+                if !md.is_dir() {
+                    bail!("customisation tree {} is not a directory", t.display());
+                }
+                Ok(t.clone())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Merge { ctx, source }.merge(Vec::new(), &trees, &mut entries)?;
+    }
+    let owners = [ctx.owner(Role::Store), ctx.owner(Role::Root)];
+    let mut size = 2 * header::BLOCK;
+    for e in &entries {
+        let owner = &owners[(e.role == Role::Root) as usize];
+        size += header::entry_len(&ctx.header(e, owner));
+    }
+    Ok(LayerPlan { entries, size })
+}
+
+/// `/nix/store/x` -> `nix/store/x`.
+fn relative(path: &Path) -> &Path {
+    path.strip_prefix("/").unwrap_or(path)
+}
+
+fn dir_entry(mut name: Vec<u8>, mode: u32, role: Role) -> Entry {
+    if !name.ends_with(b"/") {
+        name.push(b'/');
+    }
+    Entry {
+        name,
+        kind: Kind::Dir,
+        mode,
+        size: 0,
+        link: Vec::new(),
+        source: None,
+        role,
+    }
+}
+
+/// The entry for one filesystem object, without descending into it.
+fn entry_for(path: &Path, md: &Metadata, name: Vec<u8>, role: Role) -> Result<Entry> {
+    let mode = md.permissions().mode() & 0o7777;
+    let ft = md.file_type();
+    let entry = if ft.is_symlink() {
+        let target =
+            fs::read_link(path).with_context(|| format!("reading symlink {}", path.display()))?;
+        Entry {
+            name,
+            kind: Kind::Symlink,
+            mode,
+            size: 0,
+            link: target.into_os_string().into_vec(),
+            source: None,
+            role,
+        }
+    } else if ft.is_dir() {
+        dir_entry(name, mode, role)
+    } else if ft.is_file() {
+        Entry {
+            name,
+            kind: Kind::File,
+            mode,
+            size: md.len(),
+            link: Vec::new(),
+            source: Some(path.to_owned()),
+            role,
+        }
+    } else {
+        let what = if ft.is_socket() {
+            "a socket"
+        } else if ft.is_fifo() {
+            "a fifo"
+        } else {
+            "a device"
+        };
+        bail!(
+            "{} is {what}; layers hold only files, directories and symlinks",
+            path.display()
+        );
+    };
+    Ok(entry)
+}
+
+/// A directory's children, sorted by name bytes: the order of every layer.
+fn sorted_children(dir: &Path) -> Result<Vec<OsString>> {
+    let mut names = fs::read_dir(dir)
+        .with_context(|| format!("reading directory {}", dir.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()
+        .with_context(|| format!("reading directory {}", dir.display()))?;
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+fn lstat(path: &Path) -> Result<Metadata> {
+    fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// Adds `path` and, for a directory, everything below it. Symlinks are
+/// never followed, also when `path` itself is one.
+fn walk(path: &Path, name: Vec<u8>, out: &mut Vec<Entry>) -> Result<()> {
+    let md = lstat(path)?;
+    let entry = entry_for(path, &md, name, Role::Store)?;
+    let is_dir = entry.kind == Kind::Dir;
+    let dir_name = entry.name.clone();
+    out.push(entry);
+    if is_dir {
+        for child in sorted_children(path)? {
+            let mut child_name = dir_name.clone();
+            child_name.extend_from_slice(child.as_bytes());
+            walk(&path.join(&child), child_name, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges customisation trees into one root.
+struct Merge<'a> {
+    ctx: &'a LayerSettings,
+    source: &'a LayerSource,
+}
+
+/// Where a tree entry's destination is already provided by the store.
+enum Covered {
+    No,
+    /// The store directory or one of its parents: a directory already there.
+    StoreDir,
+    /// Inside a store path of this or a lower layer, at this host path.
+    StorePath(PathBuf),
+}
+
+impl Merge<'_> {
+    /// `rel` is the destination without leading `/` (empty for the root);
+    /// `dirs` are the source directories that all land on it.
+    fn merge(&self, rel: Vec<u8>, dirs: &[PathBuf], out: &mut Vec<Entry>) -> Result<()> {
+        let mut children: BTreeMap<Vec<u8>, Vec<PathBuf>> = BTreeMap::new();
+        for dir in dirs {
+            for name in sorted_children(dir)? {
+                let path = dir.join(&name);
+                children.entry(name.into_vec()).or_default().push(path);
+            }
+        }
+        for (name, sources) in children {
+            let mut dest = rel.clone();
+            if !dest.is_empty() {
+                dest.push(b'/');
+            }
+            dest.extend_from_slice(&name);
+            let metas = sources
+                .iter()
+                .map(|p| lstat(p))
+                .collect::<Result<Vec<_>>>()?;
+            let covered = self.covered(&dest);
+            if metas.iter().all(|m| m.is_dir()) {
+                match &covered {
+                    Covered::No => out.push(dir_entry(
+                        dest.clone(),
+                        metas[0].permissions().mode() & 0o7777,
+                        Role::Root,
+                    )),
+                    Covered::StoreDir => {}
+                    Covered::StorePath(store) => {
+                        if !lstat(store)?.is_dir() {
+                            bail!(
+                                "/{} is a directory in customisation tree {} but not in the store",
+                                String::from_utf8_lossy(&dest),
+                                sources[0].display()
+                            );
+                        }
+                    }
+                }
+                self.merge(dest, &sources, out)?;
+                continue;
+            }
+            for other in &sources[1..] {
+                if !same_content(&sources[0], other)? {
+                    bail!(
+                        "/{} comes from both {} and {} with different content",
+                        String::from_utf8_lossy(&dest),
+                        sources[0].display(),
+                        other.display()
+                    );
+                }
+            }
+            match covered {
+                Covered::No => out.push(entry_for(&sources[0], &metas[0], dest, Role::Root)?),
+                Covered::StorePath(store) => {
+                    if !same_content(&sources[0], &store)? {
+                        bail!(
+                            "/{} from customisation tree {} differs from the store path in a lower layer",
+                            String::from_utf8_lossy(&dest),
+                            sources[0].display()
+                        );
+                    }
+                }
+                Covered::StoreDir => bail!(
+                    "/{} from customisation tree {} would replace the store directory",
+                    String::from_utf8_lossy(&dest),
+                    sources[0].display()
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    fn covered(&self, dest: &[u8]) -> Covered {
+        if self.source.covered.is_empty() {
+            return Covered::No;
+        }
+        let store = relative(&self.ctx.store_dir).as_os_str().as_bytes();
+        if store.starts_with(dest) && (store.len() == dest.len() || store[dest.len()] == b'/') {
+            return Covered::StoreDir;
+        }
+        let Some(rest) = dest.strip_prefix(store).and_then(|r| r.strip_prefix(b"/")) else {
+            return Covered::No;
+        };
+        let top = rest.split(|&b| b == b'/').next().unwrap_or_default();
+        if self
+            .source
+            .covered
+            .contains(&OsString::from_vec(top.to_vec()))
+        {
+            let mut host = b"/".to_vec();
+            host.extend_from_slice(dest);
+            Covered::StorePath(PathBuf::from(OsString::from_vec(host)))
+        } else {
+            Covered::No
+        }
+    }
+}
+
+/// Whether two non-directory objects would give the same entry: same kind,
+/// same mode, and the same bytes or link target.
+fn same_content(a: &Path, b: &Path) -> Result<bool> {
+    let (ma, mb) = (lstat(a)?, lstat(b)?);
+    let (ta, tb) = (ma.file_type(), mb.file_type());
+    if ta.is_symlink() || tb.is_symlink() {
+        return Ok(ta.is_symlink()
+            && tb.is_symlink()
+            && fs::read_link(a).with_context(|| format!("reading symlink {}", a.display()))?
+                == fs::read_link(b)
+                    .with_context(|| format!("reading symlink {}", b.display()))?);
+    }
+    if !(ta.is_file() && tb.is_file())
+        || ma.len() != mb.len()
+        || ma.permissions().mode() & 0o7777 != mb.permissions().mode() & 0o7777
+    {
+        return Ok(false);
+    }
+    let open = |p: &Path| fs::File::open(p).with_context(|| format!("reading {}", p.display()));
+    let (mut fa, mut fb) = (open(a)?, open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    loop {
+        let n = read_full(&mut fa, &mut ba).with_context(|| format!("reading {}", a.display()))?;
+        let m = read_full(&mut fb, &mut bb).with_context(|| format!("reading {}", b.display()))?;
+        if ba[..n] != bb[..m] {
+            return Ok(false);
+        }
+        if n == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}

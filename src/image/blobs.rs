@@ -1,0 +1,127 @@
+//! Writes layer blobs into a directory, several layers at once. Each worker
+//! plans, tars, hashes and compresses one layer in a single pass; the results
+//! are collected by layer index, so the output never depends on scheduling.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use anyhow::{Context as _, Result, bail};
+
+use super::Image;
+use super::config::BlobInfo;
+use crate::archive::plan::{LayerPlan, LayerSettings, plan_layer};
+use crate::archive::{LayerSource, write_layer};
+use crate::compress::Compression;
+use crate::digest::HashingWriter;
+
+/// A layer blob on disk, named by its digest.
+#[derive(Clone, Debug)]
+pub struct LayerBlob {
+    pub info: BlobInfo,
+    pub path: PathBuf,
+}
+
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Writes every layer of `image` as `<dir>/<hex digest>`, using up to `jobs`
+/// threads.
+pub fn write_layer_blobs(
+    image: &Image,
+    compression: Compression,
+    dir: &Path,
+    jobs: usize,
+) -> Result<Vec<LayerBlob>> {
+    let count = image.layers.len();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<LayerBlob>>>> =
+        Mutex::new((0..count).map(|_| None).collect());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, count.max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= count || failed.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let result =
+                        write_one(&image.ctx, &image.layers[i].source, compression, dir, i)
+                            .with_context(|| format!("writing layer {} of {count}", i + 1));
+                    if result.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    results.lock().unwrap()[i] = Some(result);
+                }
+            });
+        }
+    });
+    let mut blobs = Vec::with_capacity(count);
+    for result in results.into_inner().unwrap() {
+        match result {
+            Some(r) => blobs.push(r?),
+            None => bail!("a layer was not written because an earlier one failed"),
+        }
+    }
+    Ok(blobs)
+}
+
+fn write_one(
+    ctx: &LayerSettings,
+    source: &LayerSource,
+    compression: Compression,
+    dir: &Path,
+    index: usize,
+) -> Result<LayerBlob> {
+    let plan = plan_layer(ctx, source)?;
+    let tmp = dir.join(format!(".layer-{index}.partial"));
+    let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let file = BufWriter::with_capacity(WRITE_BUFFER, file);
+    let (file, info) = if compression == Compression::None {
+        let mut tar = HashingWriter::new(file);
+        write_layer(ctx, &plan, &mut tar)?;
+        let (file, diff_id, size) = tar.finish();
+        check_size(size, &plan)?;
+        let info = BlobInfo {
+            digest: diff_id.clone(),
+            diff_id,
+            size,
+        };
+        (file, info)
+    } else {
+        let mut tar = HashingWriter::new(compression.encoder(HashingWriter::new(file))?);
+        write_layer(ctx, &plan, &mut tar)?;
+        let (encoder, diff_id, tar_size) = tar.finish();
+        check_size(tar_size, &plan)?;
+        let (file, digest, size) = encoder.finish().context("compressing layer")?.finish();
+        (
+            file,
+            BlobInfo {
+                diff_id,
+                digest,
+                size,
+            },
+        )
+    };
+    file.into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|mut f| f.flush())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    let path = dir.join(info.digest.hex());
+    fs::rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
+    Ok(LayerBlob { info, path })
+}
+
+/// The tar written must be exactly as long as planned: the plan's size is
+/// what `stream` announces before writing.
+fn check_size(written: u64, plan: &LayerPlan) -> Result<()> {
+    if written != plan.size {
+        bail!(
+            "layer tar has {written} bytes but {} were planned",
+            plan.size
+        );
+    }
+    Ok(())
+}

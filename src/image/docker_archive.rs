@@ -1,0 +1,105 @@
+//! The docker-archive format, as `docker save` wrote it before OCI layouts:
+//!
+//! ```text
+//! <layer id>/VERSION      "1.0"
+//! <layer id>/json         legacy layer metadata (id, parent)
+//! <layer id>/layer.tar    the layer, compressed or not
+//! ...
+//! <config hex>.json       the image config
+//! manifest.json           [{"Config", "RepoTags", "Layers"}]
+//! repositories            {"<name>": {"<tag>": "<top layer id>"}}
+//! ```
+//!
+//! `manifest.json` serves current loaders (podman, Docker, skopeo), the
+//! `repositories` file and per-layer `json` the old ones. Layers come first
+//! and the config last, because the config holds the layers' digests: that
+//! is what lets [`stream`] write the whole archive in one pass.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use super::blobs::LayerBlob;
+use super::config::{image_config, legacy_layer_json};
+use super::{Image, canonical_json};
+use crate::archive::plan::plan_layer;
+use crate::archive::{TarOut, write_layer};
+use crate::digest::{Digest, HashingWriter};
+
+/// Writes an uncompressed docker-archive, reading every file once and
+/// holding no layer in memory or on disk.
+pub fn stream(image: &Image, w: impl Write) -> Result<()> {
+    let mut tar = TarOut::new(w, image.ctx.mtime);
+    let mut diff_ids = Vec::with_capacity(image.layers.len());
+    for (i, layer) in image.layers.iter().enumerate() {
+        layer_preamble(image, i, &mut tar)?;
+        let plan = plan_layer(&image.ctx, &layer.source)?;
+        tar.begin_file(&layer_name(image, i), plan.size)?;
+        let mut hashing = HashingWriter::new(tar.inner());
+        write_layer(&image.ctx, &plan, &mut hashing)?;
+        let (_, diff_id, written) = hashing.finish();
+        if written != plan.size {
+            bail!(
+                "layer {} has {written} bytes but {} were planned",
+                i + 1,
+                plan.size
+            );
+        }
+        tar.end_file(plan.size)?;
+        diff_ids.push(diff_id);
+    }
+    finish(image, &diff_ids, tar)
+}
+
+/// Writes a docker-archive from layer blobs already on disk.
+pub fn from_blobs(image: &Image, blobs: &[LayerBlob], w: impl Write) -> Result<()> {
+    let mut tar = TarOut::new(w, image.ctx.mtime);
+    for (i, blob) in blobs.iter().enumerate() {
+        layer_preamble(image, i, &mut tar)?;
+        tar.file_from(&layer_name(image, i), &blob.path)?;
+    }
+    let diff_ids: Vec<Digest> = blobs.iter().map(|b| b.info.diff_id.clone()).collect();
+    finish(image, &diff_ids, tar)
+}
+
+fn layer_name(image: &Image, index: usize) -> String {
+    format!("{}/layer.tar", image.layers[index].id)
+}
+
+fn layer_preamble(image: &Image, index: usize, tar: &mut TarOut<impl Write>) -> Result<()> {
+    let id = &image.layers[index].id;
+    tar.file(&format!("{id}/VERSION"), b"1.0")?;
+    tar.file(&format!("{id}/json"), &legacy_layer_json(image, index))
+}
+
+fn finish(image: &Image, diff_ids: &[Digest], mut tar: TarOut<impl Write>) -> Result<()> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct ManifestEntry {
+        config: String,
+        repo_tags: Vec<String>,
+        layers: Vec<String>,
+    }
+    let config = image_config(image, diff_ids)?;
+    let config_name = format!("{}.json", Digest::of(&config).hex());
+    tar.file(&config_name, &config)?;
+    let manifest = [ManifestEntry {
+        config: config_name,
+        repo_tags: vec![image.reference()],
+        layers: (0..image.layers.len())
+            .map(|i| layer_name(image, i))
+            .collect(),
+    }];
+    tar.file("manifest.json", &canonical_json(&manifest))?;
+    if let Some(top) = image.layers.last() {
+        let repositories = BTreeMap::from([(
+            image.name.as_str(),
+            BTreeMap::from([(image.tag.as_str(), top.id.as_str())]),
+        )]);
+        tar.file("repositories", &canonical_json(&repositories))?;
+    }
+    tar.finish()?;
+    Ok(())
+}

@@ -1,0 +1,44 @@
+//! stevedore builds container images from Nix store closures: layer tars
+//! that are the same bytes on every machine, in docker-archive and OCI
+//! formats, with no daemon and no VM.
+//!
+//! The flow: [`spec`] (the JSON contract with the Nix library) is checked
+//! into an [`image::Image`]; [`archive`] plans and writes each layer;
+//! [`compress`] and [`digest`] turn layers into blobs; [`image`] writes the
+//! config, manifests and archive formats; [`output`] makes outputs atomic.
+
+pub mod archive;
+pub mod build;
+pub mod cli;
+pub mod compress;
+pub mod digest;
+pub mod image;
+pub mod output;
+pub mod reference;
+pub mod spec;
+
+use anyhow::Result;
+
+use cli::Command;
+
+/// Runs one command line.
+pub fn run(cli: cli::Cli) -> Result<()> {
+    match cli.command {
+        Command::Build {
+            spec,
+            format,
+            compress,
+            out,
+            jobs,
+        } => {
+            let image = image::Image::from_spec(spec::Spec::load(&spec)?)?;
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            build::build(&image, format, compress, &out, jobs)
+        }
+        Command::Stream { spec } => {
+            let image = image::Image::from_spec(spec::Spec::load(&spec)?)?;
+            build::stream_to_stdout(&image)
+        }
+    }
+}

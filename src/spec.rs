@@ -1,0 +1,189 @@
+//! The image spec: the versioned JSON contract between the Nix library and
+//! the helper (`docs/spec.md`). Parsing is strict: unknown fields and
+//! unknown versions are errors that name the field.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// The spec version this helper reads.
+pub const VERSION: u64 = 1;
+
+/// Default `created` and `mtime`: one second after the epoch, as dockerTools.
+pub const DEFAULT_TIME: &str = "1970-01-01T00:00:01Z";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub version: u64,
+    /// Repository name, such as `hello` or `registry.example.com/team/hello`.
+    pub name: String,
+    #[serde(default = "default_tag")]
+    pub tag: String,
+    /// RFC 3339 time of the image, or `"now"`.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// RFC 3339 time given to every file; defaults to `created`, or to
+    /// [`DEFAULT_TIME`] when `created` is `"now"`.
+    #[serde(default)]
+    pub mtime: Option<String>,
+    #[serde(default = "default_store_dir")]
+    pub store_dir: PathBuf,
+    /// Owner of store files.
+    #[serde(default)]
+    pub uid: u64,
+    #[serde(default)]
+    pub gid: u64,
+    #[serde(default = "default_owner_name")]
+    pub uname: String,
+    #[serde(default = "default_owner_name")]
+    pub gname: String,
+    #[serde(default)]
+    pub architecture: Option<String>,
+    #[serde(default = "default_os")]
+    pub os: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub config: ConfigSpec,
+    /// Store layers, lowest first.
+    pub layers: Vec<LayerSpec>,
+    /// The top layer, built from directory trees.
+    #[serde(default)]
+    pub customisation: Option<CustomisationSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// Store paths; each one with everything below it.
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomisationSpec {
+    /// Directories whose contents are merged into `/`.
+    pub trees: Vec<PathBuf>,
+}
+
+/// The runtime part of the image config, with the OCI field names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+pub struct ConfigSpec {
+    pub env: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub working_dir: Option<String>,
+    pub user: Option<String>,
+    pub exposed_ports: Option<BTreeMap<String, Empty>>,
+    pub volumes: Option<BTreeMap<String, Empty>>,
+    pub labels: Option<BTreeMap<String, String>>,
+    pub stop_signal: Option<String>,
+}
+
+/// The `{}` values of `ExposedPorts` and `Volumes`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+fn default_tag() -> String {
+    "latest".into()
+}
+
+fn default_store_dir() -> PathBuf {
+    PathBuf::from("/nix/store")
+}
+
+fn default_owner_name() -> String {
+    "root".into()
+}
+
+fn default_os() -> String {
+    "linux".into()
+}
+
+impl Spec {
+    /// Reads and parses a spec file.
+    pub fn load(path: &Path) -> Result<Spec> {
+        let text =
+            std::fs::read(path).with_context(|| format!("reading spec {}", path.display()))?;
+        Spec::parse(&text).with_context(|| format!("spec {}", path.display()))
+    }
+
+    /// Parses a spec; the version is checked before any other field.
+    pub fn parse(text: &[u8]) -> Result<Spec> {
+        let value: serde_json::Value = serde_json::from_slice(text).context("invalid JSON")?;
+        match value.get("version") {
+            Some(v) if v.as_u64() == Some(VERSION) => {}
+            Some(v) => bail!(
+                "field version: spec version {v} is not supported; this stevedore reads version {VERSION}"
+            ),
+            None => bail!("field version is missing; this stevedore reads version {VERSION}"),
+        }
+        let spec: Spec = serde_path_to_error::deserialize(value).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if path == "." {
+                anyhow::anyhow!("{inner}")
+            } else {
+                anyhow::anyhow!("field {path}: {inner}")
+            }
+        })?;
+        if let Some(env) = &spec.config.env {
+            for (i, var) in env.iter().enumerate() {
+                if !var.contains('=') {
+                    bail!("field config.Env[{i}]: {var:?} is not of the form NAME=VALUE");
+                }
+            }
+        }
+        Ok(spec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> String {
+        format!("{:#}", Spec::parse(text.as_bytes()).unwrap_err())
+    }
+
+    #[test]
+    fn minimal_spec_gets_defaults() {
+        let s = Spec::parse(br#"{"version":1,"name":"x","layers":[]}"#).unwrap();
+        assert_eq!(s.tag, "latest");
+        assert_eq!(s.store_dir, PathBuf::from("/nix/store"));
+        assert_eq!((s.uid, s.gid, s.uname.as_str()), (0, 0, "root"));
+        assert_eq!(s.os, "linux");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = err(r#"{"version":1,"name":"x","layers":[],"colour":1}"#);
+        assert!(e.contains("colour"), "{e}");
+        let e = err(r#"{"version":1,"name":"x","layers":[],"config":{"Cmdd":[]}}"#);
+        assert!(e.contains("config") && e.contains("Cmdd"), "{e}");
+        let e = err(r#"{"version":1,"name":"x","layers":[{"paths":[],"x":1}]}"#);
+        assert!(e.contains("layers[0]"), "{e}");
+    }
+
+    #[test]
+    fn versions_are_checked_first() {
+        assert!(err(r#"{"version":2,"colour":1}"#).contains("version 2 is not supported"));
+        assert!(err(r#"{"name":"x"}"#).contains("version is missing"));
+    }
+
+    #[test]
+    fn env_needs_an_equals_sign() {
+        let e = err(r#"{"version":1,"name":"x","layers":[],"config":{"Env":["A=1","B"]}}"#);
+        assert!(e.contains("config.Env[1]"), "{e}");
+    }
+
+    #[test]
+    fn invalid_json_is_reported() {
+        assert!(err("{").contains("invalid JSON"));
+    }
+}
