@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Builds the benchmark closure (../shared/bench/fixture.nix, `app`: 1.57 GiB,
+# 201 store paths) and the release helper, then runs bench/layers.py.
+# Extra arguments go to layers.py (e.g. --runs 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+fixture=${FIXTURE:-../shared/bench/fixture.nix}
+app=$(nix-build "$fixture" -A "${ATTR:-app}" --no-out-link \
+  --argstr pythonPrefix "$(python3 -c 'import sys; print(sys.base_prefix)')" \
+  --argstr libDir "$(dirname "$(realpath "$(gcc -print-file-name=libc.so.6)")")" \
+  --option build-users-group '')
+cargo build --release --locked
+exec python3 bench/layers.py --closure "$app" "$@"
