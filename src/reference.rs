@@ -15,7 +15,8 @@ const DOMAIN: &str = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(
 static PATH: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(&format!("^{COMPONENT}(?:/{COMPONENT})*$")).unwrap());
 static HOST: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!("^{DOMAIN}$")).unwrap());
-static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[\w][\w.-]{0,127}$").unwrap());
+static TAG: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$").unwrap());
 
 /// Longest repository name registries accept.
 const NAME_MAX: usize = 255;

@@ -280,9 +280,9 @@ impl Merge<'_> {
                     )),
                     Covered::StoreDir => {}
                     Covered::StorePath(store) => {
-                        if !lstat(store)?.is_dir() {
+                        if !fs::symlink_metadata(store).is_ok_and(|m| m.is_dir()) {
                             bail!(
-                                "/{} is a directory in customisation tree {} but not in the store",
+                                "/{} is a directory in customisation tree {} but not in the store path of a lower layer",
                                 String::from_utf8_lossy(&dest),
                                 sources[0].display()
                             );
@@ -305,6 +305,13 @@ impl Merge<'_> {
             match covered {
                 Covered::No => out.push(entry_for(&sources[0], &metas[0], dest, Role::Root)?),
                 Covered::StorePath(store) => {
+                    if fs::symlink_metadata(&store).is_err() {
+                        bail!(
+                            "/{} from customisation tree {} would add to a store path of a lower layer",
+                            String::from_utf8_lossy(&dest),
+                            sources[0].display()
+                        );
+                    }
                     if !same_content(&sources[0], &store)? {
                         bail!(
                             "/{} from customisation tree {} differs from the store path in a lower layer",

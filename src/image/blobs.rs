@@ -58,11 +58,16 @@ pub fn write_layer_blobs(
             });
         }
     });
+    let results = results.into_inner().unwrap();
+    // Report the failure itself, not the layers skipped because of it.
+    if let Some(err) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
+        return Err(results.into_iter().nth(err).flatten().unwrap().unwrap_err());
+    }
     let mut blobs = Vec::with_capacity(count);
-    for result in results.into_inner().unwrap() {
+    for result in results {
         match result {
             Some(r) => blobs.push(r?),
-            None => bail!("a layer was not written because an earlier one failed"),
+            None => bail!("a layer was not written"),
         }
     }
     Ok(blobs)

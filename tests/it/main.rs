@@ -1,0 +1,10 @@
+//! Integration tests: one binary, run by `cargo test`. They drive the
+//! `stevedore` binary as a user would and check its output with real
+//! consumers (podman, skopeo, a docker-registry, umoci, GNU tar) and an
+//! independent tar reader.
+
+mod bad_input;
+mod common;
+mod consumers;
+mod layers;
+mod reproducible;
