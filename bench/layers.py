@@ -79,7 +79,9 @@ def main():
     sd = os.path.abspath(args.stevedore)
     out = os.path.join(work, "out")
     quoted = " ".join(paths)
-    tar = f"tar -cf - {quoted}"
+    # --hard-dereference: an image holds the content of every hard link (an
+    # optimised store has many), so the stock pass must read it too.
+    tar = f"tar --hard-dereference -cf - {quoted} 2>/dev/null"
 
     def clean():
         if os.path.isdir(out):

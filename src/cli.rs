@@ -53,4 +53,28 @@ pub enum Command {
         /// Image spec (JSON, version 1).
         spec: PathBuf,
     },
+    /// Plan store layers for a closure graph and print them as JSON.
+    #[command(after_help = "Example:\n  \
+        stevedore layers graph.json --strategy auto --max-layers 100\n\n\
+        GRAPH is the JSON list that Nix's exportReferencesGraph writes with\n\
+        structured attrs: objects with path, references and narSize.")]
+    Layers {
+        /// The closure graph.
+        graph: PathBuf,
+        /// `popularity` (nixpkgs' popularity contest) or `auto` (nixpkgs'
+        /// auto-layer).
+        #[arg(long, default_value = "auto")]
+        strategy: String,
+        /// Layers of the whole image, counting the customisation layer on
+        /// top, as dockerTools' maxLayers counts them.
+        #[arg(long, default_value_t = 100)]
+        max_layers: usize,
+        /// A file listing store paths (one per line) to leave out.
+        #[arg(long)]
+        exclude: Option<PathBuf>,
+    },
+    /// Run as the builder of a derivation made by the Nix library (reads
+    /// `.attrs.json`).
+    #[command(hide = true)]
+    NixBuilder,
 }

@@ -13,7 +13,8 @@ use std::io::{self, Write};
 use clap::ValueEnum;
 use zstd::zstd_safe::CParameter;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,
     Gzip,

@@ -10,14 +10,17 @@
 pub mod archive;
 pub mod build;
 pub mod cli;
+pub mod closure;
 pub mod compress;
 pub mod digest;
 pub mod image;
+pub mod layering;
+pub mod nix_builder;
 pub mod output;
 pub mod reference;
 pub mod spec;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use cli::Command;
 
@@ -40,5 +43,27 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             let image = image::Image::from_spec(spec::Spec::load(&spec)?)?;
             build::stream_to_stdout(&image)
         }
+        Command::Layers {
+            graph,
+            strategy,
+            max_layers,
+            exclude,
+        } => {
+            let graph = closure::Graph::load(&graph)?;
+            let exclude = match exclude {
+                Some(file) => std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading --exclude {}", file.display()))?
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+                None => Default::default(),
+            };
+            let plan = layering::plan(&graph, &strategy.parse()?, max_layers, &exclude)?;
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            Ok(())
+        }
+        Command::NixBuilder => nix_builder::run(),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The spec version this helper reads.
 pub const VERSION: u64 = 1;
@@ -14,7 +14,7 @@ pub const VERSION: u64 = 1;
 /// Default `created` and `mtime`: one second after the epoch, as dockerTools.
 pub const DEFAULT_TIME: &str = "1970-01-01T00:00:01Z";
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     pub version: u64,
@@ -24,10 +24,12 @@ pub struct Spec {
     pub tag: String,
     /// RFC 3339 time of the image, or `"now"`.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
     /// RFC 3339 time given to every file; defaults to `created`, or to
     /// [`DEFAULT_TIME`] when `created` is `"now"`.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mtime: Option<String>,
     #[serde(default = "default_store_dir")]
     pub store_dir: PathBuf,
@@ -41,10 +43,12 @@ pub struct Spec {
     #[serde(default = "default_owner_name")]
     pub gname: String,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
     #[serde(default = "default_os")]
     pub os: String,
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     #[serde(default)]
     pub config: ConfigSpec,
@@ -52,17 +56,18 @@ pub struct Spec {
     pub layers: Vec<LayerSpec>,
     /// The top layer, built from directory trees.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub customisation: Option<CustomisationSpec>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayerSpec {
     /// Store paths; each one with everything below it.
     pub paths: Vec<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustomisationSpec {
     /// Directories whose contents are merged into `/`.
@@ -70,22 +75,31 @@ pub struct CustomisationSpec {
 }
 
 /// The runtime part of the image config, with the OCI field names.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct ConfigSpec {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub env: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub exposed_ports: Option<BTreeMap<String, Empty>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub volumes: Option<BTreeMap<String, Empty>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub labels: Option<BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
 }
 
 /// The `{}` values of `ExposedPorts` and `Volumes`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
@@ -110,7 +124,16 @@ impl Spec {
     pub fn load(path: &Path) -> Result<Spec> {
         let text =
             std::fs::read(path).with_context(|| format!("reading spec {}", path.display()))?;
-        Spec::parse(&text).with_context(|| format!("spec {}", path.display()))
+        // A spec may start with a `#!` line: the launcher that
+        // streamLayeredImage writes is a spec run by `stevedore stream`.
+        let body = match text.strip_prefix(b"#!") {
+            Some(rest) => rest
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(&[][..], |n| &rest[n + 1..]),
+            None => &text[..],
+        };
+        Spec::parse(body).with_context(|| format!("spec {}", path.display()))
     }
 
     /// Parses a spec; the version is checked before any other field.

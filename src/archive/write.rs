@@ -18,7 +18,7 @@ const ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
 const COPY_BUFFER: usize = 256 * 1024;
 
 /// Chunks read ahead of the writer; bounds the memory a layer takes.
-const READ_AHEAD: usize = 16;
+const READ_AHEAD: usize = 8;
 
 /// What the reading thread hands the writer, file by file: the file's
 /// bytes in chunks, then `Done`, or the error that stopped it.

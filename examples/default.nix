@@ -1,0 +1,193 @@
+# Example images, built with nothing but this repository, Nix and the host's
+# busybox-static (no nixpkgs):
+#
+#   nix-build examples -A hello --arg helper ./target/release/stevedore
+#   ./result | podman load
+#
+# The store paths here are plain derivations built by the host's /bin/sh,
+# so they need `sandbox = false` (Debian's Nix default).
+{
+  helper,
+  busyboxBinary ? /bin/busybox,
+  fakeroot ? "/usr/bin/fakeroot",
+}:
+let
+  stevedore = import ../nix { inherit helper fakeroot; };
+  system = builtins.currentSystem;
+  sh =
+    name: script: extra:
+    derivation (
+      {
+        inherit name system;
+        builder = "/bin/sh";
+        args = [
+          "-c"
+          script
+        ];
+        PATH = "/usr/bin:/bin";
+      }
+      // extra
+    );
+
+  busyboxBin = builtins.path {
+    path = busyboxBinary;
+    name = "busybox-static-binary";
+  };
+  # busybox with the applets the examples use as symlinks in bin/.
+  busybox = sh "busybox" ''
+    set -e
+    mkdir -p $out/bin
+    cp ${busyboxBin} $out/bin/busybox
+    chmod 555 $out/bin/busybox
+    for a in sh echo cat ls id stat env pwd test wc head; do ln -s busybox $out/bin/$a; done
+  '' { };
+
+  # 30 store paths, each with a file and a reference to the one before.
+  chain = builtins.foldl' (
+    acc: i:
+    acc
+    ++ [
+      (sh "dep-${toString i}" ''
+        mkdir -p $out/share
+        echo "dep ${toString i} after ${if acc == [ ] then "none" else builtins.elemAt acc (builtins.length acc - 1)}" > $out/share/dep-${toString i}
+      '' { })
+    ]
+  ) [ ] (builtins.genList (i: i + 1) 29);
+  app = sh "app" ''
+    mkdir -p $out/bin
+    printf '#!${busybox}/bin/sh\necho app sees ${builtins.concatStringsSep " " chain} | ${busybox}/bin/wc -w\n' > $out/bin/app
+    chmod 555 $out/bin/app
+  '' { };
+in
+{
+  inherit busybox app;
+
+  # A busybox image that says hello.
+  hello = stevedore.streamLayeredImage {
+    name = "stevedore-example-hello";
+    tag = "latest";
+    contents = [ busybox ];
+    config.Cmd = [
+      "/bin/sh"
+      "-c"
+      "echo hello from stevedore"
+    ];
+  };
+
+  # About 30 store paths in 4 layers: 3 store layers and the customisation
+  # layer, with nothing lost from the last store layer.
+  layered = stevedore.buildLayeredImage {
+    name = "stevedore-example-layered";
+    tag = "latest";
+    contents = [
+      busybox
+      app
+    ];
+    maxLayers = 4;
+    config.Cmd = [ "${app}/bin/app" ];
+  };
+
+  # The smallest layer budget: one store layer and the customisation layer.
+  twoLayers = stevedore.buildLayeredImage {
+    name = "stevedore-example-two-layers";
+    tag = "latest";
+    contents = [
+      busybox
+      app
+    ];
+    maxLayers = 2;
+    compressor = "zstd";
+    config.Cmd = [ "${app}/bin/app" ];
+  };
+
+  # Store files owned by uid 1000, run as that user.
+  nonRoot = stevedore.buildLayeredImage {
+    name = "stevedore-example-non-root";
+    tag = "latest";
+    contents = [ busybox ];
+    uid = 1000;
+    gid = 1000;
+    uname = "app";
+    gname = "app";
+    config = {
+      User = "1000:1000";
+      Cmd = [
+        "/bin/sh"
+        "-c"
+        "id -u; stat -c %u ${busybox}/bin/busybox"
+      ];
+    };
+  };
+
+  # fakeRootCommands: a chown that reaches the layer.
+  fakeRoot = stevedore.buildLayeredImage {
+    name = "stevedore-example-fake-root";
+    tag = "latest";
+    contents = [ busybox ];
+    fakeRootCommands = ''
+      mkdir -p ./data
+      chown 1000:1000 ./data
+    '';
+    config.Cmd = [
+      "/bin/sh"
+      "-c"
+      "stat -c %u:%g /data"
+    ];
+  };
+
+  # No store paths at all: only a config and a customisation layer.
+  configOnly = stevedore.buildLayeredImage {
+    name = "stevedore-example-config-only";
+    tag = "latest";
+    config = {
+      Env = [ "ONLY=config" ];
+      Labels."org.example.kind" = "config-only";
+    };
+  };
+
+  # Env and the other config fields, as podman inspect shows them.
+  config = stevedore.buildLayeredImage {
+    name = "stevedore-example-config";
+    tag = "latest";
+    contents = [ busybox ];
+    extraCommands = ''
+      mkdir -p srv/app
+      echo 'from extraCommands: ''${not interpolated}' > srv/app/greeting
+    '';
+    config = {
+      Env = [
+        "GREETING=hello world"
+        "PATH=/bin"
+      ];
+      Entrypoint = [
+        "/bin/sh"
+        "-c"
+      ];
+      Cmd = [ "echo $GREETING; pwd; cat greeting" ];
+      WorkingDir = "/srv/app";
+      ExposedPorts."8080/tcp" = { };
+      Volumes."/data" = { };
+      Labels."org.example.name" = "config";
+      StopSignal = "SIGINT";
+    };
+  };
+
+  # created = "now": not reproducible, on purpose.
+  now = stevedore.buildLayeredImage {
+    name = "stevedore-example-now";
+    tag = "latest";
+    contents = [ busybox ];
+    created = "now";
+  };
+
+  # No tag: the tag is the hash of the output path.
+  untagged = stevedore.buildLayeredImage {
+    name = "stevedore-example-untagged";
+    contents = [ busybox ];
+    config.Cmd = [
+      "/bin/sh"
+      "-c"
+      "echo untagged"
+    ];
+  };
+}

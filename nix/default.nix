@@ -1,0 +1,43 @@
+# The stevedore library: container images from Nix store paths, with
+# nixpkgs dockerTools' function names and arguments.
+#
+#   stevedore = import ./nix { helper = ./target/release/stevedore; };
+#   stevedore.buildLayeredImage { name = "hello"; contents = [ hello ]; }
+#
+# Needs no nixpkgs: every derivation is a plain `derivation` whose builder
+# is the stevedore helper. flake.nix passes nixpkgs' shell and fakeroot.
+{
+  # The stevedore helper: a derivation with bin/stevedore, or a path to a
+  # prebuilt binary (copied into the store).
+  helper,
+  # The system derivations are built for.
+  system ? builtins.currentSystem,
+  # The shell that runs extraCommands and fakeRootCommands.
+  shell ? "/bin/sh",
+  # PATH for those commands.
+  scriptPath ? "/usr/bin:/bin",
+  # The fakeroot program for fakeRootCommands (a path or a string); null
+  # makes fakeRootCommands an error.
+  fakeroot ? null,
+}:
+let
+  internal = import ./internal {
+    inherit
+      helper
+      system
+      shell
+      scriptPath
+      fakeroot
+      ;
+  };
+  lib = internal // {
+    inherit streamLayeredImage;
+    layeredImage = import ./internal/layeredImage.nix lib;
+  };
+  streamLayeredImage = import ./streamLayeredImage.nix lib;
+  buildLayeredImage = import ./buildLayeredImage.nix lib;
+  buildImage = import ./buildImage.nix lib;
+in
+{
+  inherit streamLayeredImage buildLayeredImage buildImage;
+}

@@ -1,0 +1,101 @@
+# Argument checks made at evaluation: each failure is one `throw` that
+# names the function, the argument and the fix.
+let
+  component = "[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*";
+  domainComponent = "([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
+  domain = "${domainComponent}(\\.${domainComponent})*(:[0-9]+)?";
+  matches = re: s: builtins.match re s != null;
+  upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
+  lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
+  toLower = builtins.replaceStrings upper lower;
+  hasHost =
+    name:
+    let
+      first = builtins.head (builtins.split "/" name);
+    in
+    builtins.length (builtins.split "/" name) > 1
+    && (matches ".*[.:].*" first || first == "localhost");
+  pathOf =
+    name:
+    if hasHost name then
+      builtins.concatStringsSep "/" (builtins.tail (builtins.filter builtins.isString (builtins.split "/" name)))
+    else
+      name;
+  hostOf = name: builtins.head (builtins.split "/" name);
+  validName =
+    name:
+    matches "${component}(/${component})*" (pathOf name) && (!hasHost name || matches domain (hostOf name));
+in
+{
+  # A repository name, lowercase, as registries require.
+  name =
+    fn: name:
+    if !builtins.isString name then
+      throw "${fn}: name must be a string such as \"hello\""
+    else if validName name then
+      name
+    else if validName (toLower (pathOf name)) then
+      throw "${fn}: name \"${name}\" must be lowercase (registries reject it); use \"${
+        (if hasHost name then hostOf name + "/" else "")
+        + toLower (pathOf name)
+      }\""
+    else
+      throw "${fn}: name \"${name}\" is not a valid repository name; use lowercase letters, digits and . _ __ - between them, with / between components";
+
+  # A tag, or null for the output hash.
+  tag =
+    fn: tag:
+    if tag == null || (builtins.isString tag && matches "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}" tag) then
+      tag
+    else
+      throw "${fn}: tag ${builtins.toJSON tag} is not a valid tag; use 1 to 128 letters, digits, _ . - not starting with . or -, or null for the output hash";
+
+  maxLayers =
+    fn: n:
+    if builtins.isInt n && n >= 2 && n <= 125 then
+      n
+    else
+      throw "${fn}: maxLayers ${builtins.toJSON n} must be an integer from 2 to 125 (one layer is the customisation layer; registries and overlayfs limit the rest)";
+
+  compressor =
+    fn: c:
+    let
+      table = {
+        gz = "gzip";
+        zstd = "zstd";
+        none = "none";
+      };
+    in
+    table.${c}
+      or (throw "${fn}: compressor ${builtins.toJSON c} is unknown; use \"gz\", \"zstd\" or \"none\"");
+
+  # RFC 3339 times, or "now".
+  created =
+    fn: arg: t:
+    if
+      t == "now"
+      || (
+        builtins.isString t
+        && matches "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})" t
+      )
+    then
+      t
+    else
+      throw "${fn}: ${arg} ${builtins.toJSON t} is not a date; use an RFC 3339 time such as \"1970-01-01T00:00:01Z\"${
+        if arg == "created" then " or \"now\"" else ""
+      }";
+
+  layering =
+    fn: l:
+    if l == "auto" || l == "popularity" then
+      {
+        strategy = l;
+      }
+    else if builtins.isList l && builtins.all builtins.isList l then
+      {
+        strategy = "explicit";
+        layers = map (map (p: "${p}")) l;
+      }
+    else
+      throw "${fn}: layering ${builtins.toJSON l} is unknown; use \"auto\", \"popularity\" or a list of lists of store paths";
+}

@@ -1,0 +1,114 @@
+# The layered image behind streamLayeredImage, buildLayeredImage and
+# buildImage: the closure of `contents` (and of `config`) in store layers,
+# a customisation layer on top; see docs/API.md.
+lib:
+{
+  # The public function, for messages.
+  fn,
+  # What to write: "stream" (a launcher), "docker-archive" or "oci-archive".
+  output,
+  # Layer compression for archives: "gzip", "zstd" or "none".
+  compress ? "gzip",
+  # The derivation name.
+  drvName,
+}:
+{
+  # Repository name, lowercase.
+  name,
+  # Tag; null gives the hash of the output path, as in dockerTools.
+  tag ? null,
+  # Store paths whose contents are joined into / (a symlink forest) and
+  # whose closure is layered. `copyToRoot` is the newer name; give one.
+  contents ? [ ],
+  copyToRoot ? null,
+  # The OCI runtime config: Env, Cmd, Entrypoint, WorkingDir, User,
+  # ExposedPorts, Volumes, Labels, StopSignal.
+  config ? { },
+  # OCI architecture; defaults to the system's.
+  architecture ? lib.architectureOf lib.system,
+  # Image creation time, RFC 3339, or "now" (not reproducible).
+  created ? "1970-01-01T00:00:01Z",
+  # Time of every file in the layers; "" means `created` (or the epoch
+  # default when `created` is "now").
+  mtime ? "",
+  # Owner of the store files.
+  uid ? 0,
+  gid ? 0,
+  uname ? "root",
+  gname ? "root",
+  # Layers of the image, the customisation layer included: 2 to 125.
+  maxLayers ? 100,
+  # Shell commands run in the customisation tree, as the build user.
+  extraCommands ? "",
+  # Shell commands run in the customisation tree under fakeroot.
+  fakeRootCommands ? "",
+  # false: no store layers, only the customisation layer.
+  includeStorePaths ? true,
+  # "auto" (nixpkgs' auto-layer), "popularity" (nixpkgs' popularity
+  # contest) or a list of lists of store paths, one list per layer.
+  layering ? "auto",
+  passthru ? { },
+  meta ? { },
+  # Not supported yet (base images).
+  fromImage ? null,
+}:
+let
+  checks = lib.checks;
+  imageName = checks.name fn name;
+  imageTag = checks.tag fn tag;
+  contentsList =
+    if copyToRoot != null && contents != [ ] then
+      throw "${fn}: give either contents or copyToRoot, not both; copyToRoot is the newer name"
+    else
+      let
+        c = if copyToRoot != null then copyToRoot else contents;
+      in
+      if builtins.isList c then c else [ c ];
+  baseName = builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] imageName;
+  customisation = lib.helperDerivation "${baseName}-customisation-layer" {
+    job = "root";
+    paths = map (p: "${p}") contentsList;
+    inherit extraCommands fakeRootCommands;
+    inherit (lib) shell scriptPath;
+    fakeroot = if lib.fakeroot == null then null else "${lib.fakeroot}";
+  } { };
+  # The config as a store file, so the paths it names join the closure.
+  configFile = lib.helperDerivation "${baseName}-config.json" {
+    job = "file";
+    text = builtins.toJSON config;
+  } { };
+  result = lib.helperDerivation drvName {
+    job = "image";
+    inherit output compress includeStorePaths;
+    graph = "closure";
+    customisation = "${customisation}";
+    exclude = [ "${configFile}" ];
+    layering = checks.layering fn layering // {
+      maxLayers = checks.maxLayers fn maxLayers;
+    };
+    image = {
+      name = imageName;
+      tag = imageTag;
+      created = checks.created fn "created" created;
+      mtime = if mtime == "" then null else checks.created fn "mtime" mtime;
+      inherit
+        uid
+        gid
+        uname
+        gname
+        architecture
+        config
+        ;
+    };
+  } { exportReferencesGraph.closure = contentsList ++ [ customisation configFile ]; };
+in
+if fromImage != null then
+  throw "${fn}: fromImage is not supported yet; build the base's contents into this image instead"
+else
+  result
+  // {
+    inherit meta;
+    imageName = imageName;
+    imageTag = if imageTag != null then imageTag else lib.outputHash result;
+  }
+  // passthru

@@ -1,0 +1,354 @@
+//! The helper as the builder of every derivation the Nix library makes.
+//! Nix writes the derivation's attributes to `.attrs.json` (structured
+//! attrs); its `stevedore` attribute names the job and carries the image
+//! description, and the graph named there is what `exportReferencesGraph`
+//! exported. Nothing reaches a shell command line: scripts are written to
+//! files and run by the shell the caller gave.
+//!
+//! Jobs:
+//! - `root`: the customisation tree, `contents` joined into one symlink
+//!   forest (as nixpkgs' `symlinkJoin`), then `extraCommands` and
+//!   `fakeRootCommands` run in it;
+//! - `file`: a file with the given text (the image config);
+//! - `image`: layers planned from the closure graph, then a launcher that
+//!   streams the image (`stream`) or a finished docker-archive.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::build::{self, Format};
+use crate::closure::Graph;
+use crate::compress::Compression;
+use crate::image::Image;
+use crate::layering::{self, Strategy};
+use crate::spec::{self, ConfigSpec, CustomisationSpec, LayerSpec, Spec};
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "job", rename_all = "kebab-case")]
+enum Job {
+    Root(RootJob),
+    Image(Box<ImageJob>),
+    File(FileJob),
+}
+
+/// A file holding `text`: the image config, so that the store paths it
+/// names are found by Nix's reference scan and join the closure.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileJob {
+    version: u64,
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RootJob {
+    version: u64,
+    /// Store paths whose contents are joined into the tree.
+    paths: Vec<String>,
+    #[serde(default)]
+    extra_commands: String,
+    #[serde(default)]
+    fake_root_commands: String,
+    /// The shell that runs the commands.
+    shell: String,
+    /// `PATH` for the commands.
+    #[serde(default)]
+    script_path: String,
+    /// The `fakeroot` program, needed for `fakeRootCommands`.
+    #[serde(default)]
+    fakeroot: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ImageJob {
+    version: u64,
+    output: Output,
+    #[serde(default = "default_compress")]
+    compress: Compression,
+    /// The `exportReferencesGraph` attribute holding the closure.
+    graph: String,
+    /// The customisation tree, left out of the store layers.
+    #[serde(default)]
+    customisation: Option<String>,
+    /// Other helper paths left out of the store layers (the config file).
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default = "yes")]
+    include_store_paths: bool,
+    layering: Layering,
+    image: ImageAttrs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum Output {
+    /// A launcher: `#!stevedore stream` and the spec.
+    Stream,
+    DockerArchive,
+    OciArchive,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct Layering {
+    /// `popularity`, `auto` or `explicit`.
+    strategy: String,
+    max_layers: usize,
+    /// The store layers for `explicit`.
+    #[serde(default)]
+    layers: Vec<Vec<String>>,
+}
+
+/// The image fields of the spec that the Nix side decides.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageAttrs {
+    name: String,
+    /// `null`: the hash part of the output path, as dockerTools does.
+    #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    mtime: Option<String>,
+    #[serde(default)]
+    uid: u64,
+    #[serde(default)]
+    gid: u64,
+    #[serde(default = "root_name")]
+    uname: String,
+    #[serde(default = "root_name")]
+    gname: String,
+    #[serde(default)]
+    architecture: Option<String>,
+    #[serde(default = "linux")]
+    os: String,
+    #[serde(default)]
+    variant: Option<String>,
+    #[serde(default)]
+    config: ConfigSpec,
+}
+
+fn default_compress() -> Compression {
+    Compression::Gzip
+}
+fn yes() -> bool {
+    true
+}
+fn root_name() -> String {
+    "root".into()
+}
+fn linux() -> String {
+    "linux".into()
+}
+
+/// Runs the job of the derivation being built.
+pub fn run() -> Result<()> {
+    let attrs_path = std::env::var_os("NIX_ATTRS_JSON_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".attrs.json"));
+    let text = fs::read(&attrs_path).with_context(|| {
+        format!(
+            "reading {}: `stevedore nix-builder` runs as the builder of a derivation with __structuredAttrs = true",
+            attrs_path.display()
+        )
+    })?;
+    let attrs: Value = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: invalid JSON", attrs_path.display()))?;
+    let out = attrs
+        .pointer("/outputs/out")
+        .and_then(Value::as_str)
+        .context("the derivation has no output `out`")?
+        .to_owned();
+    let job = attrs
+        .get("stevedore")
+        .context("the derivation has no `stevedore` attribute")?;
+    let job: Job = serde_path_to_error::deserialize(job)
+        .map_err(|e| anyhow::anyhow!("attribute stevedore.{}: {}", e.path(), e.inner()))?;
+    match job {
+        Job::Root(job) => root(&job, Path::new(&out)),
+        Job::Image(job) => image(&job, &attrs, &out),
+        Job::File(job) => {
+            check_version(job.version)?;
+            fs::write(&out, job.text).with_context(|| format!("writing {out}"))
+        }
+    }
+}
+
+fn check_version(version: u64) -> Result<()> {
+    if version != spec::VERSION {
+        bail!(
+            "attribute stevedore.version: {version} is not supported; this stevedore reads version {}",
+            spec::VERSION
+        );
+    }
+    Ok(())
+}
+
+fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
+    check_version(job.version)?;
+    let graph_json = attrs
+        .get(&job.graph)
+        .with_context(|| format!("the derivation has no exported graph `{}`", job.graph))?;
+    let graph = Graph::parse(&serde_json::to_vec(graph_json)?)
+        .with_context(|| format!("exported graph `{}`", job.graph))?;
+    let exclude: BTreeSet<String> = job
+        .customisation
+        .iter()
+        .chain(&job.exclude)
+        .cloned()
+        .collect();
+    let strategy = match job.layering.strategy.as_str() {
+        "explicit" => Strategy::Explicit(job.layering.layers.clone()),
+        name => name.parse()?,
+    };
+    let layers = if job.include_store_paths {
+        layering::plan(&graph, &strategy, job.layering.max_layers, &exclude)?
+    } else {
+        Vec::new()
+    };
+    let a = &job.image;
+    let spec = Spec {
+        version: spec::VERSION,
+        name: a.name.clone(),
+        tag: a.tag.clone().unwrap_or_else(|| output_hash(out)),
+        created: a.created.clone(),
+        mtime: a.mtime.clone(),
+        store_dir: PathBuf::from("/nix/store"),
+        uid: a.uid,
+        gid: a.gid,
+        uname: a.uname.clone(),
+        gname: a.gname.clone(),
+        architecture: a.architecture.clone(),
+        os: a.os.clone(),
+        variant: a.variant.clone(),
+        config: a.config.clone(),
+        layers: layers
+            .into_iter()
+            .map(|paths| LayerSpec {
+                paths: paths.into_iter().map(PathBuf::from).collect(),
+            })
+            .collect(),
+        customisation: job.customisation.as_ref().map(|tree| CustomisationSpec {
+            trees: vec![PathBuf::from(tree)],
+        }),
+    };
+    let spec_json = serde_json::to_vec_pretty(&spec)?;
+    let image = Image::from_spec(spec)?;
+    let out = Path::new(out);
+    let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match job.output {
+        Output::Stream => write_launcher(out, &spec_json),
+        Output::DockerArchive => {
+            build::build(&image, Format::DockerArchive, job.compress, out, jobs)
+        }
+        Output::OciArchive => build::build(&image, Format::OciArchive, job.compress, out, jobs),
+    }
+}
+
+/// The hash part of a store path, the default tag.
+fn output_hash(out: &str) -> String {
+    let name = out.rsplit('/').next().unwrap_or(out);
+    name.split('-').next().unwrap_or(name).to_owned()
+}
+
+/// An executable spec: `./result | podman load` runs `stevedore stream`.
+fn write_launcher(out: &Path, spec_json: &[u8]) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the stevedore binary")?;
+    let mut file = fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    writeln!(file, "#!{} stream", exe.display())?;
+    file.write_all(spec_json)?;
+    file.write_all(b"\n")?;
+    file.set_permissions(fs::Permissions::from_mode(0o555))?;
+    Ok(())
+}
+
+fn root(job: &RootJob, out: &Path) -> Result<()> {
+    check_version(job.version)?;
+    fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
+    for path in &job.paths {
+        let src = Path::new(path);
+        let md = fs::metadata(src).with_context(|| format!("contents path {path}"))?;
+        if !md.is_dir() {
+            bail!("contents path {path} is not a directory; only directories are joined into /");
+        }
+        join_tree(src, out)?;
+    }
+    if !job.extra_commands.is_empty() {
+        run_script(job, "extraCommands", &job.extra_commands, out, false)?;
+    }
+    if !job.fake_root_commands.is_empty() {
+        run_script(job, "fakeRootCommands", &job.fake_root_commands, out, true)?;
+    }
+    Ok(())
+}
+
+/// Adds `src`'s contents to `dest` as a symlink forest: directories are
+/// created, everything else becomes a symlink to the source. The first
+/// path to provide a name keeps it, as with `symlinkJoin`.
+fn join_tree(src: &Path, dest: &Path) -> Result<()> {
+    let mut names = fs::read_dir(src)
+        .with_context(|| format!("reading {}", src.display()))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .with_context(|| format!("reading {}", src.display()))?;
+    names.sort();
+    for name in names {
+        let from = src.join(&name);
+        let to = dest.join(&name);
+        let md =
+            fs::symlink_metadata(&from).with_context(|| format!("reading {}", from.display()))?;
+        let existing = fs::symlink_metadata(&to).ok();
+        if md.is_dir() {
+            match existing {
+                None => {
+                    fs::create_dir(&to).with_context(|| format!("creating {}", to.display()))?;
+                    join_tree(&from, &to)?;
+                }
+                Some(e) if e.is_dir() => join_tree(&from, &to)?,
+                Some(_) => {}
+            }
+        } else if existing.is_none() {
+            std::os::unix::fs::symlink(&from, &to)
+                .with_context(|| format!("creating {}", to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a script to a file in the build directory and runs it in `tree`.
+fn run_script(job: &RootJob, what: &str, text: &str, tree: &Path, fake_root: bool) -> Result<()> {
+    let script = std::env::current_dir()?.join(format!("{what}.sh"));
+    fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
+    let mut cmd = if fake_root {
+        let fakeroot = job.fakeroot.as_deref().with_context(|| {
+            format!("{what} needs fakeroot; pass `fakeroot` to the stevedore library")
+        })?;
+        let mut cmd = Command::new(fakeroot);
+        cmd.arg("--").arg(&job.shell);
+        cmd
+    } else {
+        Command::new(&job.shell)
+    };
+    cmd.arg(&script)
+        .current_dir(tree)
+        .env("PATH", &job.script_path)
+        .env("out", tree);
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {what} with {}", job.shell))?;
+    if !status.success() {
+        bail!("{what} failed ({status})");
+    }
+    Ok(())
+}
