@@ -75,7 +75,8 @@ in
   };
 
   # About 30 store paths in 4 layers: 3 store layers and the customisation
-  # layer, with nothing lost from the last store layer.
+  # layer, with nothing lost from the last store layer (nixpkgs issue
+  # 78744). Popularity fills the layer budget exactly.
   layered = stevedore.buildLayeredImage {
     name = "stevedore-example-layered";
     tag = "latest";
@@ -84,6 +85,7 @@ in
       app
     ];
     maxLayers = 4;
+    layering = "popularity";
     config.Cmd = [ "${app}/bin/app" ];
   };
 

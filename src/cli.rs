@@ -76,5 +76,10 @@ pub enum Command {
     /// Run as the builder of a derivation made by the Nix library (reads
     /// `.attrs.json`).
     #[command(hide = true)]
-    NixBuilder,
+    NixBuilder {
+        /// Record the modes and owners of TREE into OUT (run under
+        /// fakeroot by the builder itself).
+        #[arg(long, num_args = 2, value_names = ["TREE", "OUT"])]
+        record_metadata: Option<Vec<PathBuf>>,
+    },
 }

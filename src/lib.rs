@@ -64,6 +64,9 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(())
         }
-        Command::NixBuilder => nix_builder::run(),
+        Command::NixBuilder { record_metadata } => match record_metadata.as_deref() {
+            Some([tree, out]) => nix_builder::record_metadata(tree, out, true),
+            _ => nix_builder::run(),
+        },
     }
 }

@@ -13,10 +13,10 @@
 //! - `image`: layers planned from the closure graph, then a launcher that
 //!   streams the image (`stream`) or a finished docker-archive.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -29,7 +29,7 @@ use crate::closure::Graph;
 use crate::compress::Compression;
 use crate::image::Image;
 use crate::layering::{self, Strategy};
-use crate::spec::{self, ConfigSpec, CustomisationSpec, LayerSpec, Spec};
+use crate::spec::{self, ConfigSpec, CustomisationSpec, EntryMetadata, LayerSpec, Metadata, Spec};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "job", rename_all = "kebab-case")]
@@ -80,6 +80,9 @@ struct ImageJob {
     /// The customisation tree, left out of the store layers.
     #[serde(default)]
     customisation: Option<String>,
+    /// The `metadata` output of the customisation tree's derivation.
+    #[serde(default)]
+    customisation_metadata: Option<String>,
     /// Other helper paths left out of the store layers (the config file).
     #[serde(default)]
     exclude: Vec<String>,
@@ -176,7 +179,13 @@ pub fn run() -> Result<()> {
     let job: Job = serde_path_to_error::deserialize(job)
         .map_err(|e| anyhow::anyhow!("attribute stevedore.{}: {}", e.path(), e.inner()))?;
     match job {
-        Job::Root(job) => root(&job, Path::new(&out)),
+        Job::Root(job) => {
+            let metadata = attrs
+                .pointer("/outputs/metadata")
+                .and_then(Value::as_str)
+                .context("the customisation derivation has no output `metadata`")?;
+            root(&job, Path::new(&out), Path::new(metadata))
+        }
         Job::Image(job) => image(&job, &attrs, &out),
         Job::File(job) => {
             check_version(job.version)?;
@@ -241,6 +250,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
             .collect(),
         customisation: job.customisation.as_ref().map(|tree| CustomisationSpec {
             trees: vec![PathBuf::from(tree)],
+            metadata: job.customisation_metadata.as_ref().map(PathBuf::from),
         }),
     };
     let spec_json = serde_json::to_vec_pretty(&spec)?;
@@ -273,7 +283,7 @@ fn write_launcher(out: &Path, spec_json: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn root(job: &RootJob, out: &Path) -> Result<()> {
+fn root(job: &RootJob, out: &Path, metadata: &Path) -> Result<()> {
     check_version(job.version)?;
     fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
     for path in &job.paths {
@@ -285,12 +295,92 @@ fn root(job: &RootJob, out: &Path) -> Result<()> {
         join_tree(src, out)?;
     }
     if !job.extra_commands.is_empty() {
-        run_script(job, "extraCommands", &job.extra_commands, out, false)?;
+        run_script(job, "extraCommands", &job.extra_commands, out, None)?;
     }
-    if !job.fake_root_commands.is_empty() {
-        run_script(job, "fakeRootCommands", &job.fake_root_commands, out, true)?;
+    if job.fake_root_commands.is_empty() {
+        // Owned by root in the image, whoever built it; modes as left.
+        record_metadata(out, metadata, false)
+    } else {
+        let state = std::env::current_dir()?.join("fakeroot.state");
+        run_script(
+            job,
+            "fakeRootCommands",
+            &job.fake_root_commands,
+            out,
+            Some(&state),
+        )?;
+        // Read the tree back inside the same fakeroot session, so the
+        // owners its commands gave are what is recorded.
+        let fakeroot = job.fakeroot.as_deref().unwrap_or("fakeroot");
+        let exe = std::env::current_exe().context("finding the stevedore binary")?;
+        let status = Command::new(fakeroot)
+            .arg("-i")
+            .arg(&state)
+            .arg("--")
+            .arg(exe)
+            .arg("nix-builder")
+            .arg("--record-metadata")
+            .arg(out)
+            .arg(metadata)
+            .env("PATH", &job.script_path)
+            .status()
+            .with_context(|| format!("running {fakeroot}"))?;
+        if !status.success() {
+            bail!("recording the owners set by fakeRootCommands failed ({status})");
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Writes the mode and owner of every entry below `tree` to `out`, before
+/// the store normalises the tree (modes 0444/0555, owner root). With
+/// `owners` false every entry is recorded as root's.
+pub fn record_metadata(tree: &Path, out: &Path, owners: bool) -> Result<()> {
+    fn walk(
+        dir: &Path,
+        rel: &str,
+        owners: bool,
+        entries: &mut BTreeMap<String, EntryMetadata>,
+    ) -> Result<()> {
+        for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+            let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_str().with_context(|| {
+                format!(
+                    "{}: file names in the customisation layer must be UTF-8",
+                    entry.path().display()
+                )
+            })?;
+            let path = entry.path();
+            let md = fs::symlink_metadata(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let dest = if rel.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{rel}/{name}")
+            };
+            entries.insert(
+                dest.clone(),
+                EntryMetadata {
+                    mode: md.mode() & 0o7777,
+                    uid: if owners { u64::from(md.uid()) } else { 0 },
+                    gid: if owners { u64::from(md.gid()) } else { 0 },
+                },
+            );
+            if md.is_dir() {
+                walk(&path, &dest, owners, entries)?;
+            }
+        }
+        Ok(())
+    }
+    let mut entries = BTreeMap::new();
+    walk(tree, "", owners, &mut entries)?;
+    let metadata = Metadata {
+        version: spec::VERSION,
+        entries,
+    };
+    fs::write(out, serde_json::to_vec_pretty(&metadata)?)
+        .with_context(|| format!("writing {}", out.display()))
 }
 
 /// Adds `src`'s contents to `dest` as a symlink forest: directories are
@@ -327,15 +417,21 @@ fn join_tree(src: &Path, dest: &Path) -> Result<()> {
 }
 
 /// Writes a script to a file in the build directory and runs it in `tree`.
-fn run_script(job: &RootJob, what: &str, text: &str, tree: &Path, fake_root: bool) -> Result<()> {
+fn run_script(
+    job: &RootJob,
+    what: &str,
+    text: &str,
+    tree: &Path,
+    fakeroot_state: Option<&Path>,
+) -> Result<()> {
     let script = std::env::current_dir()?.join(format!("{what}.sh"));
     fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
-    let mut cmd = if fake_root {
+    let mut cmd = if let Some(state) = fakeroot_state {
         let fakeroot = job.fakeroot.as_deref().with_context(|| {
             format!("{what} needs fakeroot; pass `fakeroot` to the stevedore library")
         })?;
         let mut cmd = Command::new(fakeroot);
-        cmd.arg("--").arg(&job.shell);
+        cmd.arg("-s").arg(state).arg("--").arg(&job.shell);
         cmd
     } else {
         Command::new(&job.shell)

@@ -72,6 +72,45 @@ pub struct LayerSpec {
 pub struct CustomisationSpec {
     /// Directories whose contents are merged into `/`.
     pub trees: Vec<PathBuf>,
+    /// A metadata file (see [`Metadata`]) giving the mode and owner of
+    /// entries by destination path, over what the trees have on disk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<PathBuf>,
+}
+
+/// Modes and owners of customisation entries, keyed by destination path
+/// without leading `/`: what a tree looked like before the store
+/// normalised it, with the owners `fakeRootCommands` gave.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    pub version: u64,
+    pub entries: BTreeMap<String, EntryMetadata>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EntryMetadata {
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+impl Metadata {
+    pub fn load(path: &Path) -> Result<Metadata> {
+        let text = std::fs::read(path)
+            .with_context(|| format!("reading customisation metadata {}", path.display()))?;
+        let m: Metadata = serde_json::from_slice(&text)
+            .with_context(|| format!("customisation metadata {}", path.display()))?;
+        if m.version != VERSION {
+            bail!(
+                "customisation metadata {}: version {} is not supported",
+                path.display(),
+                m.version
+            );
+        }
+        Ok(m)
+    }
 }
 
 /// The runtime part of the image config, with the OCI field names.

@@ -71,7 +71,14 @@ let
     inherit extraCommands fakeRootCommands;
     inherit (lib) shell scriptPath;
     fakeroot = if lib.fakeroot == null then null else "${lib.fakeroot}";
-  } { };
+  } {
+    # The tree, and the modes and owners it had before the store
+    # normalised them.
+    outputs = [
+      "out"
+      "metadata"
+    ];
+  };
   # The config as a store file, so the paths it names join the closure.
   configFile = lib.helperDerivation "${baseName}-config.json" {
     job = "file";
@@ -82,6 +89,7 @@ let
     inherit output compress includeStorePaths;
     graph = "closure";
     customisation = "${customisation}";
+    customisationMetadata = "${customisation.metadata}";
     exclude = [ "${configFile}" ];
     layering = checks.layering fn layering // {
       maxLayers = checks.maxLayers fn maxLayers;

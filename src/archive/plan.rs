@@ -7,6 +7,7 @@
 //! so entries are sorted by path compared component by component, and every
 //! parent comes before its children.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 use std::fs::{self, Metadata};
@@ -19,12 +20,15 @@ use anyhow::{Context, Result, bail};
 
 use super::Owner;
 use super::header::{self, Header, Kind};
+use crate::spec::EntryMetadata;
 
-/// Whose ownership an entry carries: the spec's store owner, or root.
+/// Whose ownership an entry carries: the spec's store owner, root, or
+/// ids recorded for a customisation entry (by `fakeRootCommands`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
     Store,
     Root,
+    Ids { uid: u64, gid: u64 },
 }
 
 /// One entry of a layer, with everything its header needs.
@@ -51,6 +55,8 @@ pub struct LayerSource {
     /// Names of the store paths held by this or a lower layer; a tree entry
     /// under one of them is compared with the store rather than written.
     pub covered: BTreeSet<OsString>,
+    /// Modes and owners of tree entries by destination, over the trees'.
+    pub metadata: BTreeMap<String, EntryMetadata>,
 }
 
 /// Settings that shape every layer's bytes.
@@ -63,10 +69,18 @@ pub struct LayerSettings {
 }
 
 impl LayerSettings {
-    pub fn owner(&self, role: Role) -> Owner {
+    pub fn owner(&self, role: Role) -> Cow<'_, Owner> {
         match role {
-            Role::Store => self.store_owner.clone(),
-            Role::Root => Owner::root(),
+            Role::Store => Cow::Borrowed(&self.store_owner),
+            Role::Root => Cow::Owned(Owner::root()),
+            Role::Ids { uid: 0, gid: 0 } => Cow::Owned(Owner::root()),
+            // Numeric ids only: the image's /etc/passwd names them.
+            Role::Ids { uid, gid } => Cow::Owned(Owner {
+                uid,
+                gid,
+                uname: String::new(),
+                gname: String::new(),
+            }),
         }
     }
 
@@ -128,11 +142,9 @@ pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan
             .collect::<Result<Vec<_>>>()?;
         Merge { ctx, source }.merge(Vec::new(), &trees, &mut entries)?;
     }
-    let owners = [ctx.owner(Role::Store), ctx.owner(Role::Root)];
     let mut size = 2 * header::BLOCK;
     for e in &entries {
-        let owner = &owners[(e.role == Role::Root) as usize];
-        size += header::entry_len(&ctx.header(e, owner));
+        size += header::entry_len(&ctx.header(e, &ctx.owner(e.role)));
     }
     Ok(LayerPlan { entries, size })
 }
@@ -273,11 +285,11 @@ impl Merge<'_> {
             let covered = self.covered(&dest);
             if metas.iter().all(|m| m.is_dir()) {
                 match &covered {
-                    Covered::No => out.push(dir_entry(
+                    Covered::No => out.push(self.recorded(dir_entry(
                         dest.clone(),
                         metas[0].permissions().mode() & 0o7777,
                         Role::Root,
-                    )),
+                    ))),
                     Covered::StoreDir => {}
                     Covered::StorePath(store) => {
                         if !fs::symlink_metadata(store).is_ok_and(|m| m.is_dir()) {
@@ -303,7 +315,10 @@ impl Merge<'_> {
                 }
             }
             match covered {
-                Covered::No => out.push(entry_for(&sources[0], &metas[0], dest, Role::Root)?),
+                Covered::No => {
+                    let entry = entry_for(&sources[0], &metas[0], dest, Role::Root)?;
+                    out.push(self.recorded(entry));
+                }
                 Covered::StorePath(store) => {
                     if fs::symlink_metadata(&store).is_err() {
                         bail!(
@@ -328,6 +343,21 @@ impl Merge<'_> {
             }
         }
         Ok(())
+    }
+
+    /// The entry with the mode and owner the metadata records for it.
+    fn recorded(&self, mut entry: Entry) -> Entry {
+        let dest = String::from_utf8_lossy(&entry.name);
+        if let Some(m) = self.source.metadata.get(dest.trim_end_matches('/')) {
+            if entry.kind != Kind::Symlink {
+                entry.mode = m.mode & 0o7777;
+            }
+            entry.role = Role::Ids {
+                uid: m.uid,
+                gid: m.gid,
+            };
+        }
+        entry
     }
 
     fn covered(&self, dest: &[u8]) -> Covered {

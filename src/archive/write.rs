@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::Owner;
 use super::header::{self, BLOCK, Header, Kind};
-use super::plan::{LayerPlan, LayerSettings, Role};
+use super::plan::{LayerPlan, LayerSettings};
 
 const ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
 
@@ -35,14 +35,13 @@ enum Chunk {
 /// (system time) overlaps with hashing and compressing (user time) in the
 /// writer; the bytes are the same as a sequential copy.
 pub fn write_layer(ctx: &LayerSettings, plan: &LayerPlan, w: &mut impl Write) -> Result<()> {
-    let owners = [ctx.owner(Role::Store), ctx.owner(Role::Root)];
     std::thread::scope(|scope| {
         let (chunks, from_reader) = mpsc::sync_channel(READ_AHEAD);
         let (recycle, spare) = mpsc::channel();
         scope.spawn(move || read_files(plan, chunks, spare));
         for entry in &plan.entries {
-            let owner = &owners[(entry.role == Role::Root) as usize];
-            w.write_all(&header::encode(&ctx.header(entry, owner)))
+            let owner = ctx.owner(entry.role);
+            w.write_all(&header::encode(&ctx.header(entry, &owner)))
                 .context("writing layer")?;
             if entry.source.is_none() {
                 continue;

@@ -108,6 +108,7 @@ impl Image {
                 store_paths,
                 trees: Vec::new(),
                 covered: BTreeSet::new(),
+                metadata: Default::default(),
             };
             parent_id = layer_id(&parent_id, &source);
             layers.push(Layer {
@@ -131,10 +132,19 @@ impl Image {
                 trees.push(tree);
             }
             let comment = format!("customisation layer: {}", join_paths(&trees));
+            let metadata = match &custom.metadata {
+                Some(path) => {
+                    spec::Metadata::load(path)
+                        .context("field customisation.metadata")?
+                        .entries
+                }
+                None => Default::default(),
+            };
             let source = LayerSource {
                 store_paths: Vec::new(),
                 trees,
                 covered: covered.clone(),
+                metadata,
             };
             parent_id = layer_id(&parent_id, &source);
             layers.push(Layer {

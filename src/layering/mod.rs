@@ -4,11 +4,13 @@
 //!
 //! `max_layers` counts every layer of the image, as dockerTools' `maxLayers`
 //! does: the customisation layer that the caller puts on top takes one, so
-//! the strategies get `max_layers - 1` store layers (nixpkgs
-//! `pkgs/build-support/docker/auto-layer.nix` and the popularity pipeline of
-//! `default.nix` compute `availableLayers = maxLayers - usedLayers` with
-//! `usedLayers = 1`, plus the layers of a `fromImage`, which stevedore does
-//! not take).
+//! the strategies get `max_layers - 1` store layers. nixpkgs
+//! `pkgs/build-support/docker/auto-layer.nix` and
+//! `popularity-contest-layering-pipeline.nix` (like `streamLayeredImage` in
+//! `default.nix` before them) compute `availableLayers = maxLayers -
+//! usedLayers` with `usedLayers = 1` plus the layers of a `fromImage`, which
+//! stevedore does not take, and refuse to build unless `usedLayers <
+//! maxLayers`.
 
 pub mod auto;
 pub mod explicit;
@@ -207,8 +209,8 @@ pub(crate) mod test_graphs {
     }
 
     /// A random closure of `n` paths: few names (so popularity ties happen),
-    /// few narSizes (so size ties happen), references only from a path to
-    /// paths of lower rank (so no cycles), listed in path order as Nix does.
+    /// few narSizes (so size ties happen), references only to paths of a
+    /// later rank (so no cycles), listed in path order as Nix does.
     pub fn random_graph(seed: u64, n: usize) -> Graph {
         const NAMES: [&str; 6] = ["libc", "zlib", "lib-ssl", "python3", "data", "app"];
         const SIZES: [u64; 5] = [8, 120, 4096, 4096, 3_000_000_000];
