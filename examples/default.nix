@@ -7,32 +7,51 @@
 # The store paths here are plain derivations built by the host's /bin/sh,
 # so they need `sandbox = false` (Debian's Nix default).
 {
+  # The stevedore helper (a derivation or a path to the binary).
   helper,
+  # A static busybox binary: a path (copied into the store) or a string
+  # with store context, such as "${pkgs.pkgsStatic.busybox}/bin/busybox".
   busyboxBinary ? /bin/busybox,
+  # The shell and PATH that build the example store paths and run the
+  # images' extraCommands.
+  shell ? "/bin/sh",
+  scriptPath ? "/usr/bin:/bin",
   fakeroot ? "/usr/bin/fakeroot",
+  system ? builtins.currentSystem,
 }:
 let
-  stevedore = import ../nix { inherit helper fakeroot; };
-  system = builtins.currentSystem;
+  stevedore = import ../nix {
+    inherit
+      helper
+      shell
+      scriptPath
+      fakeroot
+      system
+      ;
+  };
   sh =
     name: script: extra:
     derivation (
       {
         inherit name system;
-        builder = "/bin/sh";
+        builder = shell;
         args = [
           "-c"
           script
         ];
-        PATH = "/usr/bin:/bin";
+        PATH = scriptPath;
       }
       // extra
     );
 
-  busyboxBin = builtins.path {
-    path = busyboxBinary;
-    name = "busybox-static-binary";
-  };
+  busyboxBin =
+    if builtins.isPath busyboxBinary then
+      builtins.path {
+        path = busyboxBinary;
+        name = "busybox-static-binary";
+      }
+    else
+      busyboxBinary;
   # busybox with the applets the examples use as symlinks in bin/.
   busybox = sh "busybox" ''
     set -e
