@@ -59,7 +59,8 @@ struct RootJob {
     #[serde(default)]
     fake_root_commands: String,
     /// The shell that runs the commands.
-    shell: String,
+    #[serde(default)]
+    shell: Option<String>,
     /// `PATH` for the commands.
     #[serde(default)]
     script_path: String,
@@ -424,6 +425,10 @@ fn run_script(
     tree: &Path,
     fakeroot_state: Option<&Path>,
 ) -> Result<()> {
+    let shell = job
+        .shell
+        .as_deref()
+        .with_context(|| format!("{what} needs a shell; pass `shell` to the stevedore library"))?;
     let script = std::env::current_dir()?.join(format!("{what}.sh"));
     fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
     let mut cmd = if let Some(state) = fakeroot_state {
@@ -431,10 +436,10 @@ fn run_script(
             format!("{what} needs fakeroot; pass `fakeroot` to the stevedore library")
         })?;
         let mut cmd = Command::new(fakeroot);
-        cmd.arg("-s").arg(state).arg("--").arg(&job.shell);
+        cmd.arg("-s").arg(state).arg("--").arg(shell);
         cmd
     } else {
-        Command::new(&job.shell)
+        Command::new(shell)
     };
     cmd.arg(&script)
         .current_dir(tree)
@@ -442,7 +447,7 @@ fn run_script(
         .env("out", tree);
     let status = cmd
         .status()
-        .with_context(|| format!("running {what} with {}", job.shell))?;
+        .with_context(|| format!("running {what} with {shell}"))?;
     if !status.success() {
         bail!("{what} failed ({status})");
     }

@@ -65,13 +65,26 @@ let
       in
       if builtins.isList c then c else [ c ];
   baseName = builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] imageName;
-  customisation = lib.helperDerivation "${baseName}-customisation-layer" {
-    job = "root";
-    paths = map (p: "${p}") contentsList;
-    inherit extraCommands fakeRootCommands;
-    inherit (lib) shell scriptPath;
-    fakeroot = if lib.fakeroot == null then null else "${lib.fakeroot}";
-  } {
+  # The shell, PATH and fakeroot only when there are commands, so an image
+  # without them has none of these in its build closure.
+  commandTools =
+    (if extraCommands != "" || fakeRootCommands != "" then { inherit (lib) shell scriptPath; } else { })
+    // (
+      if fakeRootCommands == "" then
+        { }
+      else if lib.fakeroot == null then
+        throw "${fn}: fakeRootCommands needs fakeroot; import the library with `fakeroot = \"/path/to/fakeroot\";` (the flake passes nixpkgs' fakeroot)"
+      else
+        { fakeroot = "${lib.fakeroot}"; }
+    );
+  customisation = lib.helperDerivation "${baseName}-customisation-layer" (
+    {
+      job = "root";
+      paths = map (p: "${p}") contentsList;
+      inherit extraCommands fakeRootCommands;
+    }
+    // commandTools
+  ) {
     # The tree, and the modes and owners it had before the store
     # normalised them.
     outputs = [
