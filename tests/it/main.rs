@@ -7,4 +7,5 @@ mod bad_input;
 mod common;
 mod consumers;
 mod layers;
+mod layers_cli;
 mod reproducible;
