@@ -8,4 +8,5 @@ mod common;
 mod consumers;
 mod layers;
 mod layers_cli;
+mod nix_examples;
 mod reproducible;

@@ -1,0 +1,648 @@
+//! The Nix library end to end: every image of `examples/default.nix` is
+//! built with `nix-build` (the helper under test as the builder), loaded
+//! into podman and checked the way its user would check it; the image
+//! derivations are rebuilt with `--check` to compare bytes; and bad
+//! arguments fail at evaluation with the library's message.
+//!
+//! Each example has its own image name and exactly one test here loads
+//! it. Images that share a layer are loaded and removed one at a time, so
+//! that removing one cannot race with loading another.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+use serde_json::{Value, json};
+
+use crate::common::{podman, run, run_fail, tempdir};
+
+/// The library's checkout.
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The helper under test, as a Nix path literal.
+const HELPER: &str = env!("CARGO_BIN_EXE_stevedore");
+
+fn examples() -> PathBuf {
+    Path::new(REPO).join("examples")
+}
+
+fn stdout_of(cmd: &mut Command) -> String {
+    String::from_utf8(run(cmd).stdout).unwrap()
+}
+
+/// `nix-build examples -A ATTR... --arg helper HELPER ARGS`.
+fn nix_build_cmd(attrs: &[&str]) -> Command {
+    let mut cmd = Command::new("nix-build");
+    cmd.arg(examples());
+    for attr in attrs {
+        cmd.args(["-A", attr]);
+    }
+    cmd.args(["--arg", "helper", HELPER]);
+    cmd
+}
+
+/// An example built with `nix-build -o DIR/result`; the out link (a GC
+/// root) goes with the directory.
+struct Built {
+    _dir: tempfile::TempDir,
+    /// The store path of the result.
+    path: PathBuf,
+}
+
+fn nix_build(attr: &str) -> Built {
+    let dir = tempdir();
+    let link = dir.path().join("result");
+    let out = stdout_of(nix_build_cmd(&[attr]).arg("-o").arg(&link));
+    let path = PathBuf::from(out.trim());
+    assert!(
+        path.starts_with("/nix/store"),
+        "nix-build -A {attr} printed {out:?}"
+    );
+    assert_eq!(fs::read_link(&link).unwrap(), path, "the out link");
+    Built { _dir: dir, path }
+}
+
+/// Store paths of examples that are no images (`busybox`, `app`).
+fn nix_build_paths(attrs: &[&str]) -> Vec<PathBuf> {
+    let out = stdout_of(nix_build_cmd(attrs).arg("--no-out-link"));
+    out.lines().map(PathBuf::from).collect()
+}
+
+// ---------------------------------------------------------------------------
+// podman
+
+/// Held while an image is loaded or removed.
+static PODMAN_STORE: Mutex<()> = Mutex::new(());
+
+fn podman_store_lock() -> std::sync::MutexGuard<'static, ()> {
+    PODMAN_STORE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A loaded podman image, removed when dropped (also when a test fails).
+struct PodmanImage(String);
+
+impl Drop for PodmanImage {
+    fn drop(&mut self) {
+        let _guard = podman_store_lock();
+        let _ = podman().args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Checks that podman load succeeded and reported `reference`.
+fn loaded(out: &Output, reference: &str) -> PodmanImage {
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "podman load failed:\n{said}");
+    assert!(
+        said.contains(&format!("Loaded image: {reference}\n"))
+            || said.contains(&format!("Loaded image(s): {reference}\n")),
+        "podman load did not report {reference}:\n{said}"
+    );
+    PodmanImage(reference.to_owned())
+}
+
+/// `podman load -i ARCHIVE`, which must name the image `reference`.
+fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
+    let _guard = podman_store_lock();
+    let out = podman()
+        .arg("load")
+        .arg("-i")
+        .arg(archive)
+        .output()
+        .unwrap();
+    loaded(&out, reference)
+}
+
+/// `LAUNCHER | podman load`, which must name the image `reference`.
+fn podman_load_stream(launcher: &Path, reference: &str) -> PodmanImage {
+    let _guard = podman_store_lock();
+    let mut producer = Command::new(launcher)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", launcher.display()));
+    let pipe = producer.stdout.take().unwrap();
+    let load = podman().arg("load").stdin(pipe).output().unwrap();
+    let produced = producer.wait_with_output().unwrap();
+    assert!(
+        produced.status.success(),
+        "{} failed ({}): {}",
+        launcher.display(),
+        produced.status,
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    loaded(&load, reference)
+}
+
+/// `podman run --rm --network none IMAGE ARGS...`, its standard output.
+fn podman_run(image: &PodmanImage, args: &[&str]) -> String {
+    stdout_of(
+        podman()
+            .args(["run", "--rm", "--network", "none", &image.0])
+            .args(args),
+    )
+}
+
+/// `podman image inspect`, the image's JSON object.
+fn podman_inspect(image: &PodmanImage) -> Value {
+    let out = stdout_of(podman().args(["image", "inspect", &image.0]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{out}");
+    v[0].clone()
+}
+
+fn layer_count(inspect: &Value) -> usize {
+    inspect["RootFS"]["Layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no RootFS.Layers:\n{inspect:#}"))
+        .len()
+}
+
+// ---------------------------------------------------------------------------
+// docker-archives
+
+/// A layer of a docker-archive: how it was compressed and its entry names
+/// (without a leading `./`).
+struct Layer {
+    compression: &'static str,
+    entries: Vec<String>,
+}
+
+/// The layers of a docker-archive, in `manifest.json` order.
+fn archive_layers(archive: &Path) -> Vec<Layer> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut outer = tar::Archive::new(fs::File::open(archive).unwrap());
+    for entry in outer.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        files.insert(name, bytes);
+    }
+    let manifest: Value = serde_json::from_slice(
+        files
+            .get("manifest.json")
+            .unwrap_or_else(|| panic!("{}: no manifest.json", archive.display())),
+    )
+    .unwrap();
+    let layers = manifest[0]["Layers"].as_array().unwrap();
+    layers
+        .iter()
+        .map(|name| {
+            let name = name.as_str().unwrap();
+            let blob = files
+                .get(name)
+                .unwrap_or_else(|| panic!("{}: no layer {name}", archive.display()));
+            let (compression, tar_bytes) = decompress(blob);
+            let mut entries = Vec::new();
+            for entry in tar::Archive::new(&tar_bytes[..]).entries().unwrap() {
+                let entry = entry.unwrap();
+                let path = entry.path().unwrap().to_string_lossy().into_owned();
+                entries.push(path.strip_prefix("./").unwrap_or(&path).to_owned());
+            }
+            Layer {
+                compression,
+                entries,
+            }
+        })
+        .collect()
+}
+
+/// A layer blob's compression, by its magic number, and its tar bytes.
+fn decompress(blob: &[u8]) -> (&'static str, Vec<u8>) {
+    let mut out = Vec::new();
+    if blob.starts_with(&[0x1f, 0x8b]) {
+        flate2::read::GzDecoder::new(blob)
+            .read_to_end(&mut out)
+            .unwrap();
+        ("gzip", out)
+    } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(blob)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        ("zstd", out)
+    } else {
+        ("none", blob.to_vec())
+    }
+}
+
+/// The store paths (`/nix/store/NAME`) a layer holds.
+fn store_paths_in(layer: &Layer) -> BTreeSet<String> {
+    layer
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let name = e.strip_prefix("nix/store/")?.split('/').next()?;
+            (!name.is_empty()).then(|| format!("/nix/store/{name}"))
+        })
+        .collect()
+}
+
+/// `nix-store -qR PATHS`.
+fn closure(paths: &[PathBuf]) -> BTreeSet<String> {
+    stdout_of(Command::new("nix-store").arg("-qR").args(paths))
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The examples
+
+#[test]
+fn hello_streams_into_podman_load_and_says_hello() {
+    let built = nix_build("hello");
+    let meta = fs::metadata(&built.path).unwrap();
+    assert!(
+        meta.is_file() && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0,
+        "{} is not an executable file",
+        built.path.display()
+    );
+    let image = podman_load_stream(&built.path, "localhost/stevedore-example-hello:latest");
+    assert_eq!(podman_run(&image, &[]), "hello from stevedore\n");
+}
+
+#[test]
+fn layered_has_four_layers_and_the_whole_closure() {
+    let built = nix_build("layered");
+    let deps = nix_build_paths(&["app", "busybox"]);
+    assert_eq!(deps.len(), 2, "{deps:?}");
+    let closure = closure(&deps);
+    // app, its 29 dependencies and busybox.
+    assert_eq!(closure.len(), 31, "{closure:#?}");
+
+    // In the archive: 3 store layers, then the customisation layer, and
+    // between the store layers every path of the closure exactly once,
+    // the last store layer included (nixpkgs issue 78744).
+    let layers = archive_layers(&built.path);
+    assert_eq!(layers.len(), 4, "layers in manifest.json");
+    let mut seen = BTreeSet::new();
+    for (i, layer) in layers[..3].iter().enumerate() {
+        let paths = store_paths_in(layer);
+        assert!(!paths.is_empty(), "store layer {i} holds no store path");
+        for p in &paths {
+            assert!(seen.insert(p.clone()), "{p} is in two layers");
+        }
+    }
+    let missing: Vec<_> = closure.difference(&seen).collect();
+    assert!(
+        missing.is_empty(),
+        "closure paths missing from the image: {missing:#?}"
+    );
+    let extra: Vec<_> = seen.difference(&closure).collect();
+    assert!(
+        extra.is_empty(),
+        "store paths in the image outside the closure: {extra:#?}"
+    );
+    assert_eq!(
+        store_paths_in(&layers[3]),
+        BTreeSet::new(),
+        "the customisation layer holds store paths"
+    );
+
+    let image = podman_load(&built.path, "localhost/stevedore-example-layered:latest");
+    assert_eq!(layer_count(&podman_inspect(&image)), 4);
+    assert_eq!(podman_run(&image, &[]).trim(), "31");
+    // What the container sees.
+    let listed: BTreeSet<String> = podman_run(&image, &["/bin/ls", "/nix/store"])
+        .lines()
+        .map(|name| format!("/nix/store/{name}"))
+        .collect();
+    assert_eq!(listed, closure, "ls /nix/store in the container");
+}
+
+#[test]
+fn two_layers_has_two_zstd_layers_and_runs() {
+    let built = nix_build("twoLayers");
+    let layers = archive_layers(&built.path);
+    assert_eq!(layers.len(), 2, "layers in manifest.json");
+    for (i, layer) in layers.iter().enumerate() {
+        assert_eq!(layer.compression, "zstd", "layer {i}");
+    }
+    let image = podman_load(&built.path, "localhost/stevedore-example-two-layers:latest");
+    assert_eq!(layer_count(&podman_inspect(&image)), 2);
+    assert_eq!(podman_run(&image, &[]).trim(), "31");
+}
+
+#[test]
+fn non_root_runs_as_1000_and_owns_the_store_files() {
+    let built = nix_build("nonRoot");
+    let image = podman_load(&built.path, "localhost/stevedore-example-non-root:latest");
+    // `id -u`, then the owner of busybox in the store.
+    assert_eq!(podman_run(&image, &[]), "1000\n1000\n");
+}
+
+#[test]
+fn fake_root_chown_reaches_the_layer() {
+    let built = nix_build("fakeRoot");
+    let image = podman_load(&built.path, "localhost/stevedore-example-fake-root:latest");
+    assert_eq!(podman_run(&image, &[]), "1000:1000\n");
+}
+
+#[test]
+fn config_only_has_no_nix_directory() {
+    let built = nix_build("configOnly");
+    let layers = archive_layers(&built.path);
+    for (i, layer) in layers.iter().enumerate() {
+        let nix: Vec<_> = layer
+            .entries
+            .iter()
+            .filter(|e| e.starts_with("nix"))
+            .collect();
+        assert!(nix.is_empty(), "layer {i} has {nix:?}");
+    }
+    let image = podman_load(
+        &built.path,
+        "localhost/stevedore-example-config-only:latest",
+    );
+    let inspect = podman_inspect(&image);
+    let config = &inspect["Config"];
+    assert_eq!(config["Env"], json!(["ONLY=config"]), "{inspect:#}");
+    assert_eq!(
+        config["Labels"],
+        json!({ "org.example.kind": "config-only" }),
+        "{inspect:#}"
+    );
+}
+
+#[test]
+fn config_reaches_podman_and_extra_commands_are_not_interpolated() {
+    let built = nix_build("config");
+    let image = podman_load(&built.path, "localhost/stevedore-example-config:latest");
+    let inspect = podman_inspect(&image);
+    let config = &inspect["Config"];
+    let expect = [
+        ("Env", json!(["GREETING=hello world", "PATH=/bin"])),
+        ("Entrypoint", json!(["/bin/sh", "-c"])),
+        ("Cmd", json!(["echo $GREETING; pwd; cat greeting"])),
+        ("WorkingDir", json!("/srv/app")),
+        ("ExposedPorts", json!({ "8080/tcp": {} })),
+        ("Volumes", json!({ "/data": {} })),
+        ("Labels", json!({ "org.example.name": "config" })),
+        ("StopSignal", json!("SIGINT")),
+    ];
+    for (field, value) in expect {
+        assert_eq!(config[field], value, "Config.{field}:\n{inspect:#}");
+    }
+    // `${not interpolated}` reaches the file as written (nixpkgs issue
+    // 34779).
+    assert_eq!(
+        podman_run(&image, &[]),
+        "hello world\n/srv/app\nfrom extraCommands: ${not interpolated}\n"
+    );
+}
+
+#[test]
+fn now_is_the_build_time() {
+    // A result built on an earlier day would be reused; remove it first.
+    let out_path = stdout_of(
+        Command::new("nix-instantiate")
+            .args(["--eval", "-A", "now.outPath", "--arg", "helper", HELPER])
+            .arg(examples()),
+    );
+    let out_path = out_path.trim().trim_matches('"');
+    let _ = Command::new("nix-store")
+        .args(["--delete", out_path])
+        .output();
+
+    let built = nix_build("now");
+    let image = podman_load(&built.path, "localhost/stevedore-example-now:latest");
+    let inspect = podman_inspect(&image);
+    let created_text = inspect["Created"].as_str().unwrap();
+    assert_ne!(created_text, "1970-01-01T00:00:01Z");
+    let created =
+        time::OffsetDateTime::parse(created_text, &time::format_description::well_known::Rfc3339)
+            .unwrap_or_else(|e| panic!("Created {created_text:?}: {e}"));
+    let age = time::OffsetDateTime::now_utc() - created;
+    assert!(
+        age >= time::Duration::minutes(-5) && age <= time::Duration::days(1),
+        "Created {created_text} is not within the last day"
+    );
+}
+
+#[test]
+fn untagged_is_tagged_with_the_output_hash() {
+    let built = nix_build("untagged");
+    let base = built.path.file_name().unwrap().to_str().unwrap();
+    let hash = &base[..32];
+    assert_eq!(&base[32..33], "-", "{base}");
+    // The library says the same in `imageTag`.
+    let image_tag = stdout_of(
+        Command::new("nix-instantiate")
+            .args([
+                "--eval",
+                "-A",
+                "untagged.imageTag",
+                "--arg",
+                "helper",
+                HELPER,
+            ])
+            .arg(examples()),
+    );
+    assert_eq!(image_tag.trim(), format!("\"{hash}\""));
+
+    let reference = format!("localhost/stevedore-example-untagged:{hash}");
+    let image = podman_load(&built.path, &reference);
+    assert_eq!(podman_inspect(&image)["RepoTags"], json!([reference]));
+    assert_eq!(podman_run(&image, &[]), "untagged\n");
+}
+
+#[test]
+fn image_derivations_rebuild_to_the_same_bytes() {
+    let attrs = ["hello", "layered", "config", "fakeRoot", "configOnly"];
+    let first = stdout_of(nix_build_cmd(&attrs).arg("--no-out-link"));
+    assert_eq!(first.lines().count(), attrs.len(), "{first}");
+    // Rebuilds each image and compares it with the first build.
+    let out = nix_build_cmd(&attrs)
+        .args(["--no-out-link", "--check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nix-build --check of {attrs:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), first);
+
+    // And the customisation trees and config files they are made of.
+    let mut inputs = Vec::new();
+    for attr in attrs {
+        let drv = stdout_of(
+            Command::new("nix-instantiate")
+                .args(["-A", attr, "--arg", "helper", HELPER])
+                .arg(examples()),
+        );
+        let refs = stdout_of(
+            Command::new("nix-store")
+                .args(["-q", "--references"])
+                .arg(drv.trim()),
+        );
+        inputs.extend(
+            refs.lines()
+                .filter(|r| {
+                    r.ends_with("-customisation-layer.drv") || r.ends_with("-config.json.drv")
+                })
+                .map(str::to_owned),
+        );
+    }
+    assert_eq!(inputs.len(), 2 * attrs.len(), "{inputs:#?}");
+    run(Command::new("nix-store").arg("--realise").args(&inputs));
+    let out = Command::new("nix-store")
+        .args(["--realise", "--check"])
+        .args(&inputs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nix-store --realise --check of {inputs:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Evaluation errors
+
+/// `nix-instantiate -E '(import REPO/nix { helper = HELPER; }).CALL'`,
+/// which must fail at evaluation with every one of `needles` in its
+/// message. Returns standard error.
+fn evaluation_fails(call: &str, needles: &[&str]) -> String {
+    let expr = format!("(import {REPO}/nix {{ helper = {HELPER}; }}).{call}");
+    let stderr = run_fail(Command::new("nix-instantiate").arg("-E").arg(&expr));
+    assert!(stderr.contains("error: "), "{expr}:\n{stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{expr}: expected {needle:?} in:\n{stderr}"
+        );
+    }
+    stderr
+}
+
+#[test]
+fn valid_arguments_instantiate() {
+    // The expressions below fail for their argument, not for their form.
+    let expr = format!(
+        "(import {REPO}/nix {{ helper = {HELPER}; }}).buildLayeredImage {{ name = \"myapp\"; tag = \"v1\"; maxLayers = 2; }}"
+    );
+    let drv = stdout_of(Command::new("nix-instantiate").arg("-E").arg(&expr));
+    assert!(drv.trim().ends_with("-myapp.tar.drv"), "{drv}");
+}
+
+#[test]
+fn uppercase_name_is_refused_with_the_lowercase_fix() {
+    evaluation_fails(
+        r#"buildLayeredImage { name = "MyApp"; }"#,
+        &[
+            r#"buildLayeredImage: name "MyApp" must be lowercase"#,
+            r#"use "myapp""#,
+        ],
+    );
+    evaluation_fails(
+        r#"streamLayeredImage { name = "localhost:5000/Team/App"; }"#,
+        &[
+            r#"streamLayeredImage: name "localhost:5000/Team/App" must be lowercase"#,
+            r#"use "localhost:5000/team/app""#,
+        ],
+    );
+}
+
+#[test]
+fn invalid_tag_is_refused() {
+    evaluation_fails(
+        r#"buildLayeredImage { name = "myapp"; tag = "-v1"; }"#,
+        &[
+            r#"buildLayeredImage: tag "-v1" is not a valid tag"#,
+            "not starting with . or -",
+        ],
+    );
+    evaluation_fails(
+        r#"buildLayeredImage { name = "myapp"; tag = "v 1"; }"#,
+        &[r#"buildLayeredImage: tag "v 1" is not a valid tag"#],
+    );
+}
+
+#[test]
+fn max_layers_out_of_range_is_refused() {
+    for n in ["1", "126"] {
+        evaluation_fails(
+            &format!(r#"buildLayeredImage {{ name = "myapp"; maxLayers = {n}; }}"#),
+            &[&format!(
+                "buildLayeredImage: maxLayers {n} must be an integer from 2 to 125"
+            )],
+        );
+    }
+}
+
+#[test]
+fn unknown_compressor_is_refused() {
+    evaluation_fails(
+        r#"buildLayeredImage { name = "myapp"; compressor = "xz"; }"#,
+        &[r#"buildLayeredImage: compressor "xz" is unknown; use "gz", "zstd" or "none""#],
+    );
+}
+
+#[test]
+fn contents_and_copy_to_root_together_are_refused() {
+    evaluation_fails(
+        r#"buildLayeredImage { name = "myapp"; contents = [ (builtins.toFile "a" "a") ]; copyToRoot = [ (builtins.toFile "b" "b") ]; }"#,
+        &["buildLayeredImage: give either contents or copyToRoot, not both"],
+    );
+}
+
+#[test]
+fn created_that_is_not_a_date_is_refused() {
+    evaluation_fails(
+        r#"buildLayeredImage { name = "myapp"; created = "yesterday"; }"#,
+        &[
+            r#"buildLayeredImage: created "yesterday" is not a date"#,
+            r#"use an RFC 3339 time such as "1970-01-01T00:00:01Z" or "now""#,
+        ],
+    );
+}
+
+#[test]
+fn unknown_layering_is_refused() {
+    evaluation_fails(
+        r#"buildLayeredImage { name = "myapp"; layering = "random"; }"#,
+        &[
+            r#"buildLayeredImage: layering "random" is unknown; use "auto", "popularity" or a list of lists of store paths"#,
+        ],
+    );
+}
+
+#[test]
+fn build_image_run_as_root_is_not_supported_yet() {
+    evaluation_fails(
+        r#"buildImage { name = "myapp"; runAsRoot = "chown 1000 /data"; }"#,
+        &["buildImage: runAsRoot is not supported yet; use fakeRootCommands"],
+    );
+}
+
+#[test]
+fn from_image_is_not_supported_yet() {
+    for f in ["buildLayeredImage", "buildImage", "streamLayeredImage"] {
+        evaluation_fails(
+            &format!(r#"{f} {{ name = "myapp"; fromImage = "/nix/store/base.tar"; }}"#),
+            &[&format!("{f}: fromImage is not supported yet")],
+        );
+    }
+}
+
+#[test]
+fn build_image_takes_no_layer_arguments() {
+    for arg in ["maxLayers = 3;", r#"layering = "auto";"#] {
+        evaluation_fails(
+            &format!(r#"buildImage {{ name = "myapp"; {arg} }}"#),
+            &[
+                "buildImage: maxLayers and layering are not arguments of buildImage; use buildLayeredImage",
+            ],
+        );
+    }
+}
