@@ -8,13 +8,19 @@ lib: args:
 let
   fn = "buildLayeredImage";
   rest = builtins.removeAttrs args [ "compressor" ];
+  stream = lib.layeredImage {
+    inherit fn;
+    output = "stream";
+    drvName = "stream-${lib.baseName args}";
+  } rest;
+  # Without a tag, the archive takes the stream's (its output hash), so
+  # both carry the same tag, as in dockerTools.
   image = lib.layeredImage {
     inherit fn;
     output = "docker-archive";
     compress = lib.checks.compressor fn (args.compressor or "gz");
     drvName = "${lib.baseName args}.tar";
-  } rest;
-  stream = lib.streamLayeredImage rest;
+  } (rest // { tag = stream.imageTag; });
 in
 image
 // {

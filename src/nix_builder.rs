@@ -177,8 +177,14 @@ pub fn run() -> Result<()> {
     let job = attrs
         .get("stevedore")
         .context("the derivation has no `stevedore` attribute")?;
-    let job: Job = serde_path_to_error::deserialize(job)
-        .map_err(|e| anyhow::anyhow!("attribute stevedore.{}: {}", e.path(), e.inner()))?;
+    let job: Job = serde_path_to_error::deserialize(job).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            anyhow::anyhow!("attribute stevedore: {}", e.inner())
+        } else {
+            anyhow::anyhow!("attribute stevedore.{path}: {}", e.inner())
+        }
+    })?;
     match job {
         Job::Root(job) => {
             let metadata = attrs
@@ -441,7 +447,9 @@ fn run_script(
     } else {
         Command::new(shell)
     };
-    cmd.arg(&script)
+    // `-e`: a failing command fails the build, as in a stdenv builder.
+    cmd.arg("-e")
+        .arg(&script)
         .current_dir(tree)
         .env("PATH", &job.script_path)
         .env("out", tree);

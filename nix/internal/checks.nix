@@ -69,11 +69,11 @@ in
     table.${c}
       or (throw "${fn}: compressor ${builtins.toJSON c} is unknown; use \"gz\", \"zstd\" or \"none\"");
 
-  # RFC 3339 times, or "now".
+  # RFC 3339 times, or "now" for `created`.
   created =
     fn: arg: t:
     if
-      t == "now"
+      (t == "now" && arg == "created")
       || (
         builtins.isString t
         && matches "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})" t
@@ -84,6 +84,30 @@ in
       throw "${fn}: ${arg} ${builtins.toJSON t} is not a date; use an RFC 3339 time such as \"1970-01-01T00:00:01Z\"${
         if arg == "created" then " or \"now\"" else ""
       }";
+
+  # The runtime config: only the keys the OCI config has.
+  config =
+    fn: config:
+    let
+      known = [
+        "Env"
+        "Cmd"
+        "Entrypoint"
+        "WorkingDir"
+        "User"
+        "ExposedPorts"
+        "Volumes"
+        "Labels"
+        "StopSignal"
+      ];
+      unknown = builtins.filter (k: !builtins.elem k known) (builtins.attrNames config);
+    in
+    if !builtins.isAttrs config then
+      throw "${fn}: config must be an attribute set such as { Cmd = [ \"/bin/hello\" ]; }"
+    else if unknown != [ ] then
+      throw "${fn}: config has unknown key ${builtins.toJSON (builtins.head unknown)}; use ${builtins.concatStringsSep ", " known}"
+    else
+      config;
 
   layering =
     fn: l:

@@ -41,9 +41,13 @@ let
   # The image name as it goes into derivation names.
   baseName =
     args:
-    builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] (
-      args.name or (throw "stevedore: the argument `name` is required, e.g. name = \"hello\"")
-    );
+    let
+      name = args.name or (throw "stevedore: the argument `name` is required, e.g. name = \"hello\"");
+    in
+    if builtins.isString name then
+      builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] name
+    else
+      throw "stevedore: name must be a string such as \"hello\"";
 
   # The hash part of a store path: dockerTools' tag when none is given.
   outputHash = drv: builtins.substring 0 32 (baseNameOf (builtins.unsafeDiscardStringContext drv.outPath));

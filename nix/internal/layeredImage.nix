@@ -57,7 +57,7 @@ let
   imageName = checks.name fn name;
   imageTag = checks.tag fn tag;
   contentsList =
-    if copyToRoot != null && contents != [ ] then
+    if copyToRoot != null && copyToRoot != [ ] && contents != [ ] then
       throw "${fn}: give either contents or copyToRoot, not both; copyToRoot is the newer name"
     else
       let
@@ -118,8 +118,8 @@ let
         uname
         gname
         architecture
-        config
         ;
+      config = checks.config fn config;
     };
   } { exportReferencesGraph.closure = contentsList ++ [ customisation configFile ]; };
 in

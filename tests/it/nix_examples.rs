@@ -430,7 +430,22 @@ fn now_is_the_build_time() {
 #[test]
 fn untagged_is_tagged_with_the_output_hash() {
     let built = nix_build("untagged");
-    let base = built.path.file_name().unwrap().to_str().unwrap();
+    // As in dockerTools, the archive and its `stream` share one tag: the
+    // hash of the stream's output path.
+    let stream_path = stdout_of(
+        Command::new("nix-instantiate")
+            .args([
+                "--eval",
+                "-A",
+                "untagged.stream.outPath",
+                "--arg",
+                "helper",
+                HELPER,
+            ])
+            .arg(examples()),
+    );
+    let stream_path = stream_path.trim().trim_matches('"');
+    let base = stream_path.rsplit('/').next().unwrap();
     let hash = &base[..32];
     assert_eq!(&base[32..33], "-", "{base}");
     // The library says the same in `imageTag`.
@@ -603,6 +618,26 @@ fn created_that_is_not_a_date_is_refused() {
         &[
             r#"buildLayeredImage: created "yesterday" is not a date"#,
             r#"use an RFC 3339 time such as "1970-01-01T00:00:01Z" or "now""#,
+        ],
+    );
+}
+
+#[test]
+fn mtime_now_is_refused() {
+    // Only `created` may be "now"; file times must be fixed.
+    evaluation_fails(
+        r#"buildLayeredImage { name = "myapp"; mtime = "now"; }"#,
+        &[r#"buildLayeredImage: mtime "now" is not a date"#],
+    );
+}
+
+#[test]
+fn unknown_config_keys_are_refused() {
+    evaluation_fails(
+        r#"streamLayeredImage { name = "myapp"; config.Cmdd = [ "/bin/sh" ]; }"#,
+        &[
+            r#"streamLayeredImage: config has unknown key "Cmdd""#,
+            "Entrypoint",
         ],
     );
 }
