@@ -77,9 +77,15 @@ let
     printf '#!${busybox}/bin/sh\necho app sees ${builtins.concatStringsSep " " chain} | ${busybox}/bin/wc -w\n' > $out/bin/app
     chmod 555 $out/bin/app
   '' { };
+  # A path that refers to a derivation file: its closure holds .drv files,
+  # whose outputs a Nix database records.
+  drvRef = sh "drv-ref" ''
+    mkdir -p $out/share
+    echo ${builtins.unsafeDiscardOutputDependency app.drvPath} > $out/share/app-drv
+  '' { };
 in
 {
-  inherit busybox app;
+  inherit busybox app drvRef;
 
   # A busybox image that says hello.
   hello = stevedore.streamLayeredImage {
@@ -210,5 +216,44 @@ in
       "-c"
       "echo untagged"
     ];
+  };
+
+  # A Nix database of the store paths and gcroots for the contents.
+  # `nixDb.stream` is the same image from streamLayeredImage.
+  nixDb = stevedore.buildLayeredImage {
+    name = "stevedore-example-nix-db";
+    tag = "latest";
+    contents = [
+      busybox
+      app
+    ];
+    maxLayers = 4;
+    includeNixDB = true;
+    config.Cmd = [ "${app}/bin/app" ];
+  };
+
+  # The dockerTools alias; derivation files in the closure.
+  nixDbDrv = stevedore.buildLayeredImageWithNixDb {
+    name = "stevedore-example-nix-db-drv";
+    tag = "latest";
+    contents = [
+      busybox
+      drvRef
+    ];
+  };
+
+  # One store layer; /nix/var/nix owned by 1000:1000 for a Nix that runs
+  # as that user. `app` is reached only through the config, so it is
+  # registered but has no gcroot.
+  nixDbNonRoot = stevedore.buildImageWithNixDb {
+    name = "stevedore-example-nix-db-non-root";
+    tag = "latest";
+    contents = [ busybox ];
+    nixUid = 1000;
+    nixGid = 1000;
+    config = {
+      User = "1000:1000";
+      Cmd = [ "${app}/bin/app" ];
+    };
   };
 }

@@ -1,11 +1,9 @@
 # buildImage: every store path in one layer, the customisation layer on
 # top, as a docker-archive in the store. Arguments as buildLayeredImage
 # without maxLayers and layering; runAsRoot and fromImage are not
-# supported yet. See docs/API.md.
-lib: args:
-let
-  fn = "buildImage";
-in
+# supported yet. See docs/API.md. `fn` is the name errors give:
+# buildImageWithNixDb calls this too.
+lib: fn: args:
 if args ? runAsRoot && args.runAsRoot != null then
   throw "${fn}: runAsRoot is not supported yet; use fakeRootCommands for chown and chmod"
 else if args ? maxLayers || args ? layering then

@@ -3,10 +3,10 @@
 #
 #   podman load -i result
 #
-# Other arguments as streamLayeredImage; see docs/API.md.
-lib: args:
+# Other arguments as streamLayeredImage; see docs/API.md. `fn` is the name
+# errors give: buildLayeredImageWithNixDb calls this too.
+lib: fn: args:
 let
-  fn = "buildLayeredImage";
   rest = builtins.removeAttrs args [ "compressor" ];
   stream = lib.layeredImage {
     inherit fn;

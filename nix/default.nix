@@ -33,11 +33,22 @@ let
   lib = internal // {
     inherit streamLayeredImage;
     layeredImage = import ./internal/layeredImage.nix lib;
+    # The two builders under the name their errors give.
+    buildLayeredImageAs = import ./buildLayeredImage.nix lib;
+    buildImageAs = import ./buildImage.nix lib;
   };
   streamLayeredImage = import ./streamLayeredImage.nix lib;
-  buildLayeredImage = import ./buildLayeredImage.nix lib;
-  buildImage = import ./buildImage.nix lib;
+  buildLayeredImage = lib.buildLayeredImageAs "buildLayeredImage";
+  buildImage = lib.buildImageAs "buildImage";
+  buildLayeredImageWithNixDb = import ./buildLayeredImageWithNixDb.nix lib;
+  buildImageWithNixDb = import ./buildImageWithNixDb.nix lib;
 in
 {
-  inherit streamLayeredImage buildLayeredImage buildImage;
+  inherit
+    streamLayeredImage
+    buildLayeredImage
+    buildImage
+    buildLayeredImageWithNixDb
+    buildImageWithNixDb
+    ;
 }

@@ -73,6 +73,36 @@ pub enum Command {
         #[arg(long)]
         exclude: Option<PathBuf>,
     },
+    /// Write the Nix database and gcroots of a closure graph into a root
+    /// directory, as an image with `includeNixDB` has them.
+    #[command(after_help = "Example:\n  \
+        stevedore nix-db graph.json --root rootfs\n  \
+        nix-store --store \"local?root=$PWD/rootfs\" --verify --check-contents\n\n\
+        GRAPH is the JSON list that exportReferencesGraph writes with structured\n\
+        attrs (or `nix path-info --json --recursive`): objects with path,\n\
+        narHash, narSize and references, optionally deriver and ca. ROOT plays\n\
+        `/`: the database goes to ROOT/nix/var/nix/db/db.sqlite (which must not\n\
+        exist yet), with the schema file beside it, and each gcroot to\n\
+        ROOT/nix/var/nix/gcroots/docker/<name>. Nothing is written when the\n\
+        graph is refused.")]
+    NixDb {
+        /// The closure graph.
+        graph: PathBuf,
+        /// The directory that plays `/` for the database and the gcroots.
+        #[arg(long)]
+        root: PathBuf,
+        /// A store path to keep alive with a gcroot; repeat for more
+        /// [default: the graph's roots, the paths nothing refers to].
+        #[arg(long = "gc-root", value_name = "STORE_PATH")]
+        gc_roots: Vec<String>,
+        /// The registrationTime of every path, RFC 3339.
+        #[arg(long, default_value = crate::spec::DEFAULT_TIME)]
+        registration_time: String,
+        /// A file listing store paths (one per line) to leave out; no
+        /// registered path may refer to them.
+        #[arg(long)]
+        exclude: Option<PathBuf>,
+    },
     /// Run as the builder of a derivation made by the Nix library (reads
     /// `.attrs.json`).
     #[command(hide = true)]

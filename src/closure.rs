@@ -29,6 +29,24 @@ pub struct GraphEntry {
     /// Optional here only to name the path when it is missing.
     #[serde(default)]
     pub references: Option<Vec<String>>,
+    /// The derivation that built the path: `nix path-info --json` gives it,
+    /// `exportReferencesGraph` does not.
+    #[serde(default)]
+    pub deriver: Option<String>,
+    /// The content address (`fixed:r:sha256:...`, `text:sha256:...`) of a
+    /// content-addressed path. Only the string form is kept; other forms
+    /// (newer Nix may write an object) are ignored.
+    #[serde(default, deserialize_with = "string_or_ignore")]
+    pub ca: Option<String>,
+}
+
+/// A string, or `None` for any other JSON value.
+fn string_or_ignore<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(match value {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    })
 }
 
 /// What the graph knows of one store path.
@@ -39,6 +57,10 @@ pub struct PathInfo {
     pub closure_size: Option<u64>,
     /// Paths this one refers to, never itself.
     pub references: BTreeSet<String>,
+    /// Whether the path refers to itself (Nix records that reference too).
+    pub refers_to_itself: bool,
+    pub deriver: Option<String>,
+    pub ca: Option<String>,
     /// Where the path stood in the input list. Nix writes the list sorted by
     /// path, so this is the path order for real graphs; `auto` breaks narSize
     /// ties by it, as nixpkgs' auto-layer.py does with its stable sort.
@@ -93,6 +115,7 @@ impl Graph {
             let Some(references) = entry.references else {
                 bail!("store path {} has no references list", entry.path);
             };
+            let refers_to_itself = references.contains(&entry.path);
             let references: BTreeSet<String> = references
                 .into_iter()
                 .filter(|r| *r != entry.path)
@@ -102,6 +125,9 @@ impl Graph {
                 nar_size: entry.nar_size,
                 closure_size: entry.closure_size,
                 references,
+                refers_to_itself,
+                deriver: entry.deriver,
+                ca: entry.ca,
                 listed_at,
             };
             if paths.insert(entry.path.clone(), info).is_some() {
@@ -302,6 +328,22 @@ mod tests {
         );
         assert!(g.get("/nix/store/ccc-libc").unwrap().references.is_empty());
         assert_eq!(g.get("/nix/store/ddd-tool").unwrap().listed_at(), 3);
+    }
+
+    #[test]
+    fn keeps_self_references_derivers_and_content_addresses() {
+        let g = Graph::parse(
+            br#"[{"path": "/nix/store/a-x", "references": ["/nix/store/a-x"],
+                  "deriver": "/nix/store/d-x.drv", "ca": "text:sha256:0000"},
+                 {"path": "/nix/store/b-y", "references": [], "ca": {"method": "text"}}]"#,
+        )
+        .unwrap();
+        let a = g.get("/nix/store/a-x").unwrap();
+        assert!(a.refers_to_itself && a.references.is_empty());
+        assert_eq!(a.deriver.as_deref(), Some("/nix/store/d-x.drv"));
+        assert_eq!(a.ca.as_deref(), Some("text:sha256:0000"));
+        let b = g.get("/nix/store/b-y").unwrap();
+        assert!(!b.refers_to_itself && b.ca.is_none() && b.deriver.is_none());
     }
 
     #[test]

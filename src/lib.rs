@@ -16,6 +16,7 @@ pub mod digest;
 pub mod image;
 pub mod layering;
 pub mod nix_builder;
+pub mod nixdb;
 pub mod output;
 pub mod reference;
 pub mod spec;
@@ -50,23 +51,49 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             exclude,
         } => {
             let graph = closure::Graph::load(&graph)?;
-            let exclude = match exclude {
-                Some(file) => std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading --exclude {}", file.display()))?
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-                None => Default::default(),
-            };
+            let exclude = read_exclude(exclude.as_deref())?;
             let plan = layering::plan(&graph, &strategy.parse()?, max_layers, &exclude)?;
             println!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(())
+        }
+        Command::NixDb {
+            graph,
+            root,
+            gc_roots,
+            registration_time,
+            exclude,
+        } => {
+            let time = image::parse_time("--registration-time", &registration_time)?;
+            let time = u64::try_from(time.unix_timestamp()).map_err(|_| {
+                anyhow::anyhow!("--registration-time {registration_time} is before 1970")
+            })?;
+            let graph = closure::Graph::load(&graph)?;
+            let exclude = read_exclude(exclude.as_deref())?;
+            let gc_roots = if gc_roots.is_empty() {
+                graph.without(&exclude).roots()
+            } else {
+                gc_roots
+            };
+            nixdb::Registration::from_graph(&graph, &exclude, &gc_roots)?
+                .write_into_root(&root, time)
         }
         Command::NixBuilder { record_metadata } => match record_metadata.as_deref() {
             Some([tree, out]) => nix_builder::record_metadata(tree, out, true),
             _ => nix_builder::run(),
         },
     }
+}
+
+/// The store paths listed in an `--exclude` file, one per line.
+fn read_exclude(file: Option<&std::path::Path>) -> Result<std::collections::BTreeSet<String>> {
+    let Some(file) = file else {
+        return Ok(Default::default());
+    };
+    Ok(std::fs::read_to_string(file)
+        .with_context(|| format!("reading --exclude {}", file.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
 }

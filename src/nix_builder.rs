@@ -10,6 +10,9 @@
 //!   forest (as nixpkgs' `symlinkJoin`), then `extraCommands` and
 //!   `fakeRootCommands` run in it;
 //! - `file`: a file with the given text (the image config);
+//! - `nix-db`: the Nix database and gcroots of an image
+//!   ([`crate::nixdb`]) as a tree for the customisation layer, with their
+//!   owners in a `metadata` output;
 //! - `image`: layers planned from the closure graph, then a launcher that
 //!   streams the image (`stream`) or a finished docker-archive.
 
@@ -29,7 +32,9 @@ use crate::closure::Graph;
 use crate::compress::Compression;
 use crate::image::Image;
 use crate::layering::{self, Strategy};
-use crate::spec::{self, ConfigSpec, CustomisationSpec, EntryMetadata, LayerSpec, Metadata, Spec};
+use crate::spec::{
+    self, ConfigSpec, CustomisationSpec, EntryMetadata, LayerSpec, Metadata, MetadataFiles, Spec,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "job", rename_all = "kebab-case")]
@@ -37,6 +42,36 @@ enum Job {
     Root(RootJob),
     Image(Box<ImageJob>),
     File(FileJob),
+    NixDb(NixDbJob),
+}
+
+/// The Nix database of an image. A derivation of its own rather than part
+/// of the image job, so that the launcher of `streamLayeredImage`, which
+/// reads its layers from the store when it runs, finds the tree there.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct NixDbJob {
+    version: u64,
+    /// The `exportReferencesGraph` attribute: the image's closure.
+    graph: String,
+    /// Paths of the graph that are not in the image's store (the
+    /// customisation tree, the config file).
+    #[serde(default)]
+    exclude: Vec<String>,
+    /// The `contents`, each kept alive by a gcroot.
+    #[serde(default)]
+    gc_roots: Vec<String>,
+    /// The image's `created` and `mtime`: the registration time is the
+    /// image's file time.
+    #[serde(default)]
+    created: Option<String>,
+    #[serde(default)]
+    mtime: Option<String>,
+    /// Owner of `/nix/var/nix` and everything below it.
+    #[serde(default)]
+    uid: u64,
+    #[serde(default)]
+    gid: u64,
 }
 
 /// A file holding `text`: the image config, so that the store paths it
@@ -87,6 +122,12 @@ struct ImageJob {
     /// Other helper paths left out of the store layers (the config file).
     #[serde(default)]
     exclude: Vec<String>,
+    /// The tree of a `nix-db` derivation, a second customisation tree.
+    #[serde(default)]
+    nix_db: Option<String>,
+    /// Its `metadata` output.
+    #[serde(default)]
+    nix_db_metadata: Option<String>,
     #[serde(default = "yes")]
     include_store_paths: bool,
     layering: Layering,
@@ -194,6 +235,13 @@ pub fn run() -> Result<()> {
             root(&job, Path::new(&out), Path::new(metadata))
         }
         Job::Image(job) => image(&job, &attrs, &out),
+        Job::NixDb(job) => {
+            let metadata = attrs
+                .pointer("/outputs/metadata")
+                .and_then(Value::as_str)
+                .context("the nix-db derivation has no output `metadata`")?;
+            nix_db(&job, &attrs, Path::new(&out), Path::new(metadata))
+        }
         Job::File(job) => {
             check_version(job.version)?;
             fs::write(&out, job.text).with_context(|| format!("writing {out}"))
@@ -211,13 +259,30 @@ fn check_version(version: u64) -> Result<()> {
     Ok(())
 }
 
+/// The graph exported under the attribute `name`.
+fn exported_graph(attrs: &Value, name: &str) -> Result<Graph> {
+    let graph_json = attrs
+        .get(name)
+        .with_context(|| format!("the derivation has no exported graph `{name}`"))?;
+    Graph::parse(&serde_json::to_vec(graph_json)?)
+        .with_context(|| format!("exported graph `{name}`"))
+}
+
+fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<()> {
+    check_version(job.version)?;
+    let graph = exported_graph(attrs, &job.graph)?;
+    let exclude: BTreeSet<String> = job.exclude.iter().cloned().collect();
+    let registration = crate::nixdb::Registration::from_graph(&graph, &exclude, &job.gc_roots)?;
+    let time = crate::image::file_mtime(job.created.as_deref(), job.mtime.as_deref())?;
+    fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
+    registration.write_tree(out, time)?;
+    let metadata_json = serde_json::to_vec_pretty(&registration.tree_metadata(job.uid, job.gid))?;
+    fs::write(metadata, metadata_json).with_context(|| format!("writing {}", metadata.display()))
+}
+
 fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
     check_version(job.version)?;
-    let graph_json = attrs
-        .get(&job.graph)
-        .with_context(|| format!("the derivation has no exported graph `{}`", job.graph))?;
-    let graph = Graph::parse(&serde_json::to_vec(graph_json)?)
-        .with_context(|| format!("exported graph `{}`", job.graph))?;
+    let graph = exported_graph(attrs, &job.graph)?;
     let exclude: BTreeSet<String> = job
         .customisation
         .iter()
@@ -255,10 +320,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
                 paths: paths.into_iter().map(PathBuf::from).collect(),
             })
             .collect(),
-        customisation: job.customisation.as_ref().map(|tree| CustomisationSpec {
-            trees: vec![PathBuf::from(tree)],
-            metadata: job.customisation_metadata.as_ref().map(PathBuf::from),
-        }),
+        customisation: customisation_spec(job),
     };
     let spec_json = serde_json::to_vec_pretty(&spec)?;
     let image = Image::from_spec(spec)?;
@@ -271,6 +333,26 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         }
         Output::OciArchive => build::build(&image, Format::OciArchive, job.compress, out, jobs),
     }
+}
+
+/// The customisation tree, then the Nix database's, with their metadata.
+fn customisation_spec(job: &ImageJob) -> Option<CustomisationSpec> {
+    let trees: Vec<PathBuf> = job
+        .customisation
+        .iter()
+        .chain(&job.nix_db)
+        .map(PathBuf::from)
+        .collect();
+    let metadata: Vec<PathBuf> = job
+        .customisation_metadata
+        .iter()
+        .chain(&job.nix_db_metadata)
+        .map(PathBuf::from)
+        .collect();
+    (!trees.is_empty()).then(|| CustomisationSpec {
+        trees,
+        metadata: (!metadata.is_empty()).then(|| MetadataFiles::new(metadata)),
+    })
 }
 
 /// The hash part of a store path, the default tag.

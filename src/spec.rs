@@ -72,10 +72,58 @@ pub struct LayerSpec {
 pub struct CustomisationSpec {
     /// Directories whose contents are merged into `/`.
     pub trees: Vec<PathBuf>,
-    /// A metadata file (see [`Metadata`]) giving the mode and owner of
+    /// Metadata files (see [`Metadata`]) giving the mode and owner of
     /// entries by destination path, over what the trees have on disk.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<PathBuf>,
+    pub metadata: Option<MetadataFiles>,
+}
+
+/// `metadata`: one file, or a list whose entries are merged (a destination
+/// given by two files must be given alike).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum MetadataFiles {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
+impl MetadataFiles {
+    /// One file as a string, more as a list.
+    pub fn new(mut files: Vec<PathBuf>) -> MetadataFiles {
+        if files.len() == 1 {
+            MetadataFiles::One(files.remove(0))
+        } else {
+            MetadataFiles::Many(files)
+        }
+    }
+
+    pub fn files(&self) -> &[PathBuf] {
+        match self {
+            MetadataFiles::One(file) => std::slice::from_ref(file),
+            MetadataFiles::Many(files) => files,
+        }
+    }
+
+    /// The merged entries of every file.
+    pub fn load(&self) -> Result<BTreeMap<String, EntryMetadata>> {
+        let mut merged: BTreeMap<String, (EntryMetadata, &Path)> = BTreeMap::new();
+        for file in self.files() {
+            for (dest, entry) in Metadata::load(file)?.entries {
+                match merged.get(&dest) {
+                    Some((seen, from)) if *seen != entry => bail!(
+                        "customisation metadata: /{dest} is given as {seen:?} by {} and as {entry:?} by {}",
+                        from.display(),
+                        file.display()
+                    ),
+                    Some(_) => {}
+                    None => {
+                        merged.insert(dest, (entry, file));
+                    }
+                }
+            }
+        }
+        Ok(merged.into_iter().map(|(k, (e, _))| (k, e)).collect())
+    }
 }
 
 /// Modes and owners of customisation entries, keyed by destination path
@@ -242,6 +290,57 @@ mod tests {
     fn env_needs_an_equals_sign() {
         let e = err(r#"{"version":1,"name":"x","layers":[],"config":{"Env":["A=1","B"]}}"#);
         assert!(e.contains("config.Env[1]"), "{e}");
+    }
+
+    #[test]
+    fn metadata_is_one_file_or_a_list() {
+        let s = Spec::parse(
+            br#"{"version":1,"name":"x","layers":[],"customisation":{"trees":[],"metadata":"/m"}}"#,
+        )
+        .unwrap();
+        let files = s.customisation.unwrap().metadata.unwrap();
+        assert_eq!(files.files(), [PathBuf::from("/m")]);
+        let s = Spec::parse(
+            br#"{"version":1,"name":"x","layers":[],"customisation":{"trees":[],"metadata":["/m","/n"]}}"#,
+        )
+        .unwrap();
+        let files = s.customisation.unwrap().metadata.unwrap();
+        assert_eq!(files.files(), [PathBuf::from("/m"), PathBuf::from("/n")]);
+        assert_eq!(
+            serde_json::to_string(&MetadataFiles::new(vec!["/m".into()])).unwrap(),
+            r#""/m""#
+        );
+    }
+
+    #[test]
+    fn metadata_files_merge_and_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let a = write(
+            "a",
+            r#"{"version":1,"entries":{"x":{"mode":493,"uid":0,"gid":0}}}"#,
+        );
+        let b = write(
+            "b",
+            r#"{"version":1,"entries":{"x":{"mode":493,"uid":0,"gid":0},"y":{"mode":420,"uid":5,"gid":5}}}"#,
+        );
+        let c = write(
+            "c",
+            r#"{"version":1,"entries":{"y":{"mode":420,"uid":6,"gid":6}}}"#,
+        );
+        let merged = MetadataFiles::new(vec![a.clone(), b.clone()])
+            .load()
+            .unwrap();
+        assert_eq!(merged.keys().collect::<Vec<_>>(), ["x", "y"]);
+        let e = format!("{:#}", MetadataFiles::new(vec![b, c]).load().unwrap_err());
+        assert!(
+            e.contains("/y") && e.contains("/b") && e.contains("/c"),
+            "{e}"
+        );
     }
 
     #[test]

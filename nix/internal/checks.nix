@@ -57,6 +57,14 @@ in
     else
       throw "${fn}: maxLayers ${builtins.toJSON n} must be an integer from 2 to 125 (one layer is the customisation layer; registries and overlayfs limit the rest)";
 
+  # A numeric user or group id.
+  id =
+    fn: arg: n:
+    if builtins.isInt n && n >= 0 then
+      n
+    else
+      throw "${fn}: ${arg} ${builtins.toJSON n} must be a non-negative integer (a numeric id)";
+
   compressor =
     fn: c:
     let

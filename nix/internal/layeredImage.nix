@@ -44,6 +44,12 @@ lib:
   fakeRootCommands ? "",
   # false: no store layers, only the customisation layer.
   includeStorePaths ? true,
+  # true: a Nix database registering the image's store paths, and gcroots
+  # for `contents`, in /nix/var/nix of the customisation layer.
+  includeNixDB ? false,
+  # Owner of /nix/var/nix and the database, for a non-root Nix user.
+  nixUid ? 0,
+  nixGid ? 0,
   # "auto" (nixpkgs' auto-layer), "popularity" (nixpkgs' popularity
   # contest) or a list of lists of store paths, one list per layer.
   layering ? "auto",
@@ -97,7 +103,47 @@ let
     job = "file";
     text = builtins.toJSON config;
   } { };
-  result = lib.helperDerivation drvName {
+  createdChecked = checks.created fn "created" created;
+  mtimeChecked = if mtime == "" then null else checks.created fn "mtime" mtime;
+  # The image's closure: the contents, and what the config and the
+  # customisation tree refer to.
+  closureRoots = contentsList ++ [
+    customisation
+    configFile
+  ];
+  # The Nix database and gcroots, a second customisation tree.
+  nixDb = lib.helperDerivation "${baseName}-nix-db" {
+    job = "nix-db";
+    graph = "closure";
+    exclude = [
+      "${customisation}"
+      "${configFile}"
+    ];
+    gcRoots = map (p: "${p}") contentsList;
+    created = createdChecked;
+    mtime = mtimeChecked;
+    uid = checks.id fn "nixUid" nixUid;
+    gid = checks.id fn "nixGid" nixGid;
+  } {
+    outputs = [
+      "out"
+      "metadata"
+    ];
+    exportReferencesGraph.closure = closureRoots;
+  };
+  withNixDb =
+    if !builtins.isBool includeNixDB then
+      throw "${fn}: includeNixDB must be true or false"
+    else if !includeNixDB then
+      { }
+    else if !includeStorePaths then
+      throw "${fn}: includeNixDB needs includeStorePaths = true; an image without store paths has nothing to register"
+    else
+      {
+        nixDb = "${nixDb}";
+        nixDbMetadata = "${nixDb.metadata}";
+      };
+  result = lib.helperDerivation drvName ({
     job = "image";
     inherit output compress includeStorePaths;
     graph = "closure";
@@ -110,8 +156,8 @@ let
     image = {
       name = imageName;
       tag = imageTag;
-      created = checks.created fn "created" created;
-      mtime = if mtime == "" then null else checks.created fn "mtime" mtime;
+      created = createdChecked;
+      mtime = mtimeChecked;
       inherit
         uid
         gid
@@ -121,7 +167,7 @@ let
         ;
       config = checks.config fn config;
     };
-  } { exportReferencesGraph.closure = contentsList ++ [ customisation configFile ]; };
+  } // withNixDb) { exportReferencesGraph.closure = closureRoots; };
 in
 if fromImage != null then
   throw "${fn}: fromImage is not supported yet; build the base's contents into this image instead"

@@ -57,13 +57,7 @@ impl Image {
             Some(t) => parse_time("created", t)?,
             None => parse_time("created", spec::DEFAULT_TIME)?,
         };
-        let mtime = match (spec.mtime.as_deref(), spec.created.as_deref()) {
-            (Some(t), _) => parse_time("mtime", t)?,
-            (None, Some("now")) | (None, None) => parse_time("mtime", spec::DEFAULT_TIME)?,
-            (None, Some(_)) => created,
-        };
-        let mtime = u64::try_from(mtime.unix_timestamp())
-            .map_err(|_| anyhow::anyhow!("field mtime: {mtime} is before 1970"))?;
+        let mtime = file_mtime(spec.created.as_deref(), spec.mtime.as_deref())?;
         let store_dir = normalise(&spec.store_dir)
             .filter(|p| p.is_absolute() && p.parent().is_some())
             .ok_or_else(|| {
@@ -133,11 +127,7 @@ impl Image {
             }
             let comment = format!("customisation layer: {}", join_paths(&trees));
             let metadata = match &custom.metadata {
-                Some(path) => {
-                    spec::Metadata::load(path)
-                        .context("field customisation.metadata")?
-                        .entries
-                }
+                Some(files) => files.load().context("field customisation.metadata")?,
                 None => Default::default(),
             };
             let source = LayerSource {
@@ -184,7 +174,22 @@ impl Image {
     }
 }
 
-fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime> {
+/// The time of every file of an image, in seconds since the epoch, from the
+/// spec's `created` and `mtime` (see [`Spec::mtime`]). A `created` of
+/// `"now"` leaves it at [`spec::DEFAULT_TIME`], so it never depends on the
+/// clock.
+pub fn file_mtime(created: Option<&str>, mtime: Option<&str>) -> Result<u64> {
+    let mtime = match (mtime, created) {
+        (Some(t), _) => parse_time("mtime", t)?,
+        (None, Some("now")) | (None, None) => parse_time("mtime", spec::DEFAULT_TIME)?,
+        (None, Some(t)) => parse_time("created", t)?,
+    };
+    u64::try_from(mtime.unix_timestamp())
+        .map_err(|_| anyhow::anyhow!("field mtime: {mtime} is before 1970"))
+}
+
+/// An RFC 3339 time in UTC; errors name `field`.
+pub fn parse_time(field: &str, text: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339)
         .map(|t| t.to_offset(time::UtcOffset::UTC))
         .map_err(|e| {

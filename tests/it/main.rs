@@ -9,4 +9,5 @@ mod consumers;
 mod layers;
 mod layers_cli;
 mod nix_examples;
+mod nixdb;
 mod reproducible;

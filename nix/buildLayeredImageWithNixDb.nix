@@ -1,0 +1,4 @@
+# buildLayeredImageWithNixDb: buildLayeredImage with includeNixDB = true,
+# as in dockerTools: the image carries a Nix database of its store paths
+# and gcroots for its contents. See docs/API.md.
+lib: args: lib.buildLayeredImageAs "buildLayeredImageWithNixDb" (args // { includeNixDB = true; })
