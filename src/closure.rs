@@ -91,15 +91,31 @@ impl Graph {
 
     /// Parses and checks the JSON list Nix writes for `exportReferencesGraph`.
     pub fn parse(text: &[u8]) -> Result<Graph> {
-        let value: serde_json::Value = serde_json::from_slice(text).context("invalid JSON")?;
-        if !value.is_array() {
-            bail!("expected a JSON list of store path objects, as exportReferencesGraph writes");
+        // Straight into the entries, without a JSON value in between: graphs
+        // of many thousand paths are read on every image build.
+        let mut de = serde_json::Deserializer::from_slice(text);
+        let parsed = serde_path_to_error::deserialize::<_, Vec<GraphEntry>>(&mut de);
+        match parsed {
+            Ok(entries) if de.end().is_ok() => Graph::from_entries(entries),
+            _ => {
+                // Name what is wrong in the terms of the whole document first.
+                let value: serde_json::Value =
+                    serde_json::from_slice(text).context("invalid JSON")?;
+                if !value.is_array() {
+                    bail!(
+                        "expected a JSON list of store path objects, as exportReferencesGraph writes"
+                    );
+                }
+                match serde_path_to_error::deserialize::<_, Vec<GraphEntry>>(value) {
+                    // A duplicated key: JSON values keep the last, as before.
+                    Ok(entries) => Graph::from_entries(entries),
+                    Err(e) => {
+                        let at = e.path().to_string();
+                        bail!("entry {at}: {}", e.into_inner())
+                    }
+                }
+            }
         }
-        let entries: Vec<GraphEntry> = serde_path_to_error::deserialize(value).map_err(|e| {
-            let at = e.path().to_string();
-            anyhow::anyhow!("entry {at}: {}", e.into_inner())
-        })?;
-        Graph::from_entries(entries)
     }
 
     /// Checks entries given in the order they were listed.
@@ -257,7 +273,9 @@ impl Graph {
             Open,
             Done,
         }
-        let index: BTreeMap<&str, usize> = self.paths().enumerate().map(|(i, p)| (p, i)).collect();
+        // Lookups only; the walk follows the path order of `self.paths`.
+        let index: std::collections::HashMap<&str, usize> =
+            self.paths().enumerate().map(|(i, p)| (p, i)).collect();
         let refs: Vec<Vec<usize>> = self
             .paths
             .values()

@@ -35,12 +35,11 @@ pub const SCHEMA_VERSION: &str = "10";
 pub const DB_DIR: &str = "nix/var/nix/db";
 pub const GCROOTS_DIR: &str = "nix/var/nix/gcroots/docker";
 
-/// The tables, indices and trigger of Nix's local store (schema version
-/// 10), as Nix 2.x creates them: valid paths, their references, and the
-/// outputs of registered derivations. Nix's queries and its garbage
-/// collector rely on the column names, the cascades and the trigger that
-/// removes a path's reference to itself before the path is deleted.
-const SCHEMA: &str = "
+/// The tables of Nix's local store (schema version 10), as Nix 2.x creates
+/// them: valid paths, their references, and the outputs of registered
+/// derivations. Nix's queries and its garbage collector rely on the column
+/// names and the cascades.
+const SCHEMA_TABLES: &str = "
 CREATE TABLE ValidPaths (
     id               integer primary key autoincrement not null,
     path             text unique not null,
@@ -59,12 +58,6 @@ CREATE TABLE Refs (
     foreign key (referrer) references ValidPaths(id) on delete cascade,
     foreign key (reference) references ValidPaths(id) on delete restrict
 );
-CREATE INDEX IndexReferrer ON Refs(referrer);
-CREATE INDEX IndexReference ON Refs(reference);
-CREATE TRIGGER DeleteSelfRefs BEFORE DELETE ON ValidPaths
-  BEGIN
-    DELETE FROM Refs WHERE referrer = old.id AND reference = old.id;
-  END;
 CREATE TABLE DerivationOutputs (
     drv  integer not null,
     id   text not null,
@@ -72,6 +65,17 @@ CREATE TABLE DerivationOutputs (
     primary key (drv, id),
     foreign key (drv) references ValidPaths(id) on delete cascade
 );
+";
+
+/// Its indices, and the trigger that removes a path's reference to itself
+/// before the path is deleted (the reference would block the deletion).
+const SCHEMA_INDICES: &str = "
+CREATE INDEX IndexReferrer ON Refs(referrer);
+CREATE INDEX IndexReference ON Refs(reference);
+CREATE TRIGGER DeleteSelfRefs BEFORE DELETE ON ValidPaths
+  BEGIN
+    DELETE FROM Refs WHERE referrer = old.id AND reference = old.id;
+  END;
 CREATE INDEX IndexDerivationOutputs ON DerivationOutputs(path);
 ";
 
@@ -180,18 +184,23 @@ impl Registration {
         // new file that is renamed into place only when complete, and no WAL
         // (its mode is recorded in the file header; Nix switches to it when
         // it opens the database for writing).
+        // The whole database fits the page cache until it is written once.
         db.execute_batch(
-            "PRAGMA page_size = 4096; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;",
+            "PRAGMA page_size = 4096; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; \
+             PRAGMA locking_mode = EXCLUSIVE; PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY;",
         )
         .with_context(what)?;
         let tx = db.transaction().with_context(what)?;
-        tx.execute_batch(SCHEMA).with_context(what)?;
+        tx.execute_batch(SCHEMA_TABLES).with_context(what)?;
         {
-            let id_of = |path: &str| {
-                self.paths
-                    .binary_search_by(|p| p.path.as_str().cmp(path))
-                    .map(|i| i as i64 + 1)
-            };
+            // Lookups only: the ids follow the path order of `self.paths`.
+            let ids: std::collections::HashMap<&str, i64> = self
+                .paths
+                .iter()
+                .enumerate()
+                .map(|(i, p)| (p.path.as_str(), i as i64 + 1))
+                .collect();
+            let id_of = |path: &str| ids.get(path).copied().ok_or(());
             let mut insert_path = tx
                 .prepare(
                     "INSERT INTO ValidPaths (id, path, hash, registrationTime, deriver, narSize, ultimate, sigs, ca) \
@@ -239,6 +248,8 @@ impl Registration {
                 }
             }
         }
+        // Indices built once over sorted rows, not row by row.
+        tx.execute_batch(SCHEMA_INDICES).with_context(what)?;
         tx.commit().with_context(what)?;
         // Rebuilt in key order, with no free pages.
         db.execute_batch("VACUUM").with_context(what)?;
