@@ -6,6 +6,7 @@
 //! into an [`image::Image`]; [`archive`] plans and writes each layer;
 //! [`compress`] and [`digest`] turn layers into blobs; [`image`] writes the
 //! config, manifests and archive formats; [`output`] makes outputs atomic.
+//! [`nixdb`] writes the Nix database and gcroots an image can carry.
 
 pub mod archive;
 pub mod build;
