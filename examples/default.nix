@@ -242,13 +242,17 @@ in
     ];
   };
 
-  # One store layer; /nix/var/nix owned by 1000:1000 for a Nix that runs
-  # as that user. `app` is reached only through the config, so it is
-  # registered but has no gcroot.
+  # One store layer; the store and /nix/var/nix owned by 1000:1000 for a
+  # Nix that runs as that user. `app` is reached only through the config,
+  # so it is registered but has no gcroot.
   nixDbNonRoot = stevedore.buildImageWithNixDb {
     name = "stevedore-example-nix-db-non-root";
     tag = "latest";
     contents = [ busybox ];
+    uid = 1000;
+    gid = 1000;
+    uname = "nix";
+    gname = "nix";
     nixUid = 1000;
     nixGid = 1000;
     config = {

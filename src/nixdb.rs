@@ -258,11 +258,13 @@ impl Registration {
     }
 
     /// Writes `nix/var/nix/db/{db.sqlite,schema}` and the gcroots below
-    /// `root`, a new directory. Directories get mode 0755, files 0644.
+    /// `root`, a new directory, with an empty store directory that carries
+    /// its owner in an image. Directories get mode 0755, files 0644.
     pub fn write_tree(&self, root: &Path, registration_time: u64) -> Result<()> {
         let db_dir = root.join(DB_DIR);
         let gc_dir = root.join(GCROOTS_DIR);
-        for dir in [&db_dir, &gc_dir] {
+        let store_dir = root.join(&STORE_DIR[1..]);
+        for dir in [&db_dir, &gc_dir, &store_dir] {
             fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         self.write_db(&db_dir.join("db.sqlite"), registration_time)?;
@@ -274,20 +276,24 @@ impl Registration {
             std::os::unix::fs::symlink(root, &link)
                 .with_context(|| format!("creating {}", link.display()))?;
         }
-        let mut dir = root.join("nix/var/nix");
-        loop {
-            set_modes(&dir)?;
-            if dir == root.join("nix") {
-                break;
-            }
-            dir.pop();
+        for dir in [
+            "nix",
+            "nix/store",
+            "nix/var",
+            "nix/var/nix",
+            DB_DIR,
+            "nix/var/nix/gcroots",
+            GCROOTS_DIR,
+        ] {
+            set_modes(&root.join(dir))?;
         }
         Ok(())
     }
 
     /// The modes and owners of [`Registration::write_tree`]'s entries in an
-    /// image: `/nix` and `/nix/var` root's, `/nix/var/nix` and everything
-    /// below it `uid`'s and `gid`'s, so that Nix can run as that user.
+    /// image: `/nix` and `/nix/var` root's; the store directory, and
+    /// `/nix/var/nix` and everything below it, `uid`'s and `gid`'s, so that
+    /// Nix can run as that user.
     pub fn tree_metadata(&self, uid: u64, gid: u64) -> Metadata {
         let dir = |uid, gid| EntryMetadata {
             mode: 0o755,
@@ -296,6 +302,8 @@ impl Registration {
         };
         let mut entries = std::collections::BTreeMap::new();
         entries.insert("nix".to_owned(), dir(0, 0));
+        // A Nix that runs as the owner adds paths to the store directory.
+        entries.insert(STORE_DIR[1..].to_owned(), dir(uid, gid));
         entries.insert("nix/var".to_owned(), dir(0, 0));
         for d in ["nix/var/nix", DB_DIR, "nix/var/nix/gcroots", GCROOTS_DIR] {
             entries.insert(d.to_owned(), dir(uid, gid));

@@ -290,7 +290,17 @@ impl Merge<'_> {
                         metas[0].permissions().mode() & 0o7777,
                         Role::Root,
                     ))),
-                    Covered::StoreDir => {}
+                    // The store layers made it 0755 and root's; metadata
+                    // that says otherwise (the Nix database's owner, so
+                    // that Nix can add paths) writes it again on top.
+                    Covered::StoreDir => {
+                        let dest_str = String::from_utf8_lossy(&dest);
+                        if let Some(m) = self.source.metadata.get(dest_str.as_ref())
+                            && (m.mode & 0o7777, m.uid, m.gid) != (0o755, 0, 0)
+                        {
+                            out.push(self.recorded(dir_entry(dest.clone(), 0o755, Role::Root)));
+                        }
+                    }
                     Covered::StorePath(store) => {
                         if !fs::symlink_metadata(store).is_ok_and(|m| m.is_dir()) {
                             bail!(

@@ -416,10 +416,19 @@ fn nix_entries(archive: &Path) -> Vec<(String, String, String)> {
 fn nix_uid_and_gid_own_the_nix_state() {
     for (attr, owner) in [("nixDbNonRoot", "1000/1000"), ("nixDb", "0/0")] {
         let built = nix_build(attr);
-        let entries = nix_entries(&built.path);
+        let mut entries = nix_entries(&built.path);
+        // The store layers below hold /nix and /nix/store, root's; the top
+        // layer gives /nix/store to a user other than root, and adds
+        // /nix/var, root's, and /nix/var/nix, the user's.
+        if owner != "0/0" {
+            let store = entries.remove(0);
+            assert_eq!(
+                store,
+                ("drwxr-xr-x".into(), owner.into(), "nix/store/".into()),
+                "{attr}"
+            );
+        }
         let names: Vec<&str> = entries.iter().map(|e| e.2.as_str()).collect();
-        // The store layers below hold /nix and /nix/store; the top layer
-        // adds /nix/var, root's, and /nix/var/nix, the user's.
         assert_eq!(names[0], "nix/var/", "{attr}: {names:#?}");
         assert_eq!(entries[0].1, "0/0", "{attr}: /nix/var");
         for (mode, ids, name) in &entries[1..] {
@@ -445,6 +454,65 @@ fn nix_uid_and_gid_own_the_nix_state() {
             assert!(names.contains(&want), "{attr}: no {want} in {names:#?}");
         }
     }
+}
+
+/// With `nixUid`, Nix runs as that user on the image: unpacked with its
+/// owners (umoci as root), the store and the database are the user's, so
+/// the host's Nix as uid 1000 verifies the store and collects what has no
+/// gcroot: app and its dependencies, reached only through the config.
+#[test]
+fn nix_runs_as_nix_uid_on_the_image() {
+    let built = nix_build("nixDbNonRoot");
+    let busybox = example_paths(&["busybox"]);
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    run(Command::new("skopeo")
+        .args(["copy", "-q"])
+        .arg(format!("docker-archive:{}", built.path.display()))
+        .arg(format!("oci:{}:latest", layout.display())));
+    let bundle = dir.path().join("bundle");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:latest", layout.display()))
+        .arg(&bundle));
+    // umoci makes the bundle root's only; the user needs to reach the root.
+    use std::os::unix::fs::PermissionsExt;
+    for d in [dir.path(), &bundle] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let root = bundle.join("rootfs");
+    let as_user = |args: &[&str]| -> String {
+        let mut cmd = Command::new("setpriv");
+        cmd.args(["--reuid=1000", "--regid=1000", "--clear-groups"])
+            .arg("env")
+            .arg("HOME=/tmp")
+            .arg("nix-store")
+            .arg("--store")
+            .arg(format!("local?root={}", root.display()))
+            .args(args);
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("error"),
+            "{cmd:?}:\n{stderr}"
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = dir_names(&root.join("nix/store")).len();
+    assert_eq!(before, 31);
+    as_user(&["--verify", "--check-contents"]);
+    assert_eq!(lines(&as_user(&["-qR", &busybox[0]])), lines(&busybox[0]));
+    as_user(&["--gc"]);
+    let kept: Vec<String> = dir_names(&root.join("nix/store"))
+        .into_iter()
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(
+        kept,
+        [busybox[0].strip_prefix("/nix/store/").unwrap()],
+        "what garbage collection keeps"
+    );
+    as_user(&["--verify", "--check-contents"]);
 }
 
 #[test]
