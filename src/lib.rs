@@ -64,10 +64,15 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             registration_time,
             exclude,
         } => {
-            let time = image::parse_time("--registration-time", &registration_time)?;
-            let time = u64::try_from(time.unix_timestamp()).map_err(|_| {
-                anyhow::anyhow!("--registration-time {registration_time} is before 1970")
-            })?;
+            let time = image::parse_time("registration time", &registration_time)
+                .ok()
+                .and_then(|t| u64::try_from(t.unix_timestamp()).ok())
+                .with_context(|| {
+                    format!(
+                        "--registration-time {registration_time:?} is not an RFC 3339 time from 1970 on, such as {:?}",
+                        spec::DEFAULT_TIME
+                    )
+                })?;
             let graph = closure::Graph::load(&graph)?;
             let exclude = read_exclude(exclude.as_deref())?;
             let gc_roots = if gc_roots.is_empty() {

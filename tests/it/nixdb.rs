@@ -752,6 +752,10 @@ fn small_graph() -> Value {
 /// Runs `stevedore nix-db` on `graph` into a fresh root, which must fail
 /// with one line containing every needle and leave the root empty.
 fn nix_db_fails(graph: &Value, needles: &[&str]) {
+    nix_db_fails_with(graph, &[], needles);
+}
+
+fn nix_db_fails_with(graph: &Value, args: &[&str], needles: &[&str]) {
     let dir = tempdir();
     let file = dir.path().join("graph.json");
     fs::write(&file, serde_json::to_vec(graph).unwrap()).unwrap();
@@ -762,6 +766,7 @@ fn nix_db_fails(graph: &Value, needles: &[&str]) {
         .arg(&file)
         .arg("--root")
         .arg(&root)
+        .args(args)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -817,6 +822,16 @@ fn nix_db_command_refuses_bad_graphs_and_writes_nothing() {
             "/gnu/store/bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-lib",
             "not in /nix/store",
         ],
+    );
+    nix_db_fails_with(
+        &small_graph(),
+        &["--gc-root", "/nix/store/cccccccccccccccccccccccccccccccc-x"],
+        &["gc root /nix/store/cccccccccccccccccccccccccccccccc-x is not a store path of the image"],
+    );
+    nix_db_fails_with(
+        &small_graph(),
+        &["--registration-time", "yesterday"],
+        &["--registration-time \"yesterday\""],
     );
 }
 
