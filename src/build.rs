@@ -2,6 +2,8 @@
 //! output in the asked format, written atomically.
 
 use std::io::{BufWriter, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -79,9 +81,32 @@ pub fn stream_to_stdout(image: &Image) -> Result<()> {
         .as_fd()
         .try_clone_to_owned()
         .context("opening standard output")?;
+    enlarge_pipe(&fd);
     let mut out = BufWriter::with_capacity(OUTPUT_BUFFER, std::fs::File::from(fd));
     docker_archive::stream(image, &mut out)?;
     out.flush().context("writing standard output")
 }
 
-use std::os::fd::AsFd;
+/// Grows a pipe on standard output to 1 MiB, so `stream | podman load`
+/// moves the image in few large writes rather than many 64 KiB ones (each
+/// a switch between the two processes). Anything but a pipe, or a refusal
+/// (the size is capped by /proc/sys/fs/pipe-max-size), leaves it as it is.
+fn enlarge_pipe(fd: &OwnedFd) {
+    // glibc's fcntl, declared here rather than adding the libc crate for
+    // one call; F_SETPIPE_SZ is Linux's F_LINUX_SPECIFIC_BASE + 7.
+    unsafe extern "C" {
+        fn fcntl(fd: i32, cmd: i32, ...) -> i32;
+    }
+    const F_SETPIPE_SZ: i32 = 1031;
+    const PIPE_SIZE: i32 = 1 << 20;
+    let is_pipe = std::fs::File::from(fd.try_clone().expect("a valid descriptor"))
+        .metadata()
+        .is_ok_and(|m| m.file_type().is_fifo());
+    if is_pipe {
+        // SAFETY: fcntl with F_SETPIPE_SZ reads no memory; a failure is
+        // reported by its return value, which is ignored on purpose.
+        unsafe {
+            fcntl(fd.as_raw_fd(), F_SETPIPE_SZ, PIPE_SIZE);
+        }
+    }
+}
