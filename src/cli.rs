@@ -103,6 +103,95 @@ pub enum Command {
         #[arg(long)]
         exclude: Option<PathBuf>,
     },
+    /// Push an image to a registry: blobs missing there, then the manifest.
+    #[command(after_help = "Examples:\n  \
+        stevedore push ./result docker://registry.example.com/team/hello:1.0\n  \
+        stevedore push hello-oci docker://localhost:5000/hello:latest --tls-verify=false\n\n\
+        SOURCE is any image stevedore writes: a docker-archive, an OCI layout\n\
+        (directory or oci-archive), or a streamLayeredImage result, whose\n\
+        layers are made from the store while they are sent. Credentials come\n\
+        from --creds, REGISTRY_AUTH_FILE, $XDG_RUNTIME_DIR/containers/auth.json\n\
+        or ~/.docker/config.json; TLS roots from SSL_CERT_FILE or\n\
+        NIX_SSL_CERT_FILE. The last line of standard output is the pushed\n\
+        reference with its manifest digest: HOST/REPO:TAG@sha256:...")]
+    Push {
+        /// The image to push.
+        source: PathBuf,
+        /// docker://HOST/REPO:TAG
+        destination: String,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        /// Manifest format: OCI, or Docker schema 2 (no zstd layers).
+        #[arg(long, value_enum, default_value = "oci")]
+        format: ManifestFormat,
+        /// A repository of the same registry to mount missing blobs from.
+        #[arg(long, value_name = "REPO")]
+        mount_from: Option<String>,
+        /// Layer compression of a streamLayeredImage source.
+        #[arg(long, value_enum, default_value = "gzip")]
+        compress: Compression,
+        /// Blobs sent at once.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+        /// Upload chunk size in bytes; larger blobs are sent in chunks.
+        #[arg(long, default_value_t = crate::registry::push::CHUNK, hide = true)]
+        chunk_size: u64,
+    },
+    /// Pull an image from a registry, by digest, into a docker-archive or an
+    /// OCI layout.
+    #[command(after_help = "Examples:\n  \
+        stevedore pull docker://registry.example.com/library/alpine@sha256:... --out alpine.tar\n  \
+        stevedore pull docker://localhost:5000/hello:latest --tls-verify=false --format oci-dir --out hello-oci\n\n\
+        Every blob is checked against its digest. Partial blobs are kept under\n\
+        $TMPDIR (never /var/tmp) and a rerun resumes them. The last line of\n\
+        standard output is HOST/REPO@sha256:... of the manifest pulled.")]
+    Pull {
+        /// docker://HOST/REPO@sha256:... (or :TAG)
+        source: String,
+        /// Where to write the image; written under a temporary name and
+        /// renamed when complete.
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value = "docker-archive")]
+        format: crate::registry::pull::PullFormat,
+        #[command(flatten)]
+        connection: ConnectionArgs,
+        /// Platform to pick from an index.
+        #[arg(long, default_value = "linux")]
+        os: String,
+        /// [default: the host's, in OCI terms]
+        #[arg(long)]
+        arch: Option<String>,
+        #[arg(long)]
+        variant: Option<String>,
+        /// NAME:TAG that the output names the image by [default: HOST/REPO:latest].
+        #[arg(long)]
+        tag: Option<String>,
+        /// Blobs fetched at once.
+        #[arg(long, default_value_t = 3)]
+        jobs: usize,
+    },
+    /// Load an image into podman or the Docker daemon, without a registry.
+    #[command(after_help = "Examples:\n  \
+        stevedore load ./result --into podman\n  \
+        DOCKER_HOST=unix:///run/docker.sock stevedore load ./result --into docker-daemon\n\n\
+        SOURCE is a docker-archive or a streamLayeredImage result. podman gets\n\
+        it on the standard input of `podman load`; the Docker daemon through\n\
+        POST /images/load on its unix socket, so no HTTP proxy interferes.")]
+    Load {
+        source: PathBuf,
+        #[arg(long, value_enum)]
+        into: crate::load::Into,
+    },
+    /// Run a launcher that the Nix library wrote (`#!stevedore launch`).
+    #[command(hide = true)]
+    Launch {
+        /// The launcher.
+        script: PathBuf,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run as the builder of a derivation made by the Nix library (reads
     /// `.attrs.json`).
     #[command(hide = true)]
@@ -112,4 +201,37 @@ pub enum Command {
         #[arg(long, num_args = 2, value_names = ["TREE", "OUT"])]
         record_metadata: Option<Vec<PathBuf>>,
     },
+}
+
+/// How to reach a registry.
+#[derive(Debug, clap::Args)]
+pub struct ConnectionArgs {
+    /// USER:PASSWORD for the registry.
+    #[arg(long, value_name = "USER:PASSWORD")]
+    pub creds: Option<String>,
+    /// false: accept any certificate, and plain http, for local registries.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+    /// Retries of a request that failed with 5xx, 429 or a cut connection.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+}
+
+impl ConnectionArgs {
+    pub fn connection(&self) -> crate::registry::Connection {
+        crate::registry::Connection {
+            creds: self.creds.clone(),
+            tls_verify: self.tls_verify,
+            retries: self.retries,
+        }
+    }
+}
+
+/// Manifest formats of `push`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ManifestFormat {
+    /// An OCI image manifest.
+    Oci,
+    /// Docker Registry v2 schema 2.
+    V2s2,
 }

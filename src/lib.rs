@@ -7,6 +7,8 @@
 //! [`compress`] and [`digest`] turn layers into blobs; [`image`] writes the
 //! config, manifests and archive formats; [`output`] makes outputs atomic.
 //! [`nixdb`] writes the Nix database and gcroots an image can carry.
+//! [`registry`] pushes images to registries and pulls them; [`load`] puts
+//! them into podman or the Docker daemon.
 
 pub mod archive;
 pub mod build;
@@ -16,10 +18,12 @@ pub mod compress;
 pub mod digest;
 pub mod image;
 pub mod layering;
+pub mod load;
 pub mod nix_builder;
 pub mod nixdb;
 pub mod output;
 pub mod reference;
+pub mod registry;
 pub mod spec;
 
 use anyhow::{Context, Result};
@@ -83,6 +87,59 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             nixdb::Registration::from_graph(&graph, &exclude, &gc_roots)?
                 .write_into_root(&root, time)
         }
+        Command::Push {
+            source,
+            destination,
+            connection,
+            format,
+            mount_from,
+            compress,
+            jobs,
+            chunk_size,
+        } => {
+            if chunk_size == 0 {
+                anyhow::bail!("--chunk-size must be at least 1");
+            }
+            let dest = registry::Reference::parse("destination", &destination)?;
+            let opts = registry::push::PushOptions {
+                docker_format: format == cli::ManifestFormat::V2s2,
+                mount_from,
+                compression: compress,
+                jobs,
+                chunk: chunk_size,
+            };
+            let pushed = registry::push::push(&source, &dest, &connection.connection(), &opts)?;
+            println!("{pushed}");
+            Ok(())
+        }
+        Command::Pull {
+            source,
+            out,
+            format,
+            connection,
+            os,
+            arch,
+            variant,
+            tag,
+            jobs,
+        } => {
+            let src = registry::Reference::parse("source", &source)?;
+            let opts = registry::pull::PullOptions {
+                format,
+                platform: registry::pull::Platform {
+                    os,
+                    architecture: arch.unwrap_or_else(|| image::host_architecture().to_owned()),
+                    variant,
+                },
+                tag: Some(tag.unwrap_or_else(|| format!("{}:latest", src.name()))),
+                jobs,
+            };
+            let pulled = registry::pull::pull(&src, &out, &connection.connection(), &opts)?;
+            println!("{pulled}");
+            Ok(())
+        }
+        Command::Load { source, into } => load::load(&source, into),
+        Command::Launch { script, args } => nix_builder::launch(&script, &args),
         Command::NixBuilder { record_metadata } => match record_metadata.as_deref() {
             Some([tree, out]) => nix_builder::record_metadata(tree, out, true),
             _ => nix_builder::run(),

@@ -14,7 +14,11 @@
 //!   ([`crate::nixdb`]) as a tree for the customisation layer, with their
 //!   owners in a `metadata` output;
 //! - `image`: layers planned from the closure graph, then a launcher that
-//!   streams the image (`stream`) or a finished docker-archive.
+//!   streams the image (`stream`) or a finished docker-archive;
+//! - `pull`: `pullImage`'s fixed-output derivation, a docker-archive pulled
+//!   by digest ([`crate::registry::pull`]);
+//! - `launcher`: `bin/NAME`, a `#!stevedore launch` script that copies an
+//!   image to a registry, podman or the Docker daemon ([`launch`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -43,6 +47,60 @@ enum Job {
     Image(Box<ImageJob>),
     File(FileJob),
     NixDb(NixDbJob),
+    Pull(PullJob),
+    Launcher(LauncherJob),
+}
+
+/// `pullImage`: an image pulled by digest into a docker-archive.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct PullJob {
+    version: u64,
+    /// `HOST/REPO`.
+    image_name: String,
+    image_digest: String,
+    /// The name and tag the archive gives the image.
+    final_image_name: String,
+    final_image_tag: String,
+    os: String,
+    arch: String,
+    #[serde(default)]
+    variant: Option<String>,
+    tls_verify: bool,
+}
+
+/// An executable `bin/NAME` that runs `stevedore launch` on itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct LauncherJob {
+    version: u64,
+    /// The program name under `bin/`.
+    name: String,
+    /// What the launcher does: `copy-to-registry`, `copy-to-podman` or
+    /// `copy-to-docker-daemon`.
+    action: LaunchAction,
+    /// The image: a docker-archive or a stream launcher.
+    image: String,
+}
+
+#[derive(Debug, Deserialize, serde::Serialize, Clone, Copy)]
+#[serde(rename_all = "kebab-case")]
+enum LaunchAction {
+    #[serde(rename = "copy-to-registry")]
+    Registry,
+    #[serde(rename = "copy-to-podman")]
+    Podman,
+    #[serde(rename = "copy-to-docker-daemon")]
+    DockerDaemon,
+}
+
+/// What a launcher script holds after its `#!` line.
+#[derive(Debug, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+struct LaunchScript {
+    version: u64,
+    action: LaunchAction,
+    image: String,
 }
 
 /// The Nix database of an image. A derivation of its own rather than part
@@ -242,6 +300,8 @@ pub fn run() -> Result<()> {
                 .context("the nix-db derivation has no output `metadata`")?;
             nix_db(&job, &attrs, Path::new(&out), Path::new(metadata))
         }
+        Job::Pull(job) => pull(&job, Path::new(&out)),
+        Job::Launcher(job) => write_launch_script(&job, Path::new(&out)),
         Job::File(job) => {
             check_version(job.version)?;
             fs::write(&out, job.text).with_context(|| format!("writing {out}"))
@@ -359,6 +419,104 @@ fn customisation_spec(job: &ImageJob) -> Option<CustomisationSpec> {
 fn output_hash(out: &str) -> String {
     let name = out.rsplit('/').next().unwrap_or(out);
     name.split('-').next().unwrap_or(name).to_owned()
+}
+
+fn pull(job: &PullJob, out: &Path) -> Result<()> {
+    check_version(job.version)?;
+    let src = crate::registry::Reference::parse(
+        "imageName and imageDigest",
+        &format!("docker://{}@{}", job.image_name, job.image_digest),
+    )?;
+    let opts = crate::registry::pull::PullOptions {
+        format: crate::registry::pull::PullFormat::DockerArchive,
+        platform: crate::registry::pull::Platform {
+            os: job.os.clone(),
+            architecture: job.arch.clone(),
+            variant: job.variant.clone(),
+        },
+        tag: Some(format!("{}:{}", job.final_image_name, job.final_image_tag)),
+        jobs: 3,
+    };
+    let conn = crate::registry::Connection {
+        tls_verify: job.tls_verify,
+        ..Default::default()
+    };
+    let pulled = crate::registry::pull::pull(&src, out, &conn, &opts)?;
+    eprintln!("pulled {pulled}");
+    Ok(())
+}
+
+/// `$out/bin/NAME`: `#!HELPER launch` and what to do, as JSON.
+fn write_launch_script(job: &LauncherJob, out: &Path) -> Result<()> {
+    check_version(job.version)?;
+    if job.name.is_empty() || job.name.contains('/') {
+        bail!(
+            "attribute stevedore.name: {:?} is not a program name",
+            job.name
+        );
+    }
+    let exe = std::env::current_exe().context("finding the stevedore binary")?;
+    let bin = out.join("bin");
+    fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+    let path = bin.join(&job.name);
+    let script = LaunchScript {
+        version: spec::VERSION,
+        action: job.action,
+        image: job.image.clone(),
+    };
+    let mut file =
+        fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    writeln!(file, "#!{} launch", exe.display())?;
+    file.write_all(&serde_json::to_vec_pretty(&script)?)?;
+    file.write_all(b"\n")?;
+    file.set_permissions(fs::Permissions::from_mode(0o555))?;
+    Ok(())
+}
+
+/// Runs a launcher script: `copy-to-registry DEST [push options]`,
+/// `copy-to-podman`, `copy-to-docker-daemon`.
+pub fn launch(script: &Path, args: &[String]) -> Result<()> {
+    let text = fs::read(script).with_context(|| format!("reading {}", script.display()))?;
+    let body = text
+        .strip_prefix(b"#!")
+        .and_then(|rest| {
+            rest.iter()
+                .position(|&b| b == b'\n')
+                .map(|n| &rest[n + 1..])
+        })
+        .with_context(|| format!("{}: not a stevedore launcher", script.display()))?;
+    let parsed: LaunchScript = serde_json::from_slice(body)
+        .with_context(|| format!("{}: not a stevedore launcher", script.display()))?;
+    check_version(parsed.version)?;
+    let name = script
+        .file_name()
+        .map_or("copy".into(), |n| n.to_string_lossy().into_owned());
+    match parsed.action {
+        LaunchAction::Registry => {
+            let argv = ["stevedore".to_owned(), "push".to_owned(), parsed.image]
+                .into_iter()
+                .chain(args.iter().cloned());
+            let cli = match <crate::cli::Cli as clap::Parser>::try_parse_from(argv) {
+                Ok(cli) => cli,
+                Err(e) if args.is_empty() => bail!(
+                    "{name}: give the destination, as in `{name} docker://registry.example.com/hello:latest` ({})",
+                    e.kind()
+                ),
+                Err(e) => e.exit(),
+            };
+            crate::run(cli)
+        }
+        LaunchAction::Podman | LaunchAction::DockerDaemon => {
+            if !args.is_empty() {
+                bail!("{name} takes no arguments");
+            }
+            let into = match parsed.action {
+                LaunchAction::Podman => crate::load::Into::Podman,
+                _ => crate::load::Into::DockerDaemon,
+            };
+            crate::load::load(Path::new(&parsed.image), into)
+        }
+    }
 }
 
 /// An executable spec: `./result | podman load` runs `stevedore stream`.

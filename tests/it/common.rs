@@ -199,3 +199,671 @@ pub fn assert_one_line_error(stderr: &str, what: &str) {
         "{what}: expected one error line on stderr, got:\n{stderr}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// A real registry: Debian's docker-registry (distribution 2.8) on 127.0.0.1.
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::process::Child;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether something on `port` answers `GET /v2/` with 200.
+fn answers_v2(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let request = format!("GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    response.starts_with(b"HTTP/1.0 200") || response.starts_with(b"HTTP/1.1 200")
+}
+
+/// How a test registry lets clients in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// Plain http, no authentication.
+    Anonymous,
+    /// Plain http, htpasswd (bcrypt) Basic authentication.
+    Basic,
+    /// https with a certificate from a CA the test makes; no authentication.
+    Tls,
+    /// Plain http, Bearer tokens from a token server the test runs.
+    Token,
+}
+
+/// The user and password of the registries with authentication.
+pub const USER: &str = "stevedore-user";
+pub const PASSWORD: &str = "pa55-w0rd-secret";
+
+/// A `docker-registry serve` on 127.0.0.1 with its own storage, killed
+/// when dropped.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub auth: Auth,
+    pub dir: tempfile::TempDir,
+    log_path: PathBuf,
+    _token_server: Option<TokenServer>,
+}
+
+impl Registry {
+    /// An anonymous registry.
+    pub fn start() -> Registry {
+        Registry::start_with(Auth::Anonymous)
+    }
+
+    pub fn start_with(auth: Auth) -> Registry {
+        let mut last_log = String::new();
+        // The port may be taken between choosing and binding it: try again
+        // with another.
+        for _ in 0..5 {
+            let dir = tempdir();
+            let port = free_port();
+            let storage = dir.path().join("storage");
+            fs::create_dir(&storage).unwrap();
+            let mut config = format!(
+                "version: 0.1\nlog:\n  level: info\n  formatter: text\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                storage.display()
+            );
+            let mut token_server = None;
+            match auth {
+                Auth::Anonymous => {}
+                Auth::Basic => {
+                    let hash = bcrypt::hash_with_result(PASSWORD, 5)
+                        .unwrap()
+                        .format_for_version(bcrypt::Version::TwoA);
+                    let htpasswd = dir.path().join("htpasswd");
+                    fs::write(&htpasswd, format!("{USER}:{hash}\n")).unwrap();
+                    config.push_str(&format!(
+                        "auth:\n  htpasswd:\n    realm: stevedore-test\n    path: {}\n",
+                        htpasswd.display()
+                    ));
+                }
+                Auth::Tls => {
+                    make_certificates(dir.path());
+                    config.push_str(&format!(
+                        "  tls:\n    certificate: {}\n    key: {}\n",
+                        dir.path().join("server.pem").display(),
+                        dir.path().join("server.key").display()
+                    ));
+                }
+                Auth::Token => {
+                    let server = TokenServer::start(dir.path());
+                    config.push_str(&format!(
+                        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: stevedore-test\n    issuer: stevedore-test-issuer\n    rootcertbundle: {}\n",
+                        server.port,
+                        dir.path().join("token.pem").display()
+                    ));
+                    token_server = Some(server);
+                }
+            }
+            let config_path = dir.path().join("config.yml");
+            fs::write(&config_path, config).unwrap();
+            let log_path = dir.path().join("registry.log");
+            let log = fs::File::create(&log_path).unwrap();
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_path)
+                .stdout(log.try_clone().unwrap())
+                .stderr(log)
+                .spawn()
+                .expect("docker-registry");
+            let mut registry = Registry {
+                child,
+                port,
+                auth,
+                dir,
+                log_path,
+                _token_server: token_server,
+            };
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                let up = if auth == Auth::Anonymous {
+                    answers_v2(port)
+                } else {
+                    registry.log().contains("listening on")
+                };
+                if up {
+                    return registry;
+                }
+                if registry.child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            last_log = registry.log();
+            drop(registry);
+        }
+        panic!("docker-registry did not start:\n{last_log}");
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn reference(&self, repo: &str, tag: &str) -> String {
+        format!("docker://127.0.0.1:{}/{repo}:{tag}", self.port)
+    }
+
+    /// Everything the registry logged so far, its access log included.
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The CA certificate of a TLS registry.
+    pub fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A directory with the CA as `ca.crt`, for skopeo's `--cert-dir`.
+    pub fn cert_dir(&self) -> PathBuf {
+        let dir = self.dir.path().join("certs.d");
+        if !dir.exists() {
+            fs::create_dir(&dir).unwrap();
+            fs::copy(self.ca(), dir.join("ca.crt")).unwrap();
+        }
+        dir
+    }
+
+    /// Arguments that let `stevedore push`/`pull` in: credentials, and
+    /// plain http where there is no TLS.
+    pub fn stevedore_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if self.auth != Auth::Tls {
+            args.push("--tls-verify=false".to_owned());
+        }
+        if matches!(self.auth, Auth::Basic | Auth::Token) {
+            args.push(format!("--creds={USER}:{PASSWORD}"));
+        }
+        args
+    }
+
+    /// A `stevedore` command that trusts this registry's CA.
+    pub fn stevedore(&self) -> Command {
+        let mut cmd = stevedore();
+        if self.auth == Auth::Tls {
+            cmd.env("SSL_CERT_FILE", self.ca());
+        }
+        cmd
+    }
+
+    /// skopeo's options for this registry as source (`src`) or
+    /// destination (`dest`), or for `inspect` (`""`).
+    pub fn skopeo_args(&self, side: &str) -> Vec<String> {
+        let prefix = if side.is_empty() {
+            String::new()
+        } else {
+            format!("{side}-")
+        };
+        let mut args = Vec::new();
+        if self.auth == Auth::Tls {
+            args.push(format!("--{prefix}cert-dir={}", self.cert_dir().display()));
+        } else {
+            args.push(format!("--{prefix}tls-verify=false"));
+        }
+        if matches!(self.auth, Auth::Basic | Auth::Token) {
+            args.push(format!("--{prefix}creds={USER}:{PASSWORD}"));
+        }
+        args
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs openssl, panicking with its output on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new("openssl").current_dir(dir).args(args));
+}
+
+/// A CA, and a server certificate for 127.0.0.1 signed by it.
+fn make_certificates(dir: &Path) {
+    let subj_ca = "/CN=stevedore test CA";
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "3650",
+            "-subj",
+            subj_ca,
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "3650",
+            "-extfile",
+            "server.ext",
+        ],
+    );
+}
+
+/// A token server for distribution's token auth: it checks Basic
+/// credentials and answers a JWT (RS256, signed with openssl, the signing
+/// certificate in `x5c`) granting what was asked.
+struct TokenServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl TokenServer {
+    fn start(dir: &Path) -> TokenServer {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "token.key",
+                "-out",
+                "token.pem",
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=stevedore test tokens",
+            ],
+        );
+        let der = run(Command::new("openssl").current_dir(dir).args([
+            "x509",
+            "-in",
+            "token.pem",
+            "-outform",
+            "DER",
+        ]))
+        .stdout;
+        use base64::Engine as _;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dir = dir.to_owned();
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(1800);
+            while !stopped.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        serve_token(stream, &dir, &x5c);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        });
+        TokenServer { port, stop }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn serve_token(mut stream: TcpStream, dir: &Path, x5c: &str) {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&request).into_owned();
+    let target = text.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let expected = format!(
+        "basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    let authorised = text.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("authorization:")
+            && l["authorization:".len()..].trim() == expected.to_ascii_lowercase()
+    });
+    if !authorised {
+        let _ = stream.write_all(
+            b"HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+        );
+        return;
+    }
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        let Some(("scope", value)) = pair.split_once('=') else {
+            continue;
+        };
+        let value = percent_decode(value);
+        // repository:NAME:ACTIONS
+        let mut parts = value.splitn(2, ':');
+        let kind = parts.next().unwrap_or("");
+        let rest = parts.next().unwrap_or("");
+        let Some((name, actions)) = rest.rsplit_once(':') else {
+            continue;
+        };
+        access.push(json!({
+            "type": kind,
+            "name": name,
+            "actions": actions.split(',').collect::<Vec<_>>(),
+        }));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    static JTI: AtomicU64 = AtomicU64::new(0);
+    let header = json!({ "alg": "RS256", "typ": "JWT", "x5c": [x5c] });
+    let claims = json!({
+        "iss": "stevedore-test-issuer",
+        "sub": USER,
+        "aud": "stevedore-test",
+        "exp": now + 3600,
+        "nbf": now - 60,
+        "iat": now,
+        "jti": format!("{}-{}", std::process::id(), JTI.fetch_add(1, Ordering::SeqCst)),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64.encode(serde_json::to_vec(&header).unwrap()),
+        b64.encode(serde_json::to_vec(&claims).unwrap())
+    );
+    let scratch = tempfile::NamedTempFile::new_in(dir).unwrap();
+    fs::write(scratch.path(), &signing_input).unwrap();
+    let signature = run(Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(dir.join("token.key"))
+        .arg(scratch.path()))
+    .stdout;
+    let token = format!("{signing_input}.{}", b64.encode(signature));
+    let body = json!({ "token": token, "access_token": token, "expires_in": 3600 }).to_string();
+    let _ = stream.write_all(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    );
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A TCP proxy in front of a port that cuts connections once the bytes it
+/// has carried in one direction, over all connections, reach chosen
+/// offsets, and can flip one byte. It counts what it carries.
+pub struct CuttingProxy {
+    pub port: u16,
+    state: Arc<ProxyState>,
+}
+
+#[derive(Default)]
+struct ProxyState {
+    stop: AtomicBool,
+    /// Bytes carried from the client to the server, and back.
+    up: AtomicU64,
+    down: AtomicU64,
+    /// Offsets (in `up` or `down` bytes) at which to cut, ascending.
+    cuts_up: Mutex<Vec<u64>>,
+    cuts_down: Mutex<Vec<u64>>,
+    /// A `down` offset whose byte is flipped.
+    corrupt_down: Mutex<Option<u64>>,
+}
+
+impl CuttingProxy {
+    pub fn start(upstream: u16) -> CuttingProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let state = Arc::new(ProxyState::default());
+        let shared = state.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(1800);
+            while !shared.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let _ = client.set_nonblocking(false);
+                        let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                            continue;
+                        };
+                        for (from, to, up) in [
+                            (
+                                client.try_clone().unwrap(),
+                                server.try_clone().unwrap(),
+                                true,
+                            ),
+                            (server, client, false),
+                        ] {
+                            let state = shared.clone();
+                            std::thread::spawn(move || pump(from, to, up, &state));
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        CuttingProxy { port, state }
+    }
+
+    /// Cuts when the client has sent `offset` more bytes than so far.
+    pub fn cut_up_after(&self, offset: u64) {
+        let at = self.state.up.load(Ordering::SeqCst) + offset;
+        self.state.cuts_up.lock().unwrap().push(at);
+    }
+
+    /// Cuts when the server has sent `offset` more bytes than so far.
+    pub fn cut_down_after(&self, offset: u64) {
+        let at = self.state.down.load(Ordering::SeqCst) + offset;
+        self.state.cuts_down.lock().unwrap().push(at);
+    }
+
+    /// Flips the byte the server sends `offset` bytes from now.
+    pub fn corrupt_down_at(&self, offset: u64) {
+        let at = self.state.down.load(Ordering::SeqCst) + offset;
+        *self.state.corrupt_down.lock().unwrap() = Some(at);
+    }
+
+    pub fn up(&self) -> u64 {
+        self.state.up.load(Ordering::SeqCst)
+    }
+
+    pub fn down(&self) -> u64 {
+        self.state.down.load(Ordering::SeqCst)
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for CuttingProxy {
+    fn drop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn pump(mut from: TcpStream, mut to: TcpStream, up: bool, state: &ProxyState) {
+    let mut buf = vec![0u8; 16 * 1024];
+    let (count, cuts) = if up {
+        (&state.up, &state.cuts_up)
+    } else {
+        (&state.down, &state.cuts_down)
+    };
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let start = count.fetch_add(n as u64, Ordering::SeqCst);
+        let end = start + n as u64;
+        if !up {
+            let mut corrupt = state.corrupt_down.lock().unwrap();
+            if let Some(at) = *corrupt
+                && at >= start
+                && at < end
+            {
+                buf[(at - start) as usize] ^= 0xff;
+                *corrupt = None;
+            }
+        }
+        let cut = {
+            let mut cuts = cuts.lock().unwrap();
+            match cuts.first() {
+                Some(&at) if at < end => {
+                    cuts.remove(0);
+                    Some(at.saturating_sub(start) as usize)
+                }
+                _ => None,
+            }
+        };
+        if let Some(keep) = cut {
+            let _ = to.write_all(&buf[..keep]);
+            let _ = to.shutdown(std::net::Shutdown::Both);
+            let _ = from.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// A server that answers every request with an HTML page, as a web server
+/// that is not a registry does.
+pub struct HtmlServer {
+    pub port: u16,
+    stop: Arc<AtomicBool>,
+}
+
+impl HtmlServer {
+    pub fn start() -> HtmlServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !stopped.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = stream.set_nonblocking(false);
+                let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = "<!DOCTYPE html><html><body><h1>Welcome to nginx!</h1></body></html>";
+                let _ = stream.write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                );
+            }
+        });
+        HtmlServer { port, stop }
+    }
+}
+
+impl Drop for HtmlServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}

@@ -4,19 +4,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{
-    build, busybox_store_path, nix_add, podman, run, spec, stevedore, tempdir, write_spec,
+    Registry, build, busybox_store_path, nix_add, podman, run, spec, stevedore, tempdir, write_spec,
 };
 
 /// The `created` every image here is given, as podman and skopeo print it.
@@ -258,99 +255,6 @@ fn podman_sees_the_runtime_config() {
 
 // ---------------------------------------------------------------------------
 // A real registry, through skopeo.
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Whether something on `port` answers `GET /v2/` with 200.
-fn answers_v2(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    let request = format!("GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    response.starts_with(b"HTTP/1.0 200") || response.starts_with(b"HTTP/1.1 200")
-}
-
-/// A `docker-registry serve` on 127.0.0.1 with its own storage, killed
-/// when dropped.
-struct Registry {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start() -> Registry {
-        let mut last_log = String::new();
-        // The port may be taken between choosing and binding it: try again
-        // with another.
-        for _ in 0..5 {
-            let dir = tempdir();
-            let port = free_port();
-            let storage = dir.path().join("storage");
-            fs::create_dir(&storage).unwrap();
-            let config = dir.path().join("config.yml");
-            fs::write(
-                &config,
-                format!(
-                    "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                    storage.display()
-                ),
-            )
-            .unwrap();
-            let log_path = dir.path().join("registry.log");
-            let log = fs::File::create(&log_path).unwrap();
-            let child = Command::new("docker-registry")
-                .arg("serve")
-                .arg(&config)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .expect("docker-registry");
-            let mut registry = Registry {
-                child,
-                port,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while Instant::now() < deadline {
-                if answers_v2(port) {
-                    return registry;
-                }
-                if registry.child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            last_log = fs::read_to_string(&log_path).unwrap_or_default();
-            drop(registry);
-        }
-        panic!("docker-registry did not start:\n{last_log}");
-    }
-
-    fn reference(&self, repo: &str, tag: &str) -> String {
-        format!("docker://127.0.0.1:{}/{repo}:{tag}", self.port)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The one manifest of an OCI layout, as the index points to it.
 struct Layout {

@@ -10,4 +10,5 @@ mod layers;
 mod layers_cli;
 mod nix_examples;
 mod nixdb;
+mod registry;
 mod reproducible;

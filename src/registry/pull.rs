@@ -1,0 +1,569 @@
+//! `stevedore pull`: an image from a registry into a docker-archive or an
+//! OCI layout, every blob checked against its digest and its size.
+//!
+//! - The manifest is fetched by the reference's digest (or tag) and its
+//!   bytes checked against the digest asked for. An index (OCI, or a
+//!   Docker manifest list) is followed to the manifest of the platform
+//!   asked for (os, architecture, variant).
+//! - Blobs are downloaded into a work directory under `TMPDIR` (never
+//!   `/var/tmp`, so it works in the Nix sandbox), named after the output,
+//!   so a rerun after a failure finds the partial blobs and resumes each
+//!   with an HTTP `Range` request. The work directory is removed once the
+//!   output is written.
+//! - The output is written atomically ([`crate::output`]). The
+//!   docker-archive is deterministic: fixed names (`<digest>.tar`,
+//!   `<digest>.json`), a fixed time, sorted JSON, and the layer blobs as
+//!   pulled, byte for byte. So `pullImage` has the same hash everywhere.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::client::{Body, Client, backoff, header, is_html, is_transport};
+use super::progress::{Outcome, Progress};
+use super::{Connection, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Reference, Target};
+use crate::archive::TarOut;
+use crate::digest::{Digest, HashingWriter};
+use crate::image::canonical_json;
+use crate::output::{AtomicDir, AtomicFile};
+
+/// Output formats of a pull.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullFormat {
+    DockerArchive,
+    OciDir,
+}
+
+/// The platform to pick from an index.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    pub format: PullFormat,
+    pub platform: Platform,
+    /// `NAME:TAG` the output names the image by.
+    pub tag: Option<String>,
+    pub jobs: usize,
+}
+
+/// Largest manifest or config read into memory.
+const DOCUMENT_LIMIT: u64 = 16 << 20;
+/// The time of every entry of the docker-archive written.
+const ARCHIVE_MTIME: u64 = 1;
+
+#[derive(Clone, Debug, Deserialize)]
+struct Descriptor {
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<PlatformDoc>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct PlatformDoc {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Document {
+    #[serde(rename = "schemaVersion", default)]
+    schema_version: Option<u64>,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    config: Option<Descriptor>,
+    #[serde(default)]
+    layers: Option<Vec<Descriptor>>,
+    #[serde(default)]
+    manifests: Option<Vec<Descriptor>>,
+}
+
+/// A blob to fetch: its digest, size, and how messages name it.
+struct Wanted {
+    digest: Digest,
+    size: u64,
+    what: String,
+}
+
+/// Pulls `src` into `out`; returns `HOST/REPO@sha256:...` of the image
+/// manifest pulled.
+pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) -> Result<String> {
+    // Refuse a bad output before any download.
+    if opts.format == PullFormat::OciDir && fs::symlink_metadata(out).is_ok() {
+        bail!(
+            "output {} already exists; remove it or choose another path",
+            out.display()
+        );
+    }
+    if let Some(tag) = &opts.tag {
+        check_tag_ref(tag)?;
+    }
+    let client = Client::connect(
+        conn,
+        &src.host,
+        &src.repo,
+        vec![format!("repository:{}:pull", src.repo)],
+    )?;
+    let (mut manifest, mut media_type) = fetch_manifest(&client, &src.target_str())?;
+    if let Target::Digest(want) = &src.target {
+        check_document_digest(&manifest, want, "the manifest")?;
+    }
+    let mut doc = parse_document(&manifest, &src.to_string())?;
+    let mut digest = Digest::of(&manifest);
+    if media_type == OCI_INDEX || media_type == DOCKER_LIST || doc.manifests.is_some() {
+        let entry = choose_platform(doc.manifests.as_deref().unwrap_or(&[]), &opts.platform)
+            .with_context(|| format!("{src}"))?;
+        let want: Digest = entry
+            .digest
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("{src}: index entry: {e}"))?;
+        let (m, t) = fetch_manifest(&client, &want.to_string())?;
+        check_document_digest(&m, &want, "the platform's manifest")?;
+        if m.len() as u64 != entry.size {
+            bail!(
+                "manifest {want} has {} bytes but the index says {}",
+                m.len(),
+                entry.size
+            );
+        }
+        doc = parse_document(&m, &want.to_string())?;
+        manifest = m;
+        media_type = t;
+        digest = want;
+    }
+    if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+        bail!(
+            "{src}: manifest media type {media_type:?} is not an OCI or Docker schema 2 image manifest"
+        );
+    }
+    if doc.schema_version != Some(2) {
+        bail!("{src}: manifest {digest} is not schemaVersion 2");
+    }
+    let config = doc
+        .config
+        .clone()
+        .with_context(|| format!("{src}: manifest {digest} has no config"))?;
+    let config_want = wanted(&config, "the config")?;
+    let layers: Vec<Wanted> = doc
+        .layers
+        .clone()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| wanted(l, &format!("layer {}", i + 1)))
+        .collect::<Result<_>>()?;
+
+    let work = work_dir(out, &digest)?;
+    let progress = Progress::new(layers.len());
+    let config_bytes = {
+        let path = download(&client, &work, &config_want, &progress, conn.retries)?;
+        fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let paths = super::for_each_index(layers.len(), opts.jobs, |i| {
+        let started = Instant::now();
+        let before = partial_len(&work, &layers[i].digest);
+        let path = download(&client, &work, &layers[i], &progress, conn.retries)?;
+        let verb = if before > 0 { "resumed" } else { "downloaded" };
+        progress.layer(
+            i,
+            &layers[i].digest.to_string(),
+            Outcome::Moved {
+                bytes: layers[i].size - before.min(layers[i].size),
+                verb,
+            },
+            started.elapsed(),
+        );
+        Ok(path)
+    })?;
+    progress.finish();
+
+    let tag = opts.tag.clone();
+    match opts.format {
+        PullFormat::OciDir => write_oci_dir(
+            out,
+            &manifest,
+            &media_type,
+            &config_want,
+            &config_bytes,
+            &layers,
+            &paths,
+            tag.as_deref(),
+        )?,
+        PullFormat::DockerArchive => write_docker_archive(
+            out,
+            &config_want,
+            &config_bytes,
+            &layers,
+            &paths,
+            tag.as_deref(),
+        )?,
+    }
+    let _ = fs::remove_dir_all(&work);
+    Ok(format!("{}@{digest}", src.name()))
+}
+
+/// `NAME:TAG` for the output.
+fn check_tag_ref(tag: &str) -> Result<()> {
+    let Some((name, t)) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')) else {
+        bail!("--tag {tag:?} must be NAME:TAG, as in hello:latest");
+    };
+    crate::reference::check_name(name).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
+    crate::reference::check_tag(t).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
+    Ok(())
+}
+
+fn wanted(d: &Descriptor, what: &str) -> Result<Wanted> {
+    let digest = d
+        .digest
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{what}: {e}"))?;
+    Ok(Wanted {
+        what: format!("{what} ({digest})"),
+        digest,
+        size: d.size,
+    })
+}
+
+fn check_document_digest(bytes: &[u8], want: &Digest, what: &str) -> Result<()> {
+    let got = Digest::of(bytes);
+    if &got != want {
+        bail!("{what} the registry sent has digest {got}, not {want} as asked");
+    }
+    Ok(())
+}
+
+fn parse_document(bytes: &[u8], what: &str) -> Result<Document> {
+    serde_json::from_slice(bytes)
+        .map_err(|e| anyhow::anyhow!("{what}: the manifest is not valid JSON: {e}"))
+}
+
+/// GETs a manifest or index; returns its bytes and media type.
+fn fetch_manifest(client: &Client, target: &str) -> Result<(Vec<u8>, String)> {
+    let url = client.url(&format!("manifests/{target}"));
+    let accept = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].join(", ");
+    let reply = client.send("GET", &url, &[("accept", accept)], Body::Empty)?;
+    let what = format!("GET {}", client.describe(&url));
+    if reply.status().as_u16() == 404 {
+        let what = format!("{}: no such manifest or repository", client.describe(&url));
+        bail!("{}", client.error_line(&what, reply));
+    }
+    let reply = client.expect(&what, reply, &[200])?;
+    if is_html(&reply) {
+        bail!("{}", client.error_line(&what, reply));
+    }
+    let content_type = header(&reply, "content-type").unwrap_or_default();
+    let bytes = reply
+        .into_body()
+        .with_config()
+        .limit(DOCUMENT_LIMIT)
+        .read_to_vec()
+        .with_context(|| format!("reading {what}"))?;
+    let media_type = match content_type.split(';').next().unwrap_or("").trim() {
+        "" | "application/json" | "text/plain" => parse_document(&bytes, &what)?
+            .media_type
+            .unwrap_or_default(),
+        t => t.to_owned(),
+    };
+    Ok((bytes, media_type))
+}
+
+/// The index entry for the platform asked for: os and architecture must
+/// match; a variant, when asked for, too.
+fn choose_platform<'a>(entries: &'a [Descriptor], want: &Platform) -> Result<&'a Descriptor> {
+    let fits = |d: &&Descriptor| {
+        d.platform.as_ref().is_some_and(|p| {
+            p.os == want.os
+                && p.architecture == want.architecture
+                && (want.variant.is_none() || p.variant == want.variant)
+        })
+    };
+    entries.iter().find(fits).with_context(|| {
+        let have: Vec<String> = entries
+            .iter()
+            .filter_map(|d| d.platform.as_ref())
+            .map(|p| match &p.variant {
+                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            })
+            .collect();
+        let asked = match &want.variant {
+            Some(v) => format!("{}/{}/{v}", want.os, want.architecture),
+            None => format!("{}/{}", want.os, want.architecture),
+        };
+        format!(
+            "the index has no image for {asked} (it has {}); choose one with --os, --arch and --variant",
+            if have.is_empty() { "none".to_owned() } else { have.join(", ") }
+        )
+    })
+}
+
+/// The work directory of a pull into `out`: the same for a rerun, so
+/// partial blobs are found again.
+fn work_dir(out: &Path, manifest: &Digest) -> Result<PathBuf> {
+    let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_owned());
+    let key = Digest::of(format!("{}\n{manifest}", abs.display()).as_bytes());
+    let dir = std::env::temp_dir().join(format!("stevedore-pull-{}", &key.hex()[..16]));
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn partial_path(work: &Path, digest: &Digest) -> PathBuf {
+    work.join(format!("{}.partial", digest.hex()))
+}
+
+fn partial_len(work: &Path, digest: &Digest) -> u64 {
+    fs::metadata(partial_path(work, digest)).map_or(0, |m| m.len())
+}
+
+/// Downloads a blob into `work/<hex>`, resuming `work/<hex>.partial`, and
+/// checks its size and digest.
+fn download(
+    client: &Client,
+    work: &Path,
+    blob: &Wanted,
+    progress: &Progress,
+    retries: u32,
+) -> Result<PathBuf> {
+    let done = work.join(blob.digest.hex());
+    if fs::metadata(&done).is_ok_and(|m| m.len() == blob.size) {
+        return Ok(done);
+    }
+    let partial = partial_path(work, &blob.digest);
+    let url = client.url(&format!("blobs/{}", blob.digest));
+    let mut failures = 0;
+    loop {
+        match fetch_into(client, &url, &partial, blob, progress) {
+            Ok(()) => break,
+            Err(err) if (is_transport(&err) || err.is::<ShortBody>()) && failures < retries => {
+                failures += 1;
+                std::thread::sleep(backoff(failures, None));
+            }
+            Err(err) => return Err(err.context(blob.what.clone())),
+        }
+    }
+    let got = file_digest(&partial)?;
+    if got != blob.digest {
+        let _ = fs::remove_file(&partial);
+        bail!(
+            "{}: the registry sent bytes whose digest is {got}; nothing was written",
+            blob.what
+        );
+    }
+    fs::rename(&partial, &done).with_context(|| format!("renaming {}", partial.display()))?;
+    Ok(done)
+}
+
+/// One GET of a blob into its partial file, from where the file ends.
+fn fetch_into(
+    client: &Client,
+    url: &str,
+    partial: &Path,
+    blob: &Wanted,
+    progress: &Progress,
+) -> Result<()> {
+    let mut have = fs::metadata(partial).map_or(0, |m| m.len());
+    if have > blob.size {
+        fs::remove_file(partial).ok();
+        have = 0;
+    }
+    if have == blob.size && have > 0 {
+        return Ok(());
+    }
+    let headers: Vec<(&str, String)> = if have > 0 {
+        vec![("range", format!("bytes={have}-"))]
+    } else {
+        vec![]
+    };
+    let reply = client.send("GET", url, &headers, Body::Empty)?;
+    let what = format!("GET {}", client.describe(url));
+    if have > 0 && reply.status().as_u16() == 416 {
+        bail!(
+            "the registry has only {have} bytes but the manifest says {}",
+            blob.size
+        );
+    }
+    let reply = client.expect(&what, reply, &[200, 206])?;
+    if is_html(&reply) {
+        bail!("{}", client.error_line(&what, reply));
+    }
+    let mut file = if reply.status().as_u16() == 206 {
+        OpenOptions::new()
+            .append(true)
+            .open(partial)
+            .with_context(|| format!("opening {}", partial.display()))?
+    } else {
+        have = 0;
+        File::create(partial).with_context(|| format!("creating {}", partial.display()))?
+    };
+    if let Some(len) = header(&reply, "content-length").and_then(|l| l.parse::<u64>().ok())
+        && have + len > blob.size
+    {
+        bail!(
+            "the registry has {} bytes but the manifest says {}",
+            have + len,
+            blob.size
+        );
+    }
+    let mut body = reply.into_body().into_reader();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = have;
+    loop {
+        let n = match body.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                file.flush().ok();
+                return Err(anyhow::Error::new(e).context(format!("reading {what}")));
+            }
+        };
+        if got + n as u64 > blob.size {
+            drop(file);
+            let _ = fs::remove_file(partial);
+            bail!(
+                "the registry sent more than the {} bytes the manifest says",
+                blob.size
+            );
+        }
+        file.write_all(&buf[..n])
+            .with_context(|| format!("writing {}", partial.display()))?;
+        got += n as u64;
+        progress.add(n as u64);
+    }
+    file.flush()
+        .with_context(|| format!("writing {}", partial.display()))?;
+    if got < blob.size {
+        // A body that ended early without an error is a cut connection
+        // to resume, unless the registry holds no more.
+        return Err(ShortBody(format!(
+            "the registry sent {got} of the {} bytes the manifest says",
+            blob.size
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// A blob body that ended before the size the manifest gives.
+#[derive(Debug)]
+struct ShortBody(String);
+
+impl std::fmt::Display for ShortBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ShortBody {}
+
+fn file_digest(path: &Path) -> Result<Digest> {
+    let mut file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hashing = HashingWriter::new(std::io::sink());
+    std::io::copy(&mut file, &mut hashing)
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(hashing.finish().1)
+}
+
+/// An OCI layout with the manifest as pulled.
+#[allow(clippy::too_many_arguments)]
+fn write_oci_dir(
+    out: &Path,
+    manifest: &[u8],
+    media_type: &str,
+    config: &Wanted,
+    config_bytes: &[u8],
+    layers: &[Wanted],
+    paths: &[PathBuf],
+    tag: Option<&str>,
+) -> Result<()> {
+    let dir = AtomicDir::create(out)?;
+    let blobs = dir.path().join("blobs/sha256");
+    fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
+    for (layer, path) in layers.iter().zip(paths) {
+        let target = blobs.join(layer.digest.hex());
+        if !target.exists() {
+            fs::copy(path, &target).with_context(|| format!("writing {}", target.display()))?;
+        }
+    }
+    let manifest_digest = Digest::of(manifest);
+    for (digest, bytes) in [(&config.digest, config_bytes), (&manifest_digest, manifest)] {
+        let target = blobs.join(digest.hex());
+        fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
+    }
+    let mut descriptor = json!({
+        "mediaType": media_type,
+        "digest": manifest_digest.to_string(),
+        "size": manifest.len(),
+    });
+    if let Some(tag) = tag {
+        let short = tag.rsplit_once(':').map_or(tag, |(_, t)| t);
+        descriptor["annotations"] = json!({
+            "io.containerd.image.name": tag,
+            "org.opencontainers.image.ref.name": short,
+        });
+    }
+    let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor] });
+    for (name, bytes) in [
+        ("index.json", canonical_json(&index)),
+        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
+    ] {
+        let target = dir.path().join(name);
+        fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
+    }
+    dir.commit()
+}
+
+/// A docker-archive: layers as `<hex>.tar` (the blobs as pulled; loaders
+/// detect their compression), the config as `<hex>.json`, and
+/// `manifest.json`.
+fn write_docker_archive(
+    out: &Path,
+    config: &Wanted,
+    config_bytes: &[u8],
+    layers: &[Wanted],
+    paths: &[PathBuf],
+    tag: Option<&str>,
+) -> Result<()> {
+    let mut file = AtomicFile::create(out)?;
+    let mut tar = TarOut::new(
+        BufWriter::with_capacity(256 * 1024, file.file()),
+        ARCHIVE_MTIME,
+    );
+    let mut written = std::collections::BTreeSet::new();
+    let mut names = Vec::new();
+    for (layer, path) in layers.iter().zip(paths) {
+        let name = format!("{}.tar", layer.digest.hex());
+        if written.insert(name.clone()) {
+            tar.file_from(&name, path)?;
+        }
+        names.push(name);
+    }
+    let config_name = format!("{}.json", config.digest.hex());
+    tar.file(&config_name, config_bytes)?;
+    let manifest = json!([{
+        "Config": config_name,
+        "RepoTags": tag.map(|t| vec![t]).unwrap_or_default(),
+        "Layers": names,
+    }]);
+    tar.file("manifest.json", &canonical_json(&manifest))?;
+    tar.finish()?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("writing the archive")?;
+    file.commit()
+}

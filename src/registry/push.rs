@@ -1,0 +1,757 @@
+//! `stevedore push`: an image to a registry, blobs first, the manifest last.
+//!
+//! - Every blob whose digest is known is checked with HEAD and uploaded only
+//!   when missing; with `--mount-from` a missing blob is first mounted from
+//!   that repository of the same registry.
+//! - Blobs up to [`CHUNK`] go up in one PUT; larger ones in PATCH chunks of
+//!   that size, then a PUT with the digest, which the registry checks. A
+//!   chunk whose request fails is resumed where the registry says the
+//!   upload stands, or the blob starts over in a new session.
+//! - A launcher's layers are made from the store while they are sent: a
+//!   layer is planned, tarred, compressed and hashed on one thread and
+//!   sent in chunks from another, so nothing is written to disk. Its digest
+//!   is known only at the end, so a layer that fits in one chunk is held,
+//!   hashed and checked with HEAD before it is sent; a larger one is sent
+//!   without the check (a second hashing pass would cost as much as the
+//!   compression itself) and the registry dedups it by digest.
+//! - The manifest is put only when every blob is in the registry under the
+//!   digest the manifest names. A layer whose bytes do not match the digest
+//!   the image records stops the push before the manifest, naming the
+//!   layer, so a broken manifest is never pushed.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::client::{Body, Client, backoff, header};
+use super::progress::{Outcome, Progress};
+use super::source::{self, BlobFile, BlobImage, Source};
+use super::{Connection, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, OCI_MANIFEST, Reference, Target};
+use crate::archive::plan::{LayerSettings, plan_layer};
+use crate::archive::{LayerSource, write_layer};
+use crate::compress::Compression;
+use crate::digest::{Digest, HashingWriter};
+use crate::image::canonical_json;
+use crate::image::config::{BlobInfo, image_config};
+
+/// Upload chunk size, and the largest blob sent in one request.
+pub const CHUNK: u64 = 32 << 20;
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+/// How to push.
+#[derive(Clone, Debug)]
+pub struct PushOptions {
+    /// Docker schema 2 instead of an OCI manifest.
+    pub docker_format: bool,
+    /// A repository of the same registry to mount missing blobs from.
+    pub mount_from: Option<String>,
+    /// Layer compression of a launcher's layers.
+    pub compression: Compression,
+    /// Blobs pushed at once.
+    pub jobs: usize,
+    /// Upload chunk size, and the largest blob sent in one request
+    /// ([`CHUNK`] by default).
+    pub chunk: u64,
+}
+
+/// What became of a blob.
+enum Pushed {
+    Uploaded(u64),
+    Skipped,
+    Mounted,
+}
+
+/// A layer ready for the manifest.
+struct Done {
+    digest: Digest,
+    size: u64,
+    diff_id: Option<Digest>,
+    compression: Compression,
+}
+
+/// Pushes `source` to `dest`; returns `HOST/REPO:TAG@sha256:...`.
+pub fn push(
+    source_path: &Path,
+    dest: &Reference,
+    conn: &Connection,
+    opts: &PushOptions,
+) -> Result<String> {
+    let source = source::open(source_path)?;
+    if opts.docker_format {
+        check_docker_compressions(&source, opts)?;
+    }
+    let mut scopes = vec![format!("repository:{}:pull,push", dest.repo)];
+    if let Some(from) = &opts.mount_from {
+        crate::reference::check_name(from).map_err(|e| anyhow::anyhow!("--mount-from: {e}"))?;
+        scopes.push(format!("repository:{from}:pull"));
+    }
+    let client = Client::connect(conn, &dest.host, &dest.repo, scopes)?;
+    let pusher = Pusher {
+        client: &client,
+        opts,
+        retries: conn.retries,
+    };
+    let (config, layers) = match &source {
+        Source::Blobs(image) => pusher.push_blob_layers(image)?,
+        Source::Launcher { image, .. } => {
+            let progress = Progress::new(image.layers.len());
+            let layers = super::for_each_index(image.layers.len(), opts.jobs, |i| {
+                pusher.push_streamed_layer(i, &image.ctx, &image.layers[i].source, &progress)
+            })?;
+            progress.finish();
+            let diff_ids: Vec<Digest> = layers
+                .iter()
+                .map(|l| l.diff_id.clone().expect("streamed layers have diff_ids"))
+                .collect();
+            (image_config(image, &diff_ids)?, layers)
+        }
+    };
+    let config_digest = Digest::of(&config);
+    pusher
+        .push_bytes(&config, &config_digest)
+        .context("pushing the image config")?;
+
+    let manifest = match &source {
+        Source::Blobs(BlobImage {
+            oci_manifest: Some(m),
+            ..
+        }) if !opts.docker_format => m.clone(),
+        _ => manifest(&config, &layers, opts.docker_format)?,
+    };
+    let media_type = if opts.docker_format {
+        super::DOCKER_MANIFEST
+    } else {
+        OCI_MANIFEST
+    };
+    let digest = Digest::of(&manifest);
+    let url = client.url(&format!("manifests/{}", dest.target_str()));
+    let reply = client.send(
+        "PUT",
+        &url,
+        &[("content-type", media_type.to_owned())],
+        Body::Bytes(&manifest),
+    )?;
+    let reply = client.expect(
+        &format!("putting the manifest {}", client.describe(&url)),
+        reply,
+        &[200, 201, 202],
+    )?;
+    if let Some(said) = header(&reply, "docker-content-digest")
+        && said != digest.to_string()
+    {
+        bail!(
+            "the registry stored the manifest as {said}, but its digest is {digest}; the registry changed it"
+        );
+    }
+    Ok(match &dest.target {
+        Target::Tag(t) => format!("{}:{t}@{digest}", dest.name()),
+        Target::Digest(_) => format!("{}@{digest}", dest.name()),
+    })
+}
+
+/// Docker schema 2 has no zstd layers: refuse before anything is sent.
+fn check_docker_compressions(source: &Source, opts: &PushOptions) -> Result<()> {
+    let zstd = match source {
+        Source::Blobs(image) => image
+            .layers
+            .iter()
+            .find(|l| l.compression == Compression::Zstd)
+            .map(|l| l.what.clone()),
+        Source::Launcher { .. } => {
+            (opts.compression == Compression::Zstd).then(|| "--compress zstd".to_owned())
+        }
+    };
+    if let Some(what) = zstd {
+        bail!(
+            "--format v2s2: Docker schema 2 has no zstd layers ({what}); push with --format oci, or use gzip"
+        );
+    }
+    Ok(())
+}
+
+/// The manifest for a config and layers, as OCI or Docker schema 2.
+fn manifest(config: &[u8], layers: &[Done], docker: bool) -> Result<Vec<u8>> {
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|l| {
+            let media_type = match (docker, l.compression) {
+                (false, c) => c.oci_layer_media_type(),
+                (true, Compression::None) => DOCKER_LAYER_TAR,
+                (true, Compression::Gzip) => DOCKER_LAYER_GZIP,
+                (true, Compression::Zstd) => unreachable!("checked before the push"),
+            };
+            json!({ "mediaType": media_type, "digest": l.digest.to_string(), "size": l.size })
+        })
+        .collect();
+    let doc = json!({
+        "schemaVersion": 2,
+        "mediaType": source::manifest_media_type(docker),
+        "config": {
+            "mediaType": source::config_media_type(docker),
+            "digest": Digest::of(config).to_string(),
+            "size": config.len(),
+        },
+        "layers": layers,
+    });
+    Ok(canonical_json(&doc))
+}
+
+struct Pusher<'a> {
+    client: &'a Client,
+    opts: &'a PushOptions,
+    retries: u32,
+}
+
+/// Where a new upload starts.
+enum Start {
+    Mounted,
+    Session(String),
+}
+
+impl Pusher<'_> {
+    fn push_blob_layers(&self, image: &BlobImage) -> Result<(Vec<u8>, Vec<Done>)> {
+        let progress = Progress::new(image.layers.len());
+        let layers = super::for_each_index(image.layers.len(), self.opts.jobs, |i| {
+            let layer = &image.layers[i];
+            let started = Instant::now();
+            let digest = match &layer.digest {
+                Some(d) => d.clone(),
+                None => layer
+                    .file
+                    .digest()
+                    .with_context(|| format!("hashing {}", layer.what))?,
+            };
+            let pushed = self
+                .push_file(&layer.file, &digest, &progress)
+                .map_err(|e| self.name_layer(e, &layer.what, &digest))?;
+            progress.layer(
+                i,
+                &digest.to_string(),
+                self.outcome(pushed),
+                started.elapsed(),
+            );
+            Ok(Done {
+                size: layer.file.size,
+                digest,
+                diff_id: layer.diff_id.clone(),
+                compression: layer.compression,
+            })
+        })?;
+        progress.finish();
+        Ok((image.config.clone(), layers))
+    }
+
+    fn outcome(&self, pushed: Pushed) -> Outcome {
+        match pushed {
+            Pushed::Uploaded(bytes) => Outcome::Moved {
+                bytes,
+                verb: "uploaded",
+            },
+            Pushed::Skipped => Outcome::Skipped(format!(
+                "already in {}/{}",
+                self.client.host, self.client.repo
+            )),
+            Pushed::Mounted => Outcome::Mounted(self.opts.mount_from.clone().unwrap_or_default()),
+        }
+    }
+
+    /// Says which layer failed, and what a refused digest means.
+    fn name_layer(&self, err: anyhow::Error, what: &str, digest: &Digest) -> anyhow::Error {
+        let text = format!("{err:#}");
+        if text.contains("DIGEST_INVALID") || text.contains("BLOB_UPLOAD_INVALID") {
+            anyhow::anyhow!(
+                "{what}: its bytes do not match {digest}, the digest the image records; nothing was tagged ({text})"
+            )
+        } else {
+            err.context(format!("pushing {what}"))
+        }
+    }
+
+    /// Whether the repository has a blob.
+    fn exists(&self, digest: &Digest) -> Result<bool> {
+        let url = self.client.url(&format!("blobs/{digest}"));
+        let reply = self.client.send("HEAD", &url, &[], Body::Empty)?;
+        match reply.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => bail!(
+                "{}",
+                self.client
+                    .error_line(&format!("HEAD {}", self.client.describe(&url)), reply)
+            ),
+        }
+    }
+
+    /// Opens an upload session, or mounts the blob when it can.
+    fn start(&self, digest: Option<&Digest>, mount: bool) -> Result<Start> {
+        let base = self.client.url("blobs/uploads/");
+        let url = match (&self.opts.mount_from, digest) {
+            (Some(from), Some(d)) if mount => format!(
+                "{base}?mount={}&from={}",
+                super::client::percent_encode(&d.to_string()),
+                super::client::percent_encode(from)
+            ),
+            _ => base,
+        };
+        let reply = self.client.send("POST", &url, &[], Body::Empty)?;
+        let status = reply.status().as_u16();
+        if status == 201 {
+            return Ok(Start::Mounted);
+        }
+        let reply = self.client.expect(
+            &format!("starting an upload at {}", self.client.describe(&url)),
+            reply,
+            &[202],
+        )?;
+        Ok(Start::Session(self.client.location(&reply)?))
+    }
+
+    fn session(&self) -> Result<String> {
+        match self.start(None, false)? {
+            Start::Session(loc) => Ok(loc),
+            Start::Mounted => bail!("the registry mounted a blob it was not asked to"),
+        }
+    }
+
+    /// Pushes a blob from a file (or a tar member), unless it is there.
+    fn push_file(&self, file: &BlobFile, digest: &Digest, progress: &Progress) -> Result<Pushed> {
+        if self.exists(digest)? {
+            return Ok(Pushed::Skipped);
+        }
+        let location = match self.start(Some(digest), true)? {
+            Start::Mounted => return Ok(Pushed::Mounted),
+            Start::Session(loc) => loc,
+        };
+        if file.size <= self.opts.chunk {
+            let body = Body::File {
+                path: &file.path,
+                offset: file.offset,
+                len: file.size,
+            };
+            self.put_whole(&location, digest, body)?;
+            progress.add(file.size);
+            return Ok(Pushed::Uploaded(file.size));
+        }
+        let mut location = location;
+        let mut sent = 0u64;
+        let mut failures = 0;
+        while sent < file.size {
+            let n = self.opts.chunk.min(file.size - sent);
+            let body = Body::File {
+                path: &file.path,
+                offset: file.offset + sent,
+                len: n,
+            };
+            match self.patch(&location, sent, n, body) {
+                Ok(next) => {
+                    location = next;
+                    sent += n;
+                    progress.add(n);
+                    failures = 0;
+                }
+                Err(err) => {
+                    failures += 1;
+                    if failures > self.retries {
+                        return Err(err);
+                    }
+                    std::thread::sleep(backoff(failures, None));
+                    let (loc, at) = match self.status(&location) {
+                        Some((loc, at)) if at <= file.size => (loc, at),
+                        _ => (self.session()?, 0),
+                    };
+                    progress.sub(sent);
+                    progress.add(at);
+                    location = loc;
+                    sent = at;
+                }
+            }
+        }
+        self.finish(&location, digest)?;
+        Ok(Pushed::Uploaded(file.size))
+    }
+
+    /// Pushes a blob held in memory (a config, a small layer).
+    fn push_bytes(&self, bytes: &[u8], digest: &Digest) -> Result<Pushed> {
+        if self.exists(digest)? {
+            return Ok(Pushed::Skipped);
+        }
+        match self.start(Some(digest), true)? {
+            Start::Mounted => Ok(Pushed::Mounted),
+            Start::Session(loc) => {
+                self.put_whole(&loc, digest, Body::Bytes(bytes))?;
+                Ok(Pushed::Uploaded(bytes.len() as u64))
+            }
+        }
+    }
+
+    /// A monolithic upload: the whole blob in the closing PUT.
+    fn put_whole(&self, location: &str, digest: &Digest, body: Body) -> Result<()> {
+        let url = with_query(location, "digest", &digest.to_string());
+        let result = self
+            .client
+            .send(
+                "PUT",
+                &url,
+                &[("content-type", OCTET_STREAM.to_owned())],
+                body,
+            )
+            .and_then(|reply| {
+                self.client.expect(
+                    &format!("uploading {digest} to {}", self.client.describe(&url)),
+                    reply,
+                    &[201, 204],
+                )
+            });
+        match result {
+            Ok(_) => Ok(()),
+            // A retried PUT finds its session closed when the first try
+            // went through after all.
+            Err(err)
+                if !format!("{err:#}").contains("DIGEST_INVALID") && self.exists(digest)? =>
+            {
+                let _ = err;
+                Ok(())
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Sends one chunk; returns the next location.
+    fn patch(&self, location: &str, from: u64, len: u64, body: Body) -> Result<String> {
+        let range = format!("{from}-{}", from + len - 1);
+        let reply = self.client.send_once(
+            "PATCH",
+            location,
+            &[
+                ("content-type", OCTET_STREAM.to_owned()),
+                ("content-range", range),
+            ],
+            body,
+        )?;
+        let reply = self.client.expect(
+            &format!(
+                "uploading bytes {from}.. to {}",
+                self.client.describe(location)
+            ),
+            reply,
+            &[202],
+        )?;
+        self.client.location(&reply)
+    }
+
+    /// Where an upload stands: its location and how many bytes it has.
+    fn status(&self, location: &str) -> Option<(String, u64)> {
+        let reply = self.client.send("GET", location, &[], Body::Empty).ok()?;
+        if reply.status().as_u16() != 204 {
+            return None;
+        }
+        let range = header(&reply, "range")?;
+        let end: u64 = range.rsplit('-').next()?.trim().parse().ok()?;
+        // `0-0` is what an empty upload says too: start over from 0.
+        let have = if end == 0 { 0 } else { end + 1 };
+        let loc = self
+            .client
+            .location(&reply)
+            .unwrap_or_else(|_| location.to_owned());
+        Some((loc, have))
+    }
+
+    /// Closes a chunked upload with its digest.
+    fn finish(&self, location: &str, digest: &Digest) -> Result<()> {
+        let url = with_query(location, "digest", &digest.to_string());
+        let reply = self.client.send(
+            "PUT",
+            &url,
+            &[("content-type", OCTET_STREAM.to_owned())],
+            Body::Empty,
+        )?;
+        self.client.expect(
+            &format!("closing the upload of {digest}"),
+            reply,
+            &[201, 204],
+        )?;
+        Ok(())
+    }
+
+    /// Makes a launcher's layer from the store and sends it as it is made.
+    fn push_streamed_layer(
+        &self,
+        index: usize,
+        ctx: &LayerSettings,
+        source: &LayerSource,
+        progress: &Progress,
+    ) -> Result<Done> {
+        let started = Instant::now();
+        let mut failures = 0;
+        loop {
+            let mut counted = 0;
+            match self.stream_layer_once(index, ctx, source, progress, &mut counted, started) {
+                Ok(done) => return Ok(done),
+                Err(err) if failures < self.retries && upload_can_restart(&err) => {
+                    // The registry may have dropped the session with the
+                    // cut: make the layer again (the same bytes) and send
+                    // it in a new one.
+                    failures += 1;
+                    progress.sub(counted);
+                    std::thread::sleep(backoff(failures, None));
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
+
+    /// One try at [`Pusher::push_streamed_layer`]; `counted` is what it
+    /// added to the progress.
+    fn stream_layer_once(
+        &self,
+        index: usize,
+        ctx: &LayerSettings,
+        source: &LayerSource,
+        progress: &Progress,
+        counted: &mut u64,
+        started: Instant,
+    ) -> Result<Done> {
+        let compression = self.opts.compression;
+        let what = format!("layer {}", index + 1);
+        let (tx, rx) = sync_channel::<Vec<u8>>(1);
+        std::thread::scope(|scope| {
+            let producer = scope.spawn(move || -> Result<BlobInfo> {
+                let plan = plan_layer(ctx, source)?;
+                let sink = ChunkSink {
+                    tx,
+                    chunk: self.opts.chunk as usize,
+                    buf: Vec::new(),
+                };
+                let mut tar = HashingWriter::new(compression.encoder(HashingWriter::new(sink))?);
+                write_layer(ctx, &plan, &mut tar)?;
+                let (encoder, diff_id, tar_size) = tar.finish();
+                if tar_size != plan.size {
+                    bail!(
+                        "the layer tar has {tar_size} bytes but {} were planned",
+                        plan.size
+                    );
+                }
+                let (sink, digest, size) = encoder.finish().context("compressing")?.finish();
+                sink.close()?;
+                Ok(BlobInfo {
+                    diff_id,
+                    digest,
+                    size,
+                })
+            });
+            let sent = self.send_stream(&rx, progress, counted);
+            drop(rx);
+            let info = producer
+                .join()
+                .map_err(|_| anyhow::anyhow!("the layer writer stopped unexpectedly"))?;
+            // A failed upload stops the writer (its error is only that);
+            // a failed writer ends the stream early, so its error comes
+            // first when the upload went well.
+            let (pushed, location) = sent.context(Pushing(format!("pushing {what}")))?;
+            let info = info.with_context(|| format!("making {what}"))?;
+            let pushed = match (pushed, location) {
+                (Some(p), _) => p,
+                (None, Some(loc)) => {
+                    self.finish(&loc, &info.digest)
+                        .map_err(|e| self.name_layer(e, &what, &info.digest))
+                        .context(Pushing(format!("closing the upload of {what}")))?;
+                    Pushed::Uploaded(info.size)
+                }
+                (None, None) => unreachable!("a stream is either whole or in a session"),
+            };
+            progress.layer(
+                index,
+                &info.digest.to_string(),
+                self.outcome(pushed),
+                started.elapsed(),
+            );
+            Ok(Done {
+                digest: info.digest,
+                size: info.size,
+                diff_id: Some(info.diff_id),
+                compression,
+            })
+        })
+    }
+
+    /// Sends the chunks of a stream. A stream of one chunk is pushed whole
+    /// (after a HEAD); a longer one goes into a session, whose location is
+    /// returned for the closing PUT once the digest is known.
+    fn send_stream(
+        &self,
+        rx: &Receiver<Vec<u8>>,
+        progress: &Progress,
+        counted: &mut u64,
+    ) -> Result<(Option<Pushed>, Option<String>)> {
+        let Ok(first) = rx.recv() else {
+            bail!("the layer stream ended before its first byte");
+        };
+        let mut pending = match rx.recv() {
+            Ok(second) => Some(second),
+            Err(_) => {
+                let digest = Digest::of(&first);
+                let pushed = self.push_bytes(&first, &digest)?;
+                progress.add(first.len() as u64);
+                *counted += first.len() as u64;
+                return Ok((Some(pushed), None));
+            }
+        };
+        let mut location = self.session()?;
+        let mut offset = 0u64;
+        let mut chunk = first;
+        loop {
+            location = self.patch_chunk(location, offset, &chunk)?;
+            offset += chunk.len() as u64;
+            progress.add(chunk.len() as u64);
+            *counted += chunk.len() as u64;
+            match pending.take() {
+                Some(next) => {
+                    chunk = next;
+                    pending = rx.recv().ok();
+                }
+                None => return Ok((None, Some(location))),
+            }
+        }
+    }
+
+    /// Sends one in-memory chunk at `offset`, resuming within it after a
+    /// failure where the registry says the upload stands.
+    fn patch_chunk(&self, mut location: String, offset: u64, chunk: &[u8]) -> Result<String> {
+        let mut from = 0usize;
+        let mut failures = 0;
+        loop {
+            let part = &chunk[from..];
+            match self.patch(
+                &location,
+                offset + from as u64,
+                part.len() as u64,
+                Body::Bytes(part),
+            ) {
+                Ok(next) => return Ok(next),
+                Err(err) => {
+                    failures += 1;
+                    if failures > self.retries {
+                        return Err(err);
+                    }
+                    std::thread::sleep(backoff(failures, None));
+                    match self.status(&location) {
+                        Some((loc, at)) if at >= offset && at < offset + chunk.len() as u64 => {
+                            location = loc;
+                            from = (at - offset) as usize;
+                        }
+                        _ => {
+                            return Err(err.context(
+                                "the registry lost the upload; run the push again to finish it",
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The context of an upload's failure (not the layer writer's).
+#[derive(Debug)]
+struct Pushing(String);
+
+impl std::fmt::Display for Pushing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether a streamed layer's upload failed in a way a new session can
+/// cure: a cut connection or a lost session, not a refusal.
+fn upload_can_restart(err: &anyhow::Error) -> bool {
+    err.downcast_ref::<Pushing>().is_some()
+        && (super::client::is_transport(err) || format!("{err:#}").contains("lost the upload"))
+}
+
+/// Adds `key=value` to a URL that may already have a query.
+fn with_query(url: &str, key: &str, value: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}{key}={}", super::client::percent_encode(value))
+}
+
+/// A writer that hands its bytes on in chunks of [`CHUNK`].
+struct ChunkSink {
+    tx: SyncSender<Vec<u8>>,
+    chunk: usize,
+    buf: Vec<u8>,
+}
+
+impl ChunkSink {
+    fn send(&mut self) -> io::Result<()> {
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(self.chunk));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the upload stopped"))
+    }
+
+    fn close(mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.send().context("sending the last chunk")?;
+        }
+        Ok(())
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve_exact(self.chunk);
+        }
+        let room = self.chunk - self.buf.len();
+        let n = room.min(data.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == self.chunk {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_query_parameters() {
+        assert_eq!(
+            with_query("http://h/u?_state=x", "digest", "sha256:ab"),
+            "http://h/u?_state=x&digest=sha256%3Aab"
+        );
+        assert_eq!(
+            with_query("http://h/u", "digest", "d"),
+            "http://h/u?digest=d"
+        );
+    }
+
+    #[test]
+    fn chunk_sink_sends_whole_chunks() {
+        let (tx, rx) = sync_channel(4);
+        let mut sink = ChunkSink {
+            tx,
+            chunk: CHUNK as usize,
+            buf: Vec::new(),
+        };
+        let data = vec![7u8; CHUNK as usize + 10];
+        sink.write_all(&data).unwrap();
+        sink.close().unwrap();
+        let chunks: Vec<Vec<u8>> = rx.iter().collect();
+        assert_eq!(
+            chunks.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![CHUNK as usize, 10]
+        );
+    }
+}

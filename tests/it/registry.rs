@@ -1,0 +1,1070 @@
+//! `stevedore push`, `pull` and `load` against a real registry (Debian's
+//! docker-registry, distribution 2.8) on 127.0.0.1, anonymous, with
+//! htpasswd Basic auth, with TLS from a CA the test makes, and with token
+//! auth from a token server the test runs; skopeo on the other side of
+//! every round trip. A TCP proxy cuts connections and flips bytes.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{Value, json};
+
+use crate::common::{
+    Auth, CuttingProxy, HtmlServer, PASSWORD, Registry, USER, assert_one_line_error, build,
+    busybox_store_path, dir_names, nix_add, podman, run, sha256, spec, stevedore, tempdir,
+    write_spec,
+};
+
+/// A number no other test (or concurrent test run) uses.
+fn unique() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    u64::from(std::process::id()) * 1000 + COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Bytes that do not compress: a layer of `len` of them is about that big.
+fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A store path holding `files`.
+fn store_path_with(name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+    let dir = tempdir();
+    let root = dir.path().join(name);
+    fs::create_dir(&root).unwrap();
+    for (file, bytes) in files {
+        fs::write(root.join(file), bytes).unwrap();
+    }
+    nix_add(&root)
+}
+
+/// Builds an image of store-path layers in `dir` as `format`.
+fn build_image(
+    dir: &Path,
+    name: &str,
+    layers: &[Vec<&Path>],
+    format: &str,
+    compress: &str,
+    out: &str,
+) -> PathBuf {
+    let spec_dir = dir.join(format!("spec-{out}"));
+    fs::create_dir_all(&spec_dir).unwrap();
+    let spec_path = write_spec(
+        &spec_dir,
+        &spec(name, layers, json!({ "created": "2024-01-02T03:04:05Z" })),
+    );
+    let out = dir.join(out);
+    build(&spec_path, format, compress, &out);
+    out
+}
+
+/// An OCI layout's manifest: digest, bytes, layer digests.
+struct Layout {
+    dir: PathBuf,
+    digest: String,
+    manifest: Vec<u8>,
+}
+
+impl Layout {
+    fn read(dir: &Path) -> Layout {
+        let index: Value =
+            serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
+        let manifest = fs::read(blob_path(dir, &digest)).unwrap();
+        assert_eq!(sha256(&manifest), digest);
+        Layout {
+            dir: dir.to_owned(),
+            digest,
+            manifest,
+        }
+    }
+
+    fn doc(&self) -> Value {
+        serde_json::from_slice(&self.manifest).unwrap()
+    }
+
+    fn layers(&self) -> Vec<String> {
+        self.doc()["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn config(&self) -> String {
+        self.doc()["config"]["digest"].as_str().unwrap().to_owned()
+    }
+
+    fn blob(&self, digest: &str) -> Vec<u8> {
+        let bytes = fs::read(blob_path(&self.dir, digest)).unwrap();
+        assert_eq!(
+            sha256(&bytes),
+            digest,
+            "blob content does not match its name"
+        );
+        bytes
+    }
+}
+
+fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+    dir.join("blobs/sha256")
+        .join(digest.strip_prefix("sha256:").unwrap())
+}
+
+fn stdout_lines(out: &Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// `stevedore push SOURCE DEST` with the registry's arguments; returns the
+/// output.
+fn push(reg: &Registry, source: &Path, dest: &str, extra: &[&str]) -> Output {
+    run(reg
+        .stevedore()
+        .arg("push")
+        .arg(source)
+        .arg(dest)
+        .args(reg.stevedore_args())
+        .args(extra))
+}
+
+/// `stevedore pull SRC --out OUT` with the registry's arguments.
+fn pull(reg: &Registry, src: &str, out: &Path, extra: &[&str]) -> Output {
+    run(reg
+        .stevedore()
+        .arg("pull")
+        .arg(src)
+        .arg("--out")
+        .arg(out)
+        .args(reg.stevedore_args())
+        .args(extra))
+}
+
+fn skopeo(reg: &Registry, args: &[&str], side: &str, rest: &[String]) -> Output {
+    run(Command::new("skopeo")
+        .args(args)
+        .args(reg.skopeo_args(side))
+        .args(rest))
+}
+
+/// The manifest the registry holds for a reference, as skopeo reads it.
+fn raw_manifest(reg: &Registry, reference: &str) -> Vec<u8> {
+    skopeo(reg, &["inspect", "--raw"], "", &[reference.to_owned()]).stdout
+}
+
+// ---------------------------------------------------------------------------
+// Round trips, in every auth mode.
+
+/// stevedore pushes, skopeo pulls; skopeo pushes, stevedore pulls. The
+/// manifest digest and every blob stay the same all the way.
+fn round_trips(auth: Auth) {
+    let reg = Registry::start_with(auth);
+    let dir = tempdir();
+    let busybox = busybox_store_path();
+    let data = store_path_with(
+        &format!("rt-data-{}", unique()),
+        &[("data", noise(300_000, unique()))],
+    );
+    let layout_dir = build_image(
+        dir.path(),
+        "rt",
+        &[vec![&busybox], vec![&data]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    let original = Layout::read(&layout_dir);
+
+    // stevedore -> registry -> skopeo.
+    let dest = reg.reference("rt/pushed", "v1");
+    let out = push(&reg, &layout_dir, &dest, &[]);
+    assert_eq!(
+        stdout_lines(&out).last().unwrap(),
+        &format!("{}/rt/pushed:v1@{}", reg.host(), original.digest),
+        "the last line names the pushed manifest"
+    );
+    assert_eq!(raw_manifest(&reg, &dest), original.manifest);
+    let back = dir.path().join("skopeo-back");
+    skopeo(
+        &reg,
+        &["copy"],
+        "src",
+        &[dest.clone(), format!("oci:{}:v1", back.display())],
+    );
+    let back = Layout::read(&back);
+    assert_eq!(back.digest, original.digest);
+    for layer in original.layers() {
+        assert!(
+            back.blob(&layer) == original.blob(&layer),
+            "layer {layer} changed"
+        );
+    }
+
+    // skopeo -> registry -> stevedore.
+    let theirs = reg.reference("rt/skopeo", "v1");
+    skopeo(
+        &reg,
+        &["copy"],
+        "dest",
+        &[
+            format!("oci:{}:latest", layout_dir.display()),
+            theirs.clone(),
+        ],
+    );
+    let by_digest = format!("docker://{}/rt/skopeo@{}", reg.host(), original.digest);
+    let pulled_dir = dir.path().join("pulled-oci");
+    let out = pull(&reg, &by_digest, &pulled_dir, &["--format", "oci-dir"]);
+    assert_eq!(
+        stdout_lines(&out).last().unwrap(),
+        &format!("{}/rt/skopeo@{}", reg.host(), original.digest)
+    );
+    let pulled = Layout::read(&pulled_dir);
+    assert_eq!(pulled.digest, original.digest);
+    assert_eq!(pulled.manifest, original.manifest);
+    assert_eq!(
+        pulled.blob(&original.config()),
+        original.blob(&original.config())
+    );
+    for layer in original.layers() {
+        assert!(
+            pulled.blob(&layer) == original.blob(&layer),
+            "layer {layer} changed"
+        );
+    }
+
+    // And as a docker-archive: the blobs byte for byte, named by digest.
+    let archive = dir.path().join("pulled.tar");
+    pull(&reg, &by_digest, &archive, &["--tag", "rt:pulled"]);
+    let mut tar = tar::Archive::new(fs::File::open(&archive).unwrap());
+    let mut names = Vec::new();
+    for entry in tar.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        if let Some(hex) = name.strip_suffix(".tar") {
+            assert_eq!(sha256(&bytes), format!("sha256:{hex}"));
+        }
+        if name == "manifest.json" {
+            let m: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(m[0]["RepoTags"], json!(["rt:pulled"]));
+        }
+        names.push(name);
+    }
+    let mut expected: Vec<String> = original
+        .layers()
+        .iter()
+        .map(|d| format!("{}.tar", &d[7..]))
+        .collect();
+    expected.push(format!("{}.json", &original.config()[7..]));
+    expected.push("manifest.json".to_owned());
+    assert_eq!(names, expected);
+}
+
+#[test]
+fn round_trips_anonymous() {
+    round_trips(Auth::Anonymous);
+}
+
+#[test]
+fn round_trips_htpasswd_basic() {
+    round_trips(Auth::Basic);
+}
+
+#[test]
+fn round_trips_tls_with_a_test_ca() {
+    round_trips(Auth::Tls);
+}
+
+#[test]
+fn round_trips_token_auth() {
+    round_trips(Auth::Token);
+}
+
+/// Credentials as podman, skopeo and Docker keep them: REGISTRY_AUTH_FILE,
+/// $XDG_RUNTIME_DIR/containers/auth.json and ~/.docker/config.json.
+#[test]
+fn credentials_come_from_auth_files() {
+    use base64::Engine as _;
+    let reg = Registry::start_with(Auth::Basic);
+    let dir = tempdir();
+    let data = store_path_with(&format!("creds-{}", unique()), &[("f", noise(1000, 3))]);
+    let layout = build_image(
+        dir.path(),
+        "creds",
+        &[vec![&data]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let file = json!({ "auths": { reg.host(): { "auth": auth } } }).to_string();
+    let auth_file = dir.path().join("auth.json");
+    fs::write(&auth_file, &file).unwrap();
+    let runtime = dir.path().join("runtime");
+    fs::create_dir_all(runtime.join("containers")).unwrap();
+    fs::write(runtime.join("containers/auth.json"), &file).unwrap();
+    let home = dir.path().join("home");
+    fs::create_dir_all(home.join(".docker")).unwrap();
+    fs::write(
+        home.join(".docker/config.json"),
+        json!({ "auths": { format!("http://{}", reg.host()): { "auth": auth } } }).to_string(),
+    )
+    .unwrap();
+    let empty_home = dir.path().join("empty-home");
+    fs::create_dir_all(&empty_home).unwrap();
+    let cases: [(&str, Vec<(&str, &Path)>); 3] = [
+        (
+            "REGISTRY_AUTH_FILE",
+            vec![("REGISTRY_AUTH_FILE", &auth_file), ("HOME", &empty_home)],
+        ),
+        (
+            "XDG_RUNTIME_DIR",
+            vec![("XDG_RUNTIME_DIR", &runtime), ("HOME", &empty_home)],
+        ),
+        ("~/.docker/config.json", vec![("HOME", &home)]),
+    ];
+    for (i, (what, env)) in cases.iter().enumerate() {
+        let mut cmd = stevedore();
+        cmd.env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("DOCKER_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd
+            .arg("push")
+            .arg(&layout)
+            .arg(reg.reference("creds/app", &format!("t{i}")))
+            .arg("--tls-verify=false")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "push with credentials from {what} failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Formats and sources.
+
+/// A docker-archive pushed as Docker schema 2, and a spec (what a
+/// streamLayeredImage launcher holds) pushed straight from the store: the
+/// latter gives the very manifest `build` writes.
+#[test]
+fn pushes_docker_archives_as_v2s2_and_specs_from_the_store() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let busybox = busybox_store_path();
+    let data = store_path_with(
+        &format!("fmt-{}", unique()),
+        &[
+            ("big", noise(2_500_000, 11)),
+            ("small", b"hello\n".to_vec()),
+        ],
+    );
+    let layers = [vec![busybox.as_path()], vec![data.as_path()]];
+    let archive = build_image(
+        dir.path(),
+        "fmt",
+        &layers,
+        "docker-archive",
+        "gzip",
+        "image.tar",
+    );
+    let dest = reg.reference("fmt/archive", "v2s2");
+    push(&reg, &archive, &dest, &["--format", "v2s2"]);
+    let raw: Value = serde_json::from_slice(&raw_manifest(&reg, &dest)).unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        raw["layers"][1]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    let back = dir.path().join("back");
+    skopeo(
+        &reg,
+        &["copy"],
+        "src",
+        &[dest, format!("oci:{}:x", back.display())],
+    );
+
+    // The spec, streamed and pushed in 1 MiB chunks: the same manifest as
+    // the OCI layout that `build` writes.
+    let spec_dir = dir.path().join("spec");
+    fs::create_dir(&spec_dir).unwrap();
+    let spec_path = write_spec(
+        &spec_dir,
+        &spec("fmt", &layers, json!({ "created": "2024-01-02T03:04:05Z" })),
+    );
+    let launcher = dir.path().join("launcher");
+    fs::write(
+        &launcher,
+        [
+            b"#!/nonexistent/stevedore stream\n".as_slice(),
+            &fs::read(&spec_path).unwrap(),
+        ]
+        .concat(),
+    )
+    .unwrap();
+    let layout = dir.path().join("layout");
+    build(&spec_path, "oci-dir", "zstd", &layout);
+    let built = Layout::read(&layout);
+    let dest = reg.reference("fmt/stream", "zstd");
+    let out = push(
+        &reg,
+        &launcher,
+        &dest,
+        &["--compress", "zstd", "--chunk-size", "1048576"],
+    );
+    assert_eq!(
+        stdout_lines(&out).last().unwrap(),
+        &format!("{}/fmt/stream:zstd@{}", reg.host(), built.digest)
+    );
+    assert_eq!(raw_manifest(&reg, &dest), built.manifest);
+
+    // zstd has no Docker schema 2 media type: refused before any upload.
+    let err = run_fails(stevedore().args([
+        "push",
+        layout.to_str().unwrap(),
+        &reg.reference("fmt/none", "x"),
+        "--tls-verify=false",
+        "--format",
+        "v2s2",
+    ]));
+    assert!(err.contains("zstd"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Incremental push.
+
+/// Blob uploads in a registry's access log after `from`: the digests of
+/// the closing PUTs, and the number of PATCHes.
+fn uploads(log: &str, repo: &str) -> (BTreeSet<String>, usize) {
+    let put = regex::Regex::new(&format!(
+        r#""PUT /v2/{repo}/blobs/uploads/[^ "]*digest=sha256(?:%3A|:)([0-9a-f]{{64}})[^ "]* HTTP/1\.1" 201"#
+    ))
+    .unwrap();
+    let digests = put
+        .captures_iter(log)
+        .map(|c| format!("sha256:{}", &c[1]))
+        .collect();
+    let patches = log
+        .matches(&format!("\"PATCH /v2/{repo}/blobs/uploads/"))
+        .count();
+    (digests, patches)
+}
+
+/// A second push of an image that differs by one layer uploads that layer
+/// and the new config, nothing else, as the registry's log shows.
+#[test]
+fn second_push_uploads_only_the_changed_layer() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let busybox = busybox_store_path();
+    let stable = store_path_with(
+        &format!("stable-{}", unique()),
+        &[("lib", noise(400_000, 5))],
+    );
+    let app_a = store_path_with(
+        &format!("app-a-{}", unique()),
+        &[("app", noise(200_000, 6))],
+    );
+    let app_b = store_path_with(
+        &format!("app-b-{}", unique()),
+        &[("app", noise(200_000, 7))],
+    );
+    let a = build_image(
+        dir.path(),
+        "inc",
+        &[vec![&busybox], vec![&stable], vec![&app_a]],
+        "oci-dir",
+        "gzip",
+        "a",
+    );
+    let b = build_image(
+        dir.path(),
+        "inc",
+        &[vec![&busybox], vec![&stable], vec![&app_b]],
+        "oci-dir",
+        "gzip",
+        "b",
+    );
+    let (a, b) = (Layout::read(&a), Layout::read(&b));
+    push(&reg, &a.dir, &reg.reference("inc/app", "a"), &[]);
+    let (first, _) = uploads(&reg.log(), "inc/app");
+    let mut all_a: BTreeSet<String> = a.layers().into_iter().collect();
+    all_a.insert(a.config());
+    assert_eq!(first, all_a, "the first push uploads every blob");
+
+    let mark = reg.log().len();
+    let out = push(&reg, &b.dir, &reg.reference("inc/app", "b"), &[]);
+    // The access log line of the manifest PUT may trail the answer.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = reg.log();
+    let (second, patches) = uploads(&log[mark..], "inc/app");
+    let changed = b.layers()[2].clone();
+    assert_eq!(
+        second,
+        BTreeSet::from([changed.clone(), b.config()]),
+        "the second push uploads the changed layer and the config only:\n{}",
+        &log[mark..]
+    );
+    assert_eq!(patches, 0, "small blobs go up in one PUT");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("skipped").count(), 2, "{stderr}");
+    assert_eq!(stderr.matches("uploaded").count(), 1, "{stderr}");
+}
+
+// ---------------------------------------------------------------------------
+// Cut connections.
+
+/// The work directories of pulls under `tmp`, and the bytes of their
+/// partial blobs.
+fn partial_bytes(tmp: &Path) -> u64 {
+    let mut total = 0;
+    for entry in fs::read_dir(tmp).unwrap() {
+        let entry = entry.unwrap();
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("stevedore-pull-")
+        {
+            continue;
+        }
+        for blob in fs::read_dir(entry.path()).unwrap() {
+            let blob = blob.unwrap();
+            if blob.file_name().to_string_lossy().ends_with(".partial") {
+                total += blob.metadata().unwrap().len();
+            }
+        }
+    }
+    total
+}
+
+/// A pull cut in the middle of a layer fails (with retries off) and keeps
+/// the partial blob under TMPDIR; the rerun resumes it with a Range
+/// request instead of fetching it again. With retries on, one run rides
+/// over a cut. Every output is the same bytes as an uncut pull.
+#[test]
+fn cut_pulls_resume() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let big = store_path_with(
+        &format!("big-{}", unique()),
+        &[("blob", noise(3_000_000, 9))],
+    );
+    let layout = build_image(
+        dir.path(),
+        "cut",
+        &[vec![&big]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    let image = Layout::read(&layout);
+    let layer_size = image.blob(&image.layers()[0]).len() as u64;
+    push(&reg, &layout, &reg.reference("cut/pull", "v1"), &[]);
+
+    let direct = dir.path().join("direct.tar");
+    pull(&reg, &reg.reference("cut/pull", "v1"), &direct, &[]);
+
+    let proxy = CuttingProxy::start(reg.port);
+    let src = format!("docker://{}/cut/pull@{}", proxy.host(), image.digest);
+    let tmp = tempdir();
+    let out_dir = tempdir();
+    let out = out_dir.path().join("image.tar");
+    let pull_via_proxy = |retries: &str| {
+        let mut cmd = stevedore();
+        cmd.env("TMPDIR", tmp.path())
+            .args(["pull", &src, "--tls-verify=false", "--retries", retries])
+            .arg("--out")
+            .arg(&out)
+            .args(["--tag", &format!("{}/cut/pull:latest", reg.host())]);
+        cmd
+    };
+
+    proxy.cut_down_after(layer_size / 2);
+    let err = run_fails(&mut pull_via_proxy("0"));
+    assert!(err.contains("layer 1"), "{err}");
+    assert!(!out.exists(), "a failed pull left {}", out.display());
+    assert_eq!(dir_names(out_dir.path()), Vec::<String>::new());
+    let kept = partial_bytes(tmp.path());
+    assert!(
+        kept > layer_size / 4,
+        "the partial layer was not kept ({kept} bytes)"
+    );
+
+    let before = proxy.down();
+    run(&mut pull_via_proxy("0"));
+    let moved = proxy.down() - before;
+    assert!(
+        moved < layer_size - kept + 64 * 1024,
+        "the rerun fetched {moved} bytes for a layer of {layer_size} of which {kept} were kept"
+    );
+    assert!(fs::read(&out).unwrap() == fs::read(&direct).unwrap());
+    assert_eq!(
+        partial_bytes(tmp.path()),
+        0,
+        "the work directory is removed"
+    );
+
+    fs::remove_file(&out).unwrap();
+    proxy.cut_down_after(layer_size / 3);
+    let before = proxy.down();
+    run(&mut pull_via_proxy("5"));
+    assert!(proxy.down() - before < layer_size + layer_size / 2);
+    assert!(fs::read(&out).unwrap() == fs::read(&direct).unwrap());
+}
+
+/// A push cut while a layer goes up (in 1 MiB chunks) fails with retries
+/// off and tags nothing; the rerun finishes. With retries on, one run
+/// resumes the chunk where the registry says the upload stands, also for a
+/// layer streamed from the store. skopeo reads back every byte.
+#[test]
+fn cut_pushes_resume() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let big = store_path_with(
+        &format!("bigp-{}", unique()),
+        &[("blob", noise(3_000_000, 13))],
+    );
+    let layers = [vec![big.as_path()]];
+    let layout = build_image(dir.path(), "cutp", &layers, "oci-dir", "gzip", "layout");
+    let image = Layout::read(&layout);
+    let proxy = CuttingProxy::start(reg.port);
+    let dest = |repo: &str| format!("docker://{}/{repo}:v1", proxy.host());
+    let chunked = ["--tls-verify=false", "--chunk-size", "1048576"];
+
+    proxy.cut_up_after(1_500_000);
+    let err = run_fails(
+        stevedore()
+            .arg("push")
+            .arg(&layout)
+            .arg(dest("cutp/a"))
+            .args(chunked)
+            .args(["--retries", "0"]),
+    );
+    assert!(err.contains("layer 1"), "{err}");
+    let tags = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &reg.reference("cutp/a", "v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!tags.status.success(), "a failed push tagged the image");
+
+    let check = |repo: &str| {
+        let back = dir.path().join(format!("back-{}", repo.replace('/', "-")));
+        run(Command::new("skopeo").args([
+            "copy",
+            "--src-tls-verify=false",
+            &reg.reference(repo, "v1"),
+            &format!("oci:{}:v1", back.display()),
+        ]));
+        let back = Layout::read(&back);
+        assert_eq!(back.digest, image.digest);
+        for layer in image.layers() {
+            assert!(back.blob(&layer) == image.blob(&layer));
+        }
+    };
+    run(stevedore()
+        .arg("push")
+        .arg(&layout)
+        .arg(dest("cutp/a"))
+        .args(chunked)
+        .args(["--retries", "0"]));
+    check("cutp/a");
+
+    proxy.cut_up_after(1_500_000);
+    run(stevedore()
+        .arg("push")
+        .arg(&layout)
+        .arg(dest("cutp/b"))
+        .args(chunked));
+    check("cutp/b");
+
+    // Streamed from the store, cut in the second chunk.
+    let spec_dir = dir.path().join("spec");
+    fs::create_dir(&spec_dir).unwrap();
+    let spec_path = write_spec(
+        &spec_dir,
+        &spec(
+            "cutp",
+            &layers,
+            json!({ "created": "2024-01-02T03:04:05Z" }),
+        ),
+    );
+    proxy.cut_up_after(1_500_000);
+    let out = run(stevedore()
+        .arg("push")
+        .arg(&spec_path)
+        .arg(dest("cutp/c"))
+        .args(chunked));
+    assert!(
+        stdout_lines(&out).last().unwrap().ends_with(&image.digest),
+        "{:?}",
+        stdout_lines(&out)
+    );
+    check("cutp/c");
+}
+
+// ---------------------------------------------------------------------------
+// Bad input: one clear line, nothing written.
+
+/// Runs a command that must fail with exactly one `stevedore: error:` line
+/// (progress lines may come before it) and exit code 1; returns the line.
+fn run_fails(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{cmd:?}: {stderr}");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| !l.starts_with("layer "))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "{cmd:?}: expected one error line:\n{stderr}"
+    );
+    assert_one_line_error(errors[0], &format!("{cmd:?}"));
+    errors[0].to_owned()
+}
+
+/// A pull that must fail: one line, and nothing at `--out` or beside it.
+fn pull_fails(reg_args: &[String], src: &str, extra: &[&str]) -> String {
+    let out_dir = tempdir();
+    let out = out_dir.path().join("image.tar");
+    let tmp = tempdir();
+    let line = run_fails(
+        stevedore()
+            .env("TMPDIR", tmp.path())
+            .arg("pull")
+            .arg(src)
+            .arg("--out")
+            .arg(&out)
+            .args(reg_args)
+            .args(extra),
+    );
+    assert!(!out.exists());
+    assert_eq!(dir_names(out_dir.path()), Vec::<String>::new());
+    line
+}
+
+/// Puts a manifest into the registry as is, with curl.
+fn put_manifest(reg: &Registry, repo: &str, tag: &str, media_type: &str, body: &[u8]) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    fs::write(file.path(), body).unwrap();
+    let out = run(Command::new("curl").args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-X",
+        "PUT",
+        "-H",
+        &format!("Content-Type: {media_type}"),
+        "--data-binary",
+        &format!("@{}", file.path().display()),
+        &format!("http://{}/v2/{repo}/manifests/{tag}", reg.host()),
+    ]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "201");
+}
+
+#[test]
+fn bad_registry_input_fails_with_one_line_and_no_output() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let data = store_path_with(&format!("bad-{}", unique()), &[("f", noise(500_000, 21))]);
+    let layout = build_image(
+        dir.path(),
+        "bad",
+        &[vec![&data]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    let image = Layout::read(&layout);
+    push(&reg, &layout, &reg.reference("bad/app", "v1"), &[]);
+    let args = reg.stevedore_args();
+
+    // A digest the registry does not have.
+    let missing = sha256(b"no such manifest");
+    let err = pull_fails(
+        &args,
+        &format!("docker://{}/bad/app@{missing}", reg.host()),
+        &[],
+    );
+    assert!(
+        err.contains("no such manifest") && err.contains(&missing[..20]),
+        "{err}"
+    );
+
+    // A repository that does not exist.
+    let err = pull_fails(
+        &args,
+        &format!("docker://{}/bad/nothere@{}", reg.host(), image.digest),
+        &[],
+    );
+    assert!(
+        err.contains("bad/nothere") && err.contains("no such manifest or repository"),
+        "{err}"
+    );
+
+    // Bytes that do not match their digest on the way.
+    let proxy = CuttingProxy::start(reg.port);
+    proxy.corrupt_down_at(2_000 + 250_000);
+    let err = pull_fails(
+        &args,
+        &format!("docker://{}/bad/app@{}", proxy.host(), image.digest),
+        &[],
+    );
+    assert!(err.contains("digest is sha256:"), "{err}");
+    assert!(err.contains(&image.layers()[0]), "{err}");
+
+    // Manifests whose layer sizes lie, smaller and larger.
+    for (tag, delta) in [("small", -1000i64), ("large", 1000)] {
+        let mut doc = image.doc();
+        let size = doc["layers"][0]["size"].as_i64().unwrap();
+        doc["layers"][0]["size"] = json!(size + delta);
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        put_manifest(
+            &reg,
+            "bad/app",
+            tag,
+            "application/vnd.oci.image.manifest.v1+json",
+            &bytes,
+        );
+        let err = pull_fails(
+            &args,
+            &format!("docker://{}/bad/app@{}", reg.host(), sha256(&bytes)),
+            &["--retries", "1"],
+        );
+        assert!(
+            err.contains(&(size + delta).to_string()) && err.contains("the manifest says"),
+            "{err}"
+        );
+    }
+
+    // A web server that is not a registry.
+    let html = HtmlServer::start();
+    let err = pull_fails(
+        &args,
+        &format!("docker://127.0.0.1:{}/bad/app@{}", html.port, image.digest),
+        &[],
+    );
+    assert!(err.contains("HTML"), "{err}");
+    let err = run_fails(stevedore().args([
+        "push",
+        layout.to_str().unwrap(),
+        &format!("docker://127.0.0.1:{}/bad/app:v1", html.port),
+        "--tls-verify=false",
+    ]));
+    assert!(err.contains("HTML"), "{err}");
+}
+
+/// Wrong or missing credentials: one line that says which were refused,
+/// and never the user or the password.
+#[test]
+fn wrong_credentials_fail_without_showing_them() {
+    let dir = tempdir();
+    let data = store_path_with(&format!("creds-bad-{}", unique()), &[("f", noise(1000, 2))]);
+    let layout = build_image(
+        dir.path(),
+        "creds",
+        &[vec![&data]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    let image = Layout::read(&layout);
+    let secret = "wrong-Secret-9876";
+    for auth in [Auth::Basic, Auth::Token] {
+        let reg = Registry::start_with(auth);
+        push(&reg, &layout, &reg.reference("creds/app", "v1"), &[]);
+        let src = format!("docker://{}/creds/app@{}", reg.host(), image.digest);
+        let wrong = vec![
+            "--tls-verify=false".to_owned(),
+            format!("--creds=someone-else:{secret}"),
+        ];
+        let err = pull_fails(&wrong, &src, &[]);
+        assert!(
+            err.contains("--creds") && err.contains("refused"),
+            "{auth:?}: {err}"
+        );
+        assert!(
+            !err.contains(secret) && !err.contains("someone-else"),
+            "{err}"
+        );
+        let err = run_fails(
+            stevedore()
+                .arg("push")
+                .arg(&layout)
+                .arg(reg.reference("creds/app", "v2"))
+                .args(&wrong),
+        );
+        assert!(
+            err.contains("refused") && !err.contains(secret),
+            "{auth:?}: {err}"
+        );
+
+        let home = tempdir();
+        let none = vec!["--tls-verify=false".to_owned()];
+        let out_dir = tempdir();
+        let err = run_fails(
+            stevedore()
+                .env("HOME", home.path())
+                .env_remove("REGISTRY_AUTH_FILE")
+                .env_remove("XDG_RUNTIME_DIR")
+                .env_remove("DOCKER_CONFIG")
+                .args(["pull", &src, "--out"])
+                .arg(out_dir.path().join("x.tar"))
+                .args(&none),
+        );
+        assert!(err.contains("requires credentials"), "{auth:?}: {err}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Loading without a registry.
+
+/// `stevedore load --into podman` streams a launcher into `podman load`.
+#[test]
+fn load_into_podman_runs() {
+    let busybox = busybox_store_path();
+    let dir = tempdir();
+    let name = format!("stevedore-it/load-{}", unique());
+    let spec_path = write_spec(
+        dir.path(),
+        &spec(
+            &name,
+            &[vec![&busybox]],
+            json!({ "config": { "Cmd": [busybox.join("bin/busybox"), "echo", "loaded by stevedore"] } }),
+        ),
+    );
+    let conf = podman()
+        .get_envs()
+        .find(|(k, _)| *k == "CONTAINERS_CONF")
+        .unwrap()
+        .1
+        .unwrap()
+        .to_owned();
+    run(stevedore().env("CONTAINERS_CONF", conf).args([
+        "load",
+        spec_path.to_str().unwrap(),
+        "--into",
+        "podman",
+    ]));
+    let reference = format!("localhost/{name}:latest");
+    let out = podman()
+        .args(["run", "--rm", "--network", "none", &reference])
+        .output()
+        .unwrap();
+    let _ = podman().args(["rmi", "-f", &reference]).output();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "loaded by stevedore\n"
+    );
+}
+
+/// `stevedore load --into docker-daemon` speaks the Engine API on the
+/// unix socket of DOCKER_HOST. No Docker daemon runs here: a small server
+/// on a socket checks the request's shape and that the body is the
+/// archive, byte for byte, and answers as the daemon does.
+#[test]
+fn load_into_docker_daemon_posts_the_archive_on_the_socket() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixListener;
+    let dir = tempdir();
+    let data = store_path_with(&format!("docker-{}", unique()), &[("f", noise(100_000, 4))]);
+    let archive = build_image(
+        dir.path(),
+        "dockerd",
+        &[vec![&data]],
+        "docker-archive",
+        "gzip",
+        "a.tar",
+    );
+    let socket = dir.path().join("docker.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut head = Vec::new();
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            head.push(line.trim_end().to_owned());
+        }
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let n = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0u8; n + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let answer = "{\"stream\":\"Loaded image: dockerd:latest\\n\"}\r\n";
+        let mut stream = stream;
+        write!(
+            stream,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{answer}\r\n0\r\n\r\n",
+            answer.len()
+        )
+        .unwrap();
+        (head, body)
+    });
+    let out = run(stevedore()
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("http_proxy", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .args(["load", archive.to_str().unwrap(), "--into", "docker-daemon"]));
+    let (head, body) = server.join().unwrap();
+    assert_eq!(head[0], "POST /images/load HTTP/1.1");
+    let lower: Vec<String> = head.iter().map(|h| h.to_ascii_lowercase()).collect();
+    assert!(
+        lower.contains(&"content-type: application/x-tar".to_owned()),
+        "{head:?}"
+    );
+    assert!(
+        lower.contains(&"transfer-encoding: chunked".to_owned()),
+        "{head:?}"
+    );
+    assert!(
+        body == fs::read(&archive).unwrap(),
+        "the body is not the archive"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Loaded image: dockerd:latest"));
+}
