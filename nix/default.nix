@@ -33,6 +33,8 @@ let
   lib = internal // {
     inherit streamLayeredImage;
     layeredImage = import ./internal/layeredImage.nix lib;
+    # copyToRegistry, copyToPodman, copyToDockerDaemon of an image.
+    copyTo = import ./internal/copyTo.nix lib;
     # The two builders under the name their errors give.
     buildLayeredImageAs = import ./buildLayeredImage.nix lib;
     buildImageAs = import ./buildImage.nix lib;
@@ -42,6 +44,7 @@ let
   buildImage = lib.buildImageAs "buildImage";
   buildLayeredImageWithNixDb = import ./buildLayeredImageWithNixDb.nix lib;
   buildImageWithNixDb = import ./buildImageWithNixDb.nix lib;
+  pullImage = import ./pullImage.nix lib;
 in
 {
   inherit
@@ -50,5 +53,6 @@ in
     buildImage
     buildLayeredImageWithNixDb
     buildImageWithNixDb
+    pullImage
     ;
 }

@@ -178,4 +178,6 @@ else
     imageName = imageName;
     imageTag = if imageTag != null then imageTag else lib.outputHash result;
   }
+  # `nix run .#image.copyToRegistry -- docker://...` and the others.
+  // lib.copyTo result
   // passthru

@@ -1068,3 +1068,208 @@ fn load_into_docker_daemon_posts_the_archive_on_the_socket() {
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("Loaded image: dockerd:latest"));
 }
+
+// ---------------------------------------------------------------------------
+// The Nix functions: pullImage, copyToRegistry, copyToPodman.
+
+/// The library's checkout and the helper under test.
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+const HELPER: &str = env!("CARGO_BIN_EXE_stevedore");
+
+/// Writes an expression that imports the library, with `body` in scope of
+/// `s` (the library) and the arguments `args`.
+fn nix_file(dir: &Path, args: &str, body: &str) -> PathBuf {
+    let file = dir.join("default.nix");
+    fs::write(
+        &file,
+        format!(
+            "{{ helper, {args} }}:\nlet s = import {REPO}/nix {{ inherit helper; }}; in\n{body}\n"
+        ),
+    )
+    .unwrap();
+    file
+}
+
+fn nix_build(file: &Path, attr: &str, args: &[(&str, &str)], extra: &[&str]) -> Output {
+    let mut cmd = Command::new("nix-build");
+    cmd.arg(file)
+        .args(["-A", attr, "--arg", "helper", HELPER])
+        .arg("--no-out-link");
+    for (k, v) in args {
+        cmd.args(["--argstr", k, v]);
+    }
+    cmd.args(extra).output().unwrap()
+}
+
+fn sri_sha256(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    format!(
+        "sha256-{}",
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(bytes))
+    )
+}
+
+/// Runs an image in podman and removes it.
+fn podman_run_once(reference: &str) -> String {
+    let out = podman()
+        .args(["run", "--rm", "--network", "none", reference])
+        .output()
+        .unwrap();
+    let _ = podman().args(["rmi", "-f", reference]).output();
+    assert!(
+        out.status.success(),
+        "podman run {reference}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// pullImage from the local registry inside nix-build: the hash is the
+/// one `stevedore pull` gives, a rebuild with --check gives it again, a
+/// wrong hash is Nix's hash mismatch, and the image loads and runs.
+#[test]
+fn pull_image_is_reproducible_and_runs() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let busybox = busybox_store_path();
+    let message = format!("pulled by nix {}", unique());
+    let spec_path = write_spec(
+        dir.path(),
+        &spec(
+            "pulled",
+            &[vec![&busybox]],
+            json!({ "config": { "Cmd": [busybox.join("bin/busybox"), "echo", message] } }),
+        ),
+    );
+    let out = push(&reg, &spec_path, &reg.reference("nix/pulled", "v1"), &[]);
+    let pushed = stdout_lines(&out).last().unwrap().clone();
+    let digest = pushed.rsplit_once('@').unwrap().1.to_owned();
+
+    let name = format!("stevedore-it/nix-pulled-{}", unique());
+    let expected = dir.path().join("expected.tar");
+    pull(
+        &reg,
+        &format!("docker://{}/nix/pulled@{digest}", reg.host()),
+        &expected,
+        &["--tag", &format!("{name}:v1")],
+    );
+    let hash = sri_sha256(&fs::read(&expected).unwrap());
+
+    let file = nix_file(
+        dir.path(),
+        "name, digest, hash, host",
+        r#"s.pullImage {
+  imageName = "${host}/nix/pulled";
+  imageDigest = digest;
+  inherit hash;
+  finalImageName = name;
+  finalImageTag = "v1";
+  tlsVerify = false;
+}"#,
+    );
+    let host = reg.host();
+    let args = [
+        ("name", name.as_str()),
+        ("digest", digest.as_str()),
+        ("hash", hash.as_str()),
+        ("host", host.as_str()),
+    ];
+    let built = nix_build(&file, "", &args, &[]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8_lossy(&built.stdout).trim());
+    assert!(fs::read(&path).unwrap() == fs::read(&expected).unwrap());
+    let again = nix_build(&file, "", &args, &["--check"]);
+    assert!(
+        again.status.success(),
+        "nix-build --check of pullImage: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+
+    let wrong = sri_sha256(b"not the image");
+    let mut wrong_args = args;
+    wrong_args[2] = ("hash", wrong.as_str());
+    let failed = nix_build(&file, "", &wrong_args, &[]);
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(!failed.status.success());
+    assert!(stderr.contains("hash mismatch"), "{stderr}");
+
+    run(podman().arg("load").arg("-i").arg(&path));
+    assert_eq!(
+        podman_run_once(&format!("localhost/{name}:v1")),
+        format!("{message}\n")
+    );
+}
+
+/// copyToPodman streams a streamLayeredImage into `podman load`, and
+/// copyToRegistry pushes it (run with `nix run`, as users do).
+#[test]
+fn copy_to_podman_and_registry_from_nix() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let busybox = busybox_store_path();
+    let name = format!("stevedore-it/copy-to-{}", unique());
+    let message = format!("copied {}", unique());
+    let file = nix_file(
+        dir.path(),
+        "busybox, name, message",
+        r#"let bb = builtins.storePath busybox; in
+s.streamLayeredImage {
+  inherit name;
+  tag = "v1";
+  contents = [ bb ];
+  config.Cmd = [ "${bb}/bin/busybox" "echo" message ];
+}"#,
+    );
+    let args = [
+        ("busybox", busybox.to_str().unwrap()),
+        ("name", name.as_str()),
+        ("message", message.as_str()),
+    ];
+    let built = nix_build(&file, "copyToPodman", &args, &[]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let launcher =
+        PathBuf::from(String::from_utf8_lossy(&built.stdout).trim()).join("bin/copy-to-podman");
+    let conf = podman()
+        .get_envs()
+        .find(|(k, _)| *k == "CONTAINERS_CONF")
+        .unwrap()
+        .1
+        .unwrap()
+        .to_owned();
+    run(Command::new(&launcher).env("CONTAINERS_CONF", conf));
+    assert_eq!(
+        podman_run_once(&format!("localhost/{name}:v1")),
+        format!("{message}\n")
+    );
+
+    let mut cmd = Command::new("nix");
+    cmd.args(["--extra-experimental-features", "nix-command", "run", "-f"])
+        .arg(&file)
+        .args(["copyToRegistry", "--arg", "helper", HELPER]);
+    for (k, v) in args {
+        cmd.args(["--argstr", k, v]);
+    }
+    let out = run(cmd
+        .arg("--")
+        .arg(reg.reference("nix/copied", "v1"))
+        .arg("--tls-verify=false"));
+    let line = stdout_lines(&out).last().unwrap().clone();
+    assert!(
+        line.starts_with(&format!("{}/nix/copied:v1@sha256:", reg.host())),
+        "{line}"
+    );
+    let raw = raw_manifest(&reg, &reg.reference("nix/copied", "v1"));
+    assert_eq!(
+        format!("{}/nix/copied:v1@{}", reg.host(), sha256(&raw)),
+        line
+    );
+}
