@@ -2,7 +2,8 @@
 # Builds the benchmark closure (../shared/bench/fixture.nix, `app`: 1.57 GiB,
 # 201 store paths) and the release helper, then runs bench/layers.py (the
 # helper's commands), or with --nix first, bench/nix_images.py (the Nix
-# library). Other arguments go to the script (e.g. --runs 3).
+# library), or with --push first, bench/push.py (push against skopeo).
+# Other arguments go to the script (e.g. --runs 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 fixture=${FIXTURE:-../shared/bench/fixture.nix}
@@ -11,6 +12,10 @@ app=$(nix-build "$fixture" -A "${ATTR:-app}" --no-out-link \
   --argstr libDir "$(dirname "$(realpath "$(gcc -print-file-name=libc.so.6)")")" \
   --option build-users-group '')
 cargo build --release --locked
+if [ "${1:-}" = --push ]; then
+  shift
+  exec python3 bench/push.py --closure "$app" "$@"
+fi
 if [ "${1:-}" = --nix ]; then
   shift
   exec python3 bench/nix_images.py --closure "$app" "$@"

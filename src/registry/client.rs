@@ -90,12 +90,14 @@ impl Client {
             scopes,
             auth: Mutex::new(None),
         };
-        let ping = match client.get_v2() {
+        // Without TLS verification the https probe is not retried: a
+        // registry without TLS answers it with garbage, and http follows.
+        let ping = match client.get_v2(conn.tls_verify) {
             Ok(reply) => reply,
             Err(https_err) if !conn.tls_verify => {
                 // A local registry without TLS: plain http, as asked.
                 client.base = format!("http://{host}");
-                client.get_v2().map_err(|http_err| {
+                client.get_v2(true).map_err(|http_err| {
                     anyhow::anyhow!(
                         "registry {host} answers neither https ({https_err:#}) nor http ({http_err:#})"
                     )
@@ -120,15 +122,23 @@ impl Client {
         Ok(client)
     }
 
-    fn get_v2(&self) -> Result<Reply> {
+    fn get_v2(&self, retry: bool) -> Result<Reply> {
         let url = format!("{}/v2/", self.base);
         let mut tries = 0;
         loop {
             match self.send_raw("GET", &url, &[], Body::Empty, false) {
+                Ok(r)
+                    if retry
+                        && tries < self.retries
+                        && (r.status().is_server_error()
+                            || r.status() == StatusCode::TOO_MANY_REQUESTS) =>
+                {
+                    tries += 1;
+                    let wait = header(&r, "retry-after").and_then(|s| s.parse().ok());
+                    std::thread::sleep(backoff(tries, wait));
+                }
                 Ok(r) => return Ok(r),
-                // A refused or unreachable host is not retried here: the
-                // scheme fallback should be quick.
-                Err(e) if tries < self.retries.min(1) && retryable(&e) => {
+                Err(e) if retry && tries < self.retries && retryable(&e) => {
                     tries += 1;
                     std::thread::sleep(backoff(tries, None));
                 }

@@ -696,6 +696,8 @@ struct ProxyState {
     cuts_down: Mutex<Vec<u64>>,
     /// A `down` offset whose byte is flipped.
     corrupt_down: Mutex<Option<u64>>,
+    /// Blob GETs to answer with this status instead of forwarding them.
+    refuse_blob_gets: Mutex<Option<(u16, usize)>>,
 }
 
 impl CuttingProxy {
@@ -751,6 +753,12 @@ impl CuttingProxy {
         *self.state.corrupt_down.lock().unwrap() = Some(at);
     }
 
+    /// Answers the next `count` blob GETs with `status` (and
+    /// `Retry-After: 0`) and closes their connections.
+    pub fn refuse_blob_gets(&self, status: u16, count: usize) {
+        *self.state.refuse_blob_gets.lock().unwrap() = Some((status, count));
+    }
+
     pub fn up(&self) -> u64 {
         self.state.up.load(Ordering::SeqCst)
     }
@@ -782,6 +790,25 @@ fn pump(mut from: TcpStream, mut to: TcpStream, up: bool, state: &ProxyState) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
+        if up {
+            let mut refuse = state.refuse_blob_gets.lock().unwrap();
+            if let Some((status, left)) = *refuse
+                && left > 0
+                && buf[..n].starts_with(b"GET ")
+                && buf[..n].windows(14).any(|w| w == b"/blobs/sha256:")
+            {
+                *refuse = Some((status, left - 1));
+                let _ = from.write_all(
+                    format!(
+                        "HTTP/1.1 {status} Refused\r\nRetry-After: 0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                    )
+                    .as_bytes(),
+                );
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                let _ = to.shutdown(std::net::Shutdown::Both);
+                return;
+            }
+        }
         let start = count.fetch_add(n as u64, Ordering::SeqCst);
         let end = start + n as u64;
         if !up {

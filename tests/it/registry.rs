@@ -1273,3 +1273,240 @@ s.streamLayeredImage {
         line
     );
 }
+
+// ---------------------------------------------------------------------------
+// Mounts, retries, indexes and layers that do not match their digest.
+
+/// With `--mount-from`, blobs missing in the repository are mounted from
+/// the other one: nothing is uploaded again.
+#[test]
+fn mounts_blobs_from_another_repository() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let data = store_path_with(&format!("mnt-{}", unique()), &[("f", noise(300_000, 31))]);
+    let more = store_path_with(&format!("mnt2-{}", unique()), &[("g", noise(100_000, 32))]);
+    let layout = build_image(
+        dir.path(),
+        "mnt",
+        &[vec![&data], vec![&more]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    push(&reg, &layout, &reg.reference("mnt/a", "v1"), &[]);
+    let mark = reg.log().len();
+    let out = push(
+        &reg,
+        &layout,
+        &reg.reference("mnt/b", "v1"),
+        &["--mount-from", "mnt/a"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let log = reg.log();
+    let (uploaded, patches) = uploads(&log[mark..], "mnt/b");
+    assert!(uploaded.is_empty() && patches == 0, "{}", &log[mark..]);
+    assert!(log[mark..].contains("\"POST /v2/mnt/b/blobs/uploads/?mount="));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("mounted from mnt/a").count(), 2, "{stderr}");
+    raw_manifest(&reg, &reg.reference("mnt/b", "v1"));
+}
+
+/// 503 and 429 answers are retried with backoff, up to `--retries`.
+#[test]
+fn busy_registries_are_retried() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let data = store_path_with(&format!("busy-{}", unique()), &[("f", noise(200_000, 33))]);
+    let layout = build_image(
+        dir.path(),
+        "busy",
+        &[vec![&data]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    let image = Layout::read(&layout);
+    push(&reg, &layout, &reg.reference("busy/app", "v1"), &[]);
+    let proxy = CuttingProxy::start(reg.port);
+    let src = format!("docker://{}/busy/app@{}", proxy.host(), image.digest);
+    for status in [503, 429] {
+        proxy.refuse_blob_gets(status, 3);
+        let out = dir.path().join(format!("ok-{status}.tar"));
+        run(stevedore()
+            .args(["pull", &src, "--tls-verify=false", "--out"])
+            .arg(&out));
+        assert!(out.exists());
+    }
+    proxy.refuse_blob_gets(503, 10);
+    let err = pull_fails(
+        &["--tls-verify=false".to_owned(), "--retries=2".to_owned()],
+        &src,
+        &[],
+    );
+    assert!(err.contains("HTTP 503"), "{err}");
+}
+
+/// An index is followed to the platform asked for; a platform it lacks is
+/// one line that lists those it has.
+#[test]
+fn pull_follows_an_index_to_the_platform() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let one = store_path_with(&format!("amd-{}", unique()), &[("f", noise(1000, 41))]);
+    let two = store_path_with(&format!("arm-{}", unique()), &[("f", noise(1000, 42))]);
+    let a = Layout::read(&build_image(
+        dir.path(),
+        "idx",
+        &[vec![&one]],
+        "oci-dir",
+        "gzip",
+        "a",
+    ));
+    let b = Layout::read(&build_image(
+        dir.path(),
+        "idx",
+        &[vec![&two]],
+        "oci-dir",
+        "gzip",
+        "b",
+    ));
+    push(&reg, &a.dir, &reg.reference("idx/app", "a"), &[]);
+    push(&reg, &b.dir, &reg.reference("idx/app", "b"), &[]);
+    let entry = |l: &Layout, platform: Value| {
+        json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": l.digest,
+            "size": l.manifest.len(),
+            "platform": platform,
+        })
+    };
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            entry(&a, json!({ "architecture": "amd64", "os": "linux" })),
+            entry(&b, json!({ "architecture": "arm64", "os": "linux", "variant": "v8" })),
+        ],
+    }))
+    .unwrap();
+    put_manifest(
+        &reg,
+        "idx/app",
+        "multi",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+    let src = format!("docker://{}/idx/app@{}", reg.host(), sha256(&index));
+    let out = pull(
+        &reg,
+        &src,
+        &dir.path().join("amd.tar"),
+        &["--arch", "amd64"],
+    );
+    assert!(stdout_lines(&out).last().unwrap().ends_with(&a.digest));
+    let out = pull(
+        &reg,
+        &src,
+        &dir.path().join("arm"),
+        &["--arch", "arm64", "--variant", "v8", "--format", "oci-dir"],
+    );
+    assert!(stdout_lines(&out).last().unwrap().ends_with(&b.digest));
+    assert_eq!(Layout::read(&dir.path().join("arm")).manifest, b.manifest);
+    let err = pull_fails(&reg.stevedore_args(), &src, &["--arch", "s390x"]);
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/amd64, linux/arm64/v8"),
+        "{err}"
+    );
+}
+
+/// A layer whose bytes are not those of the digest its image records
+/// stops the push before the manifest, naming the layer: sent whole or in
+/// chunks. (A launcher records no digests: its manifest is made from the
+/// digests of the bytes sent, each checked by the registry.)
+#[test]
+fn push_stops_at_a_layer_that_does_not_match_its_digest() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let data = store_path_with(&format!("rot-{}", unique()), &[("f", noise(400_000, 51))]);
+    let layout = build_image(
+        dir.path(),
+        "rot",
+        &[vec![&data]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    let image = Layout::read(&layout);
+    let layer = image.layers()[0].clone();
+    let blob = blob_path(&layout, &layer);
+    let mut bytes = fs::read(&blob).unwrap();
+    bytes[200_000] ^= 0xff;
+    fs::set_permissions(&blob, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    fs::write(&blob, bytes).unwrap();
+    for (tag, extra) in [
+        ("whole", vec![]),
+        ("chunked", vec!["--chunk-size", "100000"]),
+    ] {
+        let err = run_fails(
+            stevedore()
+                .arg("push")
+                .arg(&layout)
+                .arg(reg.reference("rot/app", tag))
+                .arg("--tls-verify=false")
+                .args(&extra),
+        );
+        assert!(
+            err.contains("layer 1") && err.contains(&layer) && err.contains("do not match"),
+            "{tag}: {err}"
+        );
+        let inspect = Command::new("skopeo")
+            .args([
+                "inspect",
+                "--tls-verify=false",
+                &reg.reference("rot/app", tag),
+            ])
+            .output()
+            .unwrap();
+        assert!(!inspect.status.success(), "{tag}: a manifest was pushed");
+    }
+}
+
+/// TLS roots from NIX_SSL_CERT_FILE too; without the CA the error says
+/// how to get past it, and `--tls-verify=false` accepts the certificate.
+#[test]
+fn tls_roots_come_from_the_environment() {
+    let reg = Registry::start_with(Auth::Tls);
+    let dir = tempdir();
+    let data = store_path_with(&format!("tls-{}", unique()), &[("f", noise(1000, 61))]);
+    let layout = build_image(
+        dir.path(),
+        "tls",
+        &[vec![&data]],
+        "oci-dir",
+        "gzip",
+        "layout",
+    );
+    let dest = reg.reference("tls/app", "v1");
+    run(stevedore()
+        .env_remove("SSL_CERT_FILE")
+        .env("NIX_SSL_CERT_FILE", reg.ca())
+        .arg("push")
+        .arg(&layout)
+        .arg(&dest));
+    let err = run_fails(
+        stevedore()
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("NIX_SSL_CERT_FILE")
+            .arg("push")
+            .arg(&layout)
+            .arg(&dest),
+    );
+    assert!(err.contains("--tls-verify=false"), "{err}");
+    run(stevedore()
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("NIX_SSL_CERT_FILE")
+        .arg("push")
+        .arg(&layout)
+        .arg(&dest)
+        .arg("--tls-verify=false"));
+}
