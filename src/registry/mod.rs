@@ -4,7 +4,8 @@
 //!
 //! [`client`] owns HTTP, TLS, retries and authentication; [`credentials`]
 //! finds what users already configured for podman, skopeo and Docker;
-//! [`source`] reads every image stevedore writes; [`progress`] reports per
+//! [`source`] reads every image stevedore writes; [`layer_cache`] keeps
+//! the digests of layers made from the store; [`progress`] reports per
 //! layer. The protocol is small and its failure modes matter (resuming,
 //! never pushing a broken manifest, never printing a credential), so it is
 //! written here on an HTTP library (`ureq`) rather than through a registry
@@ -12,6 +13,7 @@
 
 pub mod client;
 pub mod credentials;
+pub mod layer_cache;
 pub mod progress;
 pub mod pull;
 pub mod push;

@@ -12,8 +12,11 @@
 //!   sent in chunks from another, so nothing is written to disk. Its digest
 //!   is known only at the end, so a layer that fits in one chunk is held,
 //!   hashed and checked with HEAD before it is sent; a larger one is sent
-//!   without the check (a second hashing pass would cost as much as the
-//!   compression itself) and the registry dedups it by digest.
+//!   without the check (a hashing pass first would cost as much as the
+//!   compression itself). Its digest is then kept ([`super::layer_cache`]):
+//!   the next push of the same layer checks it with HEAD and reads nothing
+//!   when the registry has it, and stops, naming the layer, if the store
+//!   gives other bytes than before.
 //! - The manifest is put only when every blob is in the registry under the
 //!   digest the manifest names. A layer whose bytes do not match the digest
 //!   the image records stops the push before the manifest, naming the
@@ -28,6 +31,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
 use super::client::{Body, Client, backoff, header};
+use super::layer_cache::{CachedLayer, LayerCache};
 use super::progress::{Outcome, Progress};
 use super::source::{self, BlobFile, BlobImage, Source};
 use super::{Connection, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, OCI_MANIFEST, Reference, Target};
@@ -95,6 +99,7 @@ pub fn push(
         client: &client,
         opts,
         retries: conn.retries,
+        cache: LayerCache::open(),
     };
     let (config, layers) = match &source {
         Source::Blobs(image) => pusher.push_blob_layers(image)?,
@@ -205,6 +210,8 @@ struct Pusher<'a> {
     client: &'a Client,
     opts: &'a PushOptions,
     retries: u32,
+    /// Digests of layers made from the store by earlier pushes.
+    cache: LayerCache,
 }
 
 /// Where a new upload starts.
@@ -487,11 +494,58 @@ impl Pusher<'_> {
         progress: &Progress,
     ) -> Result<Done> {
         let started = Instant::now();
+        let compression = self.opts.compression;
+        let key = self.cache.key(ctx, source, compression);
+        let cached = key.as_deref().and_then(|k| self.cache.get(k));
+        if let Some(c) = &cached {
+            // Made and pushed before: when the registry has it, the store
+            // is not read at all.
+            let digest: Digest = c.digest.parse().expect("checked by the cache");
+            let pushed = if self.exists(&digest)? {
+                Some(Pushed::Skipped)
+            } else if self.opts.mount_from.is_some() {
+                match self.start(Some(&digest), true)? {
+                    Start::Mounted => Some(Pushed::Mounted),
+                    Start::Session(_) => None,
+                }
+            } else {
+                None
+            };
+            if let Some(pushed) = pushed {
+                progress.layer(index, &c.digest, self.outcome(pushed), started.elapsed());
+                return Ok(Done {
+                    digest,
+                    size: c.size,
+                    diff_id: Some(c.diff_id.parse().expect("checked by the cache")),
+                    compression,
+                });
+            }
+        }
         let mut failures = 0;
         loop {
             let mut counted = 0;
             match self.stream_layer_once(index, ctx, source, progress, &mut counted, started) {
-                Ok(done) => return Ok(done),
+                Ok(done) => {
+                    let made = CachedLayer {
+                        digest: done.digest.to_string(),
+                        diff_id: done.diff_id.as_ref().expect("streamed").to_string(),
+                        size: done.size,
+                    };
+                    if let Some(c) = &cached
+                        && *c != made
+                    {
+                        bail!(
+                            "layer {}: its bytes are {} but the same store paths gave {} before; the store has changed under them (check it with nix-store --verify --check-contents); nothing was tagged",
+                            index + 1,
+                            made.digest,
+                            c.digest
+                        );
+                    }
+                    if let Some(k) = &key {
+                        self.cache.put(k, &made);
+                    }
+                    return Ok(done);
+                }
                 Err(err) if failures < self.retries && upload_can_restart(&err) => {
                     // The registry may have dropped the session with the
                     // cut: make the layer again (the same bytes) and send

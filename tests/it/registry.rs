@@ -1510,3 +1510,77 @@ fn tls_roots_come_from_the_environment() {
         .arg(&dest)
         .arg("--tls-verify=false"));
 }
+
+/// A launcher's layers are made from the store once: the next push finds
+/// their digests in the cache and checks them with HEAD, reading nothing;
+/// a store that gives other bytes than before stops the push, naming the
+/// layer.
+#[test]
+fn launcher_layers_are_made_once_per_push_target() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let cache = tempdir();
+    let busybox = busybox_store_path();
+    let data = store_path_with(
+        &format!("cache-{}", unique()),
+        &[("f", noise(2_500_000, 71))],
+    );
+    let spec_path = write_spec(
+        dir.path(),
+        &spec(
+            "cached",
+            &[vec![&busybox], vec![&data]],
+            json!({ "created": "2024-01-02T03:04:05Z" }),
+        ),
+    );
+    let push_launcher = |dest: &str| {
+        let mut cmd = stevedore();
+        cmd.env("XDG_CACHE_HOME", cache.path())
+            .arg("push")
+            .arg(&spec_path)
+            .arg(dest)
+            .args(["--tls-verify=false", "--chunk-size", "1048576"]);
+        cmd
+    };
+    let first = run(&mut push_launcher(&reg.reference("cache/app", "v1")));
+    let mark = reg.log().len();
+    let second = run(&mut push_launcher(&reg.reference("cache/app", "v2")));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let (uploaded, patches) = uploads(&reg.log()[mark..], "cache/app");
+    assert!(uploaded.is_empty() && patches == 0, "{uploaded:?}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(stderr.matches("skipped").count(), 2, "{stderr}");
+    let digest = |out: &Output| {
+        stdout_lines(out)
+            .last()
+            .unwrap()
+            .rsplit_once('@')
+            .unwrap()
+            .1
+            .to_owned()
+    };
+    assert_eq!(digest(&first), digest(&second));
+
+    // Entries that no longer match what the store gives.
+    let layers = cache.path().join("stevedore/layers");
+    for entry in fs::read_dir(&layers).unwrap() {
+        let path = entry.unwrap().path();
+        let mut v: Value = serde_json::from_slice(&fs::read(&path).unwrap()).unwrap();
+        v["digest"] = json!(sha256(b"something else"));
+        fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+    }
+    let err = run_fails(&mut push_launcher(&reg.reference("cache/other", "v1")));
+    assert!(
+        err.contains("the store has changed") && err.contains("layer "),
+        "{err}"
+    );
+    let inspect = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &reg.reference("cache/other", "v1"),
+        ])
+        .output()
+        .unwrap();
+    assert!(!inspect.status.success(), "a manifest was pushed");
+}
