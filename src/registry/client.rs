@@ -15,6 +15,10 @@
 //!   [`Connection::retries`] times. Upload requests are not replayed
 //!   blindly: [`Client::send_once`] leaves that to the uploader, which
 //!   asks the registry where the upload stands.
+//!
+//! HTTP and TLS are `ureq` (blocking, rustls). The `WWW-Authenticate`
+//! parser and the percent-encoding of query values are a few lines each,
+//! written here rather than brought in as crates of their own.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

@@ -2,7 +2,8 @@
 //! when it is done (bytes, time and rate, or skipped, mounted, resumed). On
 //! a terminal a status line below them shows the bytes moved so far and
 //! the current rate; without one there is nothing else, so logs stay
-//! short. The final result goes to standard output, apart.
+//! short. The final result goes to standard output, apart. One status
+//! line and one line per layer need no progress-bar crate.
 
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;

@@ -93,6 +93,12 @@ struct Document {
     manifests: Option<Vec<Descriptor>>,
 }
 
+/// Where the image goes, created before anything is fetched.
+enum Output {
+    Dir(AtomicDir),
+    File(AtomicFile),
+}
+
 /// A blob to fetch: its digest, size, and how messages name it.
 struct Wanted {
     digest: Digest,
@@ -103,16 +109,14 @@ struct Wanted {
 /// Pulls `src` into `out`; returns `HOST/REPO@sha256:...` of the image
 /// manifest pulled.
 pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) -> Result<String> {
-    // Refuse a bad output before any download.
-    if opts.format == PullFormat::OciDir && fs::symlink_metadata(out).is_ok() {
-        bail!(
-            "output {} already exists; remove it or choose another path",
-            out.display()
-        );
-    }
     if let Some(tag) = &opts.tag {
         check_tag_ref(tag)?;
     }
+    // The output first: a bad one is refused before any download.
+    let output = match opts.format {
+        PullFormat::OciDir => Output::Dir(AtomicDir::create(out)?),
+        PullFormat::DockerArchive => Output::File(AtomicFile::create(out)?),
+    };
     let client = Client::connect(
         conn,
         &src.host,
@@ -193,9 +197,9 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
     progress.finish();
 
     let tag = opts.tag.clone();
-    match opts.format {
-        PullFormat::OciDir => write_oci_dir(
-            out,
+    match output {
+        Output::Dir(dir) => write_oci_dir(
+            dir,
             &manifest,
             &media_type,
             &config_want,
@@ -204,8 +208,8 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
             &paths,
             tag.as_deref(),
         )?,
-        PullFormat::DockerArchive => write_docker_archive(
-            out,
+        Output::File(file) => write_docker_archive(
+            file,
             &config_want,
             &config_bytes,
             &layers,
@@ -482,7 +486,7 @@ fn file_digest(path: &Path) -> Result<Digest> {
 /// An OCI layout with the manifest as pulled.
 #[allow(clippy::too_many_arguments)]
 fn write_oci_dir(
-    out: &Path,
+    dir: AtomicDir,
     manifest: &[u8],
     media_type: &str,
     config: &Wanted,
@@ -491,7 +495,6 @@ fn write_oci_dir(
     paths: &[PathBuf],
     tag: Option<&str>,
 ) -> Result<()> {
-    let dir = AtomicDir::create(out)?;
     let blobs = dir.path().join("blobs/sha256");
     fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
     for (layer, path) in layers.iter().zip(paths) {
@@ -532,14 +535,13 @@ fn write_oci_dir(
 /// detect their compression), the config as `<hex>.json`, and
 /// `manifest.json`.
 fn write_docker_archive(
-    out: &Path,
+    mut file: AtomicFile,
     config: &Wanted,
     config_bytes: &[u8],
     layers: &[Wanted],
     paths: &[PathBuf],
     tag: Option<&str>,
 ) -> Result<()> {
-    let mut file = AtomicFile::create(out)?;
     let mut tar = TarOut::new(
         BufWriter::with_capacity(256 * 1024, file.file()),
         ARCHIVE_MTIME,
