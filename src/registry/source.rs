@@ -66,6 +66,54 @@ impl BlobFile {
     }
 }
 
+/// A reader that hashes what is read through it.
+struct HashingReader<R> {
+    inner: R,
+    hashing: crate::digest::HashingWriter<std::io::Sink>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        std::io::Write::write_all(&mut self.hashing, &buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// The digest of a compressed layer blob and of its uncompressed tar (its
+/// diff_id), in one pass.
+pub fn digest_and_diff_id(file: &BlobFile, compression: Compression) -> Result<(Digest, Digest)> {
+    let mut f =
+        File::open(&file.path).with_context(|| format!("reading {}", file.path.display()))?;
+    f.seek(SeekFrom::Start(file.offset))?;
+    let mut compressed = HashingReader {
+        inner: std::io::BufReader::with_capacity(256 * 1024, f.take(file.size)),
+        hashing: crate::digest::HashingWriter::new(std::io::sink()),
+    };
+    let mut tar = crate::digest::HashingWriter::new(std::io::sink());
+    let failed = |e| anyhow::anyhow!("its {compression:?} data is damaged ({e})");
+    match compression {
+        Compression::None => {
+            std::io::copy(&mut compressed, &mut tar).map_err(failed)?;
+        }
+        Compression::Gzip => {
+            let mut decoder = flate2::read::MultiGzDecoder::new(&mut compressed);
+            std::io::copy(&mut decoder, &mut tar).map_err(failed)?;
+        }
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::new(&mut compressed).map_err(failed)?;
+            std::io::copy(&mut decoder, &mut tar).map_err(failed)?;
+        }
+    }
+    // Whatever follows the compressed stream is part of the blob too.
+    std::io::copy(&mut compressed, &mut std::io::sink()).map_err(failed)?;
+    let (_, digest, n) = compressed.hashing.finish();
+    if n != file.size {
+        bail!("{} is shorter than its index says", file.path.display());
+    }
+    Ok((digest, tar.finish().1))
+}
+
 /// A layer stored as a blob.
 #[derive(Clone, Debug)]
 pub struct LayerBlob {

@@ -1471,6 +1471,62 @@ fn push_stops_at_a_layer_that_does_not_match_its_digest() {
     }
 }
 
+/// A docker-archive whose compressed layer is not what its config's
+/// diff_id records is refused before anything is tagged.
+#[test]
+fn push_checks_docker_archive_layers_against_their_diff_ids() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let data = store_path_with(&format!("diff-{}", unique()), &[("f", noise(300_000, 81))]);
+    let archive = build_image(
+        dir.path(),
+        "diff",
+        &[vec![&data]],
+        "docker-archive",
+        "gzip",
+        "a.tar",
+    );
+    let unpacked = dir.path().join("unpacked");
+    fs::create_dir(&unpacked).unwrap();
+    run(Command::new("tar")
+        .arg("-xf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&unpacked));
+    let manifest: Value =
+        serde_json::from_slice(&fs::read(unpacked.join("manifest.json")).unwrap()).unwrap();
+    let config_path = unpacked.join(manifest[0]["Config"].as_str().unwrap());
+    let mut config: Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
+    let wrong = sha256(b"another tar");
+    config["rootfs"]["diff_ids"][0] = json!(wrong);
+    fs::write(&config_path, serde_json::to_vec(&config).unwrap()).unwrap();
+    let broken = dir.path().join("broken.tar");
+    run(Command::new("tar")
+        .arg("-cf")
+        .arg(&broken)
+        .arg("-C")
+        .arg(&unpacked)
+        .arg("."));
+    let dest = reg.reference("diff/app", "v1");
+    let err = run_fails(
+        stevedore()
+            .arg("push")
+            .arg(&broken)
+            .arg(&dest)
+            .arg("--tls-verify=false"),
+    );
+    assert!(
+        err.contains("layer 1") && err.contains(&wrong) && err.contains("records"),
+        "{err}"
+    );
+    let inspect = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &dest])
+        .output()
+        .unwrap();
+    assert!(!inspect.status.success(), "a manifest was pushed");
+    push(&reg, &archive, &dest, &[]);
+}
+
 /// TLS roots from NIX_SSL_CERT_FILE too; without the CA the error says
 /// how to get past it, and `--tls-verify=false` accepts the certificate.
 #[test]
