@@ -60,6 +60,27 @@ def timed(cmd, cleanup):
     return float(wall), int(rss)
 
 
+def compare(pairs, runs, cleanup):
+    """Times each (name, command, stock name, stock command) pair: one
+    warm-up run each, then `runs` alternating runs; prints a Markdown table
+    of medians, peak RSS and the ratio."""
+    print("| stevedore | wall | peak RSS | stock | wall | peak RSS | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name, ours, stock_name, stock in pairs:
+        timed(ours, cleanup)
+        timed(stock, cleanup)
+        a, b = [], []
+        for _ in range(runs):
+            a.append(timed(ours, cleanup))
+            b.append(timed(stock, cleanup))
+        wa = statistics.median(w for w, _ in a)
+        wb = statistics.median(w for w, _ in b)
+        ra = max(r for _, r in a) / 1024
+        rb = max(r for _, r in b) / 1024
+        print(f"| `{name}` | {wa:.2f} s | {ra:.0f} MiB | `{stock_name}` | {wb:.2f} s "
+              f"| {rb:.0f} MiB | {wa / wb:.2f}x |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--closure", required=True)
@@ -107,21 +128,7 @@ def main():
     print(f"closure: {len(paths)} paths, {total / 2**30:.2f} GiB; "
           f"{len(spec(paths, args.layers)['layers'])} layers; {args.runs} runs, medians",
           file=sys.stderr)
-    print("| stevedore | wall | peak RSS | stock | wall | peak RSS | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for name, ours, stock_name, stock in pairs:
-        timed(ours, clean)
-        timed(stock, clean)
-        a, b = [], []
-        for _ in range(args.runs):
-            a.append(timed(ours, clean))
-            b.append(timed(stock, clean))
-        wa = statistics.median(w for w, _ in a)
-        wb = statistics.median(w for w, _ in b)
-        ra = max(r for _, r in a) / 1024
-        rb = max(r for _, r in b) / 1024
-        print(f"| `{name}` | {wa:.2f} s | {ra:.0f} MiB | `{stock_name}` | {wb:.2f} s "
-              f"| {rb:.0f} MiB | {wa / wb:.2f}x |", flush=True)
+    compare(pairs, args.runs, clean)
     if not args.work:
         shutil.rmtree(work)
 

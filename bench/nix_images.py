@@ -18,13 +18,12 @@ Usage: bench/nix_images.py --closure STORE_PATH [--runs 3]
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from layers import closure, sizes, timed  # noqa: E402
+from layers import closure, compare, sizes  # noqa: E402
 
 
 def nix_build(helper, app, attr, compressor, check=False, paths=""):
@@ -81,23 +80,7 @@ def main():
     total = sum(sizes(paths).values())
     print(f"closure: {len(paths)} paths, {total / 2**30:.2f} GiB; {args.runs} runs, medians",
           file=sys.stderr)
-    print("| stevedore | wall | peak RSS | stock | wall | peak RSS | ratio |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    nothing = lambda: None  # noqa: E731
-    for name, ours, stock_name, stock in pairs:
-        timed(ours, nothing)
-        timed(stock, nothing)
-        a, b = [], []
-        for _ in range(args.runs):
-            a.append(timed(ours, nothing))
-            b.append(timed(stock, nothing))
-        wa = statistics.median(w for w, _ in a)
-        wb = statistics.median(w for w, _ in b)
-        ra = max(r for _, r in a) / 1024
-        rb = max(r for _, r in b) / 1024
-        print(f"| {name} | {wa:.2f} s | {ra:.0f} MiB | `{stock_name}` | {wb:.2f} s "
-              f"| {rb:.0f} MiB | {wa / wb:.2f}x |", flush=True)
-
+    compare(pairs, args.runs, lambda: None)
 
 if __name__ == "__main__":
     main()

@@ -894,3 +894,38 @@ impl Drop for HtmlServer {
         self.stop.store(true, Ordering::SeqCst);
     }
 }
+
+/// `nix-build examples -A ATTR... --arg helper HELPER`, with the binary
+/// under test as the helper.
+pub fn example_build_cmd(attrs: &[&str]) -> Command {
+    let mut cmd = Command::new("nix-build");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"));
+    for attr in attrs {
+        cmd.args(["-A", attr]);
+    }
+    cmd.args(["--arg", "helper", env!("CARGO_BIN_EXE_stevedore")]);
+    cmd
+}
+
+/// An example built with `nix-build -o DIR/result`; the out link (a GC
+/// root) goes with the directory.
+pub struct Built {
+    pub dir: tempfile::TempDir,
+    /// The store path of the result.
+    pub path: PathBuf,
+}
+
+/// Builds one example attribute.
+pub fn build_example(attr: &str) -> Built {
+    let dir = tempdir();
+    let link = dir.path().join("result");
+    let out = run(example_build_cmd(&[attr]).arg("-o").arg(&link));
+    let out = String::from_utf8(out.stdout).unwrap();
+    let path = PathBuf::from(out.trim());
+    assert!(
+        path.starts_with("/nix/store"),
+        "nix-build -A {attr} printed {out:?}"
+    );
+    assert_eq!(fs::read_link(&link).unwrap(), path, "the out link");
+    Built { dir, path }
+}

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::common::{podman, run, run_fail, tempdir};
+use crate::common::{build_example, example_build_cmd, podman, run, run_fail};
 
 /// The library's checkout.
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -33,41 +33,9 @@ fn stdout_of(cmd: &mut Command) -> String {
     String::from_utf8(run(cmd).stdout).unwrap()
 }
 
-/// `nix-build examples -A ATTR... --arg helper HELPER ARGS`.
-fn nix_build_cmd(attrs: &[&str]) -> Command {
-    let mut cmd = Command::new("nix-build");
-    cmd.arg(examples());
-    for attr in attrs {
-        cmd.args(["-A", attr]);
-    }
-    cmd.args(["--arg", "helper", HELPER]);
-    cmd
-}
-
-/// An example built with `nix-build -o DIR/result`; the out link (a GC
-/// root) goes with the directory.
-struct Built {
-    _dir: tempfile::TempDir,
-    /// The store path of the result.
-    path: PathBuf,
-}
-
-fn nix_build(attr: &str) -> Built {
-    let dir = tempdir();
-    let link = dir.path().join("result");
-    let out = stdout_of(nix_build_cmd(&[attr]).arg("-o").arg(&link));
-    let path = PathBuf::from(out.trim());
-    assert!(
-        path.starts_with("/nix/store"),
-        "nix-build -A {attr} printed {out:?}"
-    );
-    assert_eq!(fs::read_link(&link).unwrap(), path, "the out link");
-    Built { _dir: dir, path }
-}
-
 /// Store paths of examples that are no images (`busybox`, `app`).
 fn nix_build_paths(attrs: &[&str]) -> Vec<PathBuf> {
-    let out = stdout_of(nix_build_cmd(attrs).arg("--no-out-link"));
+    let out = stdout_of(example_build_cmd(attrs).arg("--no-out-link"));
     out.lines().map(PathBuf::from).collect()
 }
 
@@ -258,7 +226,7 @@ fn closure(paths: &[PathBuf]) -> BTreeSet<String> {
 
 #[test]
 fn hello_streams_into_podman_load_and_says_hello() {
-    let built = nix_build("hello");
+    let built = build_example("hello");
     let meta = fs::metadata(&built.path).unwrap();
     assert!(
         meta.is_file() && std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0,
@@ -271,7 +239,7 @@ fn hello_streams_into_podman_load_and_says_hello() {
 
 #[test]
 fn layered_has_four_layers_and_the_whole_closure() {
-    let built = nix_build("layered");
+    let built = build_example("layered");
     let deps = nix_build_paths(&["app", "busybox"]);
     assert_eq!(deps.len(), 2, "{deps:?}");
     let closure = closure(&deps);
@@ -320,7 +288,7 @@ fn layered_has_four_layers_and_the_whole_closure() {
 
 #[test]
 fn two_layers_has_two_zstd_layers_and_runs() {
-    let built = nix_build("twoLayers");
+    let built = build_example("twoLayers");
     let layers = archive_layers(&built.path);
     assert_eq!(layers.len(), 2, "layers in manifest.json");
     for (i, layer) in layers.iter().enumerate() {
@@ -333,7 +301,7 @@ fn two_layers_has_two_zstd_layers_and_runs() {
 
 #[test]
 fn non_root_runs_as_1000_and_owns_the_store_files() {
-    let built = nix_build("nonRoot");
+    let built = build_example("nonRoot");
     let image = podman_load(&built.path, "localhost/stevedore-example-non-root:latest");
     // `id -u`, then the owner of busybox in the store.
     assert_eq!(podman_run(&image, &[]), "1000\n1000\n");
@@ -341,14 +309,14 @@ fn non_root_runs_as_1000_and_owns_the_store_files() {
 
 #[test]
 fn fake_root_chown_reaches_the_layer() {
-    let built = nix_build("fakeRoot");
+    let built = build_example("fakeRoot");
     let image = podman_load(&built.path, "localhost/stevedore-example-fake-root:latest");
     assert_eq!(podman_run(&image, &[]), "1000:1000\n");
 }
 
 #[test]
 fn config_only_has_no_nix_directory() {
-    let built = nix_build("configOnly");
+    let built = build_example("configOnly");
     let layers = archive_layers(&built.path);
     for (i, layer) in layers.iter().enumerate() {
         let nix: Vec<_> = layer
@@ -374,7 +342,7 @@ fn config_only_has_no_nix_directory() {
 
 #[test]
 fn config_reaches_podman_and_extra_commands_are_not_interpolated() {
-    let built = nix_build("config");
+    let built = build_example("config");
     let image = podman_load(&built.path, "localhost/stevedore-example-config:latest");
     let inspect = podman_inspect(&image);
     let config = &inspect["Config"];
@@ -412,7 +380,7 @@ fn now_is_the_build_time() {
         .args(["--delete", out_path])
         .output();
 
-    let built = nix_build("now");
+    let built = build_example("now");
     let image = podman_load(&built.path, "localhost/stevedore-example-now:latest");
     let inspect = podman_inspect(&image);
     let created_text = inspect["Created"].as_str().unwrap();
@@ -429,7 +397,7 @@ fn now_is_the_build_time() {
 
 #[test]
 fn untagged_is_tagged_with_the_output_hash() {
-    let built = nix_build("untagged");
+    let built = build_example("untagged");
     // As in dockerTools, the archive and its `stream` share one tag: the
     // hash of the stream's output path.
     let stream_path = stdout_of(
@@ -482,10 +450,10 @@ fn image_derivations_rebuild_to_the_same_bytes() {
         "configOnly",
         "untagged",
     ];
-    let first = stdout_of(nix_build_cmd(&attrs).arg("--no-out-link"));
+    let first = stdout_of(example_build_cmd(&attrs).arg("--no-out-link"));
     assert_eq!(first.lines().count(), attrs.len(), "{first}");
     // Rebuilds each image and compares it with the first build.
-    let out = nix_build_cmd(&attrs)
+    let out = example_build_cmd(&attrs)
         .args(["--no-out-link", "--check"])
         .output()
         .unwrap();

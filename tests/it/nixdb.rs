@@ -15,7 +15,10 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{assert_one_line_error, dir_names, run, run_fail, sha256, stevedore, tempdir};
+use crate::common::{
+    assert_one_line_error, build_example, dir_names, example_build_cmd, run, run_fail, sha256,
+    stevedore, tempdir,
+};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 const HELPER: &str = env!("CARGO_BIN_EXE_stevedore");
@@ -26,29 +29,6 @@ fn stdout_of(cmd: &mut Command) -> String {
 
 fn lines(text: &str) -> BTreeSet<String> {
     text.lines().map(str::to_owned).collect()
-}
-
-/// `nix-build examples -A ATTR --arg helper HELPER ARGS`.
-fn nix_build_cmd(attr: &str) -> Command {
-    let mut cmd = Command::new("nix-build");
-    cmd.arg(Path::new(REPO).join("examples"))
-        .args(["-A", attr, "--arg", "helper", HELPER]);
-    cmd
-}
-
-/// An example built with an out link (a GC root) in a temporary directory.
-struct Built {
-    dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-fn nix_build(attr: &str) -> Built {
-    let dir = tempdir();
-    let out = stdout_of(nix_build_cmd(attr).arg("-o").arg(dir.path().join("result")));
-    Built {
-        path: PathBuf::from(out.trim()),
-        dir,
-    }
 }
 
 /// Store paths of example attributes that are no images.
@@ -266,7 +246,7 @@ fn busybox_app() -> (Vec<String>, BTreeSet<String>) {
 
 #[test]
 fn layered_image_database_verifies_and_agrees_with_the_host() {
-    let built = nix_build("nixDb");
+    let built = build_example("nixDb");
     let (roots, closure) = busybox_app();
     let image = unpack(&built.path);
     let dead = check_database(&image, &roots, &closure, 1);
@@ -275,12 +255,12 @@ fn layered_image_database_verifies_and_agrees_with_the_host() {
 
 #[test]
 fn streamed_image_has_the_same_database() {
-    let built = nix_build("nixDb.stream");
+    let built = build_example("nixDb.stream");
     let (roots, closure) = busybox_app();
     let image = unpack(&built.path);
     // The archive's database is the same file (compared before the host's
     // Nix opens either).
-    let archive = unpack(&nix_build("nixDb").path);
+    let archive = unpack(&build_example("nixDb").path);
     let db = "nix/var/nix/db/db.sqlite";
     assert_eq!(
         sha256(&fs::read(image.root.join(db)).unwrap()),
@@ -291,7 +271,7 @@ fn streamed_image_has_the_same_database() {
 
 #[test]
 fn derivation_files_are_registered_with_their_outputs() {
-    let built = nix_build("nixDbDrv");
+    let built = build_example("nixDbDrv");
     let roots = example_paths(&["busybox", "drvRef"]);
     // exportReferencesGraph adds the outputs of the derivations it meets,
     // and so does the image.
@@ -329,7 +309,7 @@ fn derivation_files_are_registered_with_their_outputs() {
 
 #[test]
 fn config_only_paths_are_registered_but_not_kept() {
-    let built = nix_build("nixDbNonRoot");
+    let built = build_example("nixDbNonRoot");
     let busybox = example_paths(&["busybox"]);
     let app = example_paths(&["app"]);
     // The config names app, so its closure is in the image and registered,
@@ -415,7 +395,7 @@ fn nix_entries(archive: &Path) -> Vec<(String, String, String)> {
 #[test]
 fn nix_uid_and_gid_own_the_nix_state() {
     for (attr, owner) in [("nixDbNonRoot", "1000/1000"), ("nixDb", "0/0")] {
-        let built = nix_build(attr);
+        let built = build_example(attr);
         let mut entries = nix_entries(&built.path);
         // The store layers below hold /nix and /nix/store, root's; the top
         // layer gives /nix/store to a user other than root, and adds
@@ -462,7 +442,7 @@ fn nix_uid_and_gid_own_the_nix_state() {
 /// gcroot: app and its dependencies, reached only through the config.
 #[test]
 fn nix_runs_as_nix_uid_on_the_image() {
-    let built = nix_build("nixDbNonRoot");
+    let built = build_example("nixDbNonRoot");
     let busybox = example_paths(&["busybox"]);
     let dir = tempdir();
     let layout = dir.path().join("layout");
@@ -518,7 +498,7 @@ fn nix_runs_as_nix_uid_on_the_image() {
 #[test]
 fn images_without_include_nix_db_have_no_nix_var() {
     for attr in ["layered", "twoLayers"] {
-        let built = nix_build(attr);
+        let built = build_example(attr);
         for (i, layer) in tar_listings(&built.path).iter().enumerate() {
             let var: Vec<_> = layer
                 .iter()
@@ -534,8 +514,8 @@ fn nix_db_images_rebuild_to_the_same_bytes() {
     let attrs = ["nixDb", "nixDbDrv", "nixDbNonRoot"];
     let mut drvs = Vec::new();
     for attr in attrs {
-        let first = nix_build(attr);
-        let again = nix_build_cmd(attr)
+        let first = build_example(attr);
+        let again = example_build_cmd(&[attr])
             .args(["--no-out-link", "--check"])
             .output()
             .unwrap();
