@@ -929,3 +929,18 @@ pub fn build_example(attr: &str) -> Built {
     assert_eq!(fs::read_link(&link).unwrap(), path, "the out link");
     Built { dir, path }
 }
+
+/// `nix-store --realise --check PATHS`: rebuilds the derivations and
+/// fails the test unless every output comes out bit for bit the same.
+pub fn realise_check<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(drvs: &[S]) {
+    let out = Command::new("nix-store")
+        .args(["--realise", "--check"])
+        .args(drvs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nix-store --realise --check {drvs:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

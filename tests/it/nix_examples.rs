@@ -17,7 +17,7 @@ use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::common::{build_example, example_build_cmd, podman, run, run_fail};
+use crate::common::{build_example, example_build_cmd, podman, realise_check, run, run_fail};
 
 /// The library's checkout.
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -487,16 +487,7 @@ fn image_derivations_rebuild_to_the_same_bytes() {
     }
     assert_eq!(inputs.len(), 2 * attrs.len(), "{inputs:#?}");
     run(Command::new("nix-store").arg("--realise").args(&inputs));
-    let out = Command::new("nix-store")
-        .args(["--realise", "--check"])
-        .args(&inputs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nix-store --realise --check of {inputs:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    realise_check(&inputs);
 }
 
 // ---------------------------------------------------------------------------

@@ -16,8 +16,8 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::common::{
-    assert_one_line_error, build_example, dir_names, example_build_cmd, run, run_fail, sha256,
-    stevedore, tempdir,
+    assert_one_line_error, build_example, dir_names, example_build_cmd, realise_check, run,
+    run_fail, sha256, stevedore, tempdir,
 };
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -548,16 +548,7 @@ fn nix_db_images_rebuild_to_the_same_bytes() {
     }
     assert_eq!(drvs.len(), attrs.len(), "{drvs:#?}");
     // The database derivations: the database and its metadata.
-    let out = Command::new("nix-store")
-        .args(["--realise", "--check"])
-        .args(&drvs)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "nix-store --realise --check {drvs:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    realise_check(&drvs);
 }
 
 // ---------------------------------------------------------------------------

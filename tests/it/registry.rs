@@ -68,6 +68,16 @@ fn build_image(
     out
 }
 
+/// A gzip OCI layout (`DIR/layout`) of one store path holding one file of
+/// `size` noise bytes: the image most registry tests push.
+fn one_file_layout(dir: &Path, path_prefix: &str, name: &str, size: usize, seed: u64) -> PathBuf {
+    let data = store_path_with(
+        &format!("{path_prefix}-{}", unique()),
+        &[("f", noise(size, seed))],
+    );
+    build_image(dir, name, &[vec![&data]], "oci-dir", "gzip", "layout")
+}
+
 /// An OCI layout's manifest: digest, bytes, layer digests.
 struct Layout {
     dir: PathBuf,
@@ -301,15 +311,7 @@ fn credentials_come_from_auth_files() {
     use base64::Engine as _;
     let reg = Registry::start_with(Auth::Basic);
     let dir = tempdir();
-    let data = store_path_with(&format!("creds-{}", unique()), &[("f", noise(1000, 3))]);
-    let layout = build_image(
-        dir.path(),
-        "creds",
-        &[vec![&data]],
-        "oci-dir",
-        "gzip",
-        "layout",
-    );
+    let layout = one_file_layout(dir.path(), "creds", "creds", 1000, 3);
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     let file = json!({ "auths": { reg.host(): { "auth": auth } } }).to_string();
     let auth_file = dir.path().join("auth.json");
@@ -795,15 +797,7 @@ fn put_manifest(reg: &Registry, repo: &str, tag: &str, media_type: &str, body: &
 fn bad_registry_input_fails_with_one_line_and_no_output() {
     let reg = Registry::start();
     let dir = tempdir();
-    let data = store_path_with(&format!("bad-{}", unique()), &[("f", noise(500_000, 21))]);
-    let layout = build_image(
-        dir.path(),
-        "bad",
-        &[vec![&data]],
-        "oci-dir",
-        "gzip",
-        "layout",
-    );
+    let layout = one_file_layout(dir.path(), "bad", "bad", 500_000, 21);
     let image = Layout::read(&layout);
     push(&reg, &layout, &reg.reference("bad/app", "v1"), &[]);
     let args = reg.stevedore_args();
@@ -888,15 +882,7 @@ fn bad_registry_input_fails_with_one_line_and_no_output() {
 #[test]
 fn wrong_credentials_fail_without_showing_them() {
     let dir = tempdir();
-    let data = store_path_with(&format!("creds-bad-{}", unique()), &[("f", noise(1000, 2))]);
-    let layout = build_image(
-        dir.path(),
-        "creds",
-        &[vec![&data]],
-        "oci-dir",
-        "gzip",
-        "layout",
-    );
+    let layout = one_file_layout(dir.path(), "creds-bad", "creds", 1000, 2);
     let image = Layout::read(&layout);
     let secret = "wrong-Secret-9876";
     for auth in [Auth::Basic, Auth::Token] {
@@ -1316,15 +1302,7 @@ fn mounts_blobs_from_another_repository() {
 fn busy_registries_are_retried() {
     let reg = Registry::start();
     let dir = tempdir();
-    let data = store_path_with(&format!("busy-{}", unique()), &[("f", noise(200_000, 33))]);
-    let layout = build_image(
-        dir.path(),
-        "busy",
-        &[vec![&data]],
-        "oci-dir",
-        "gzip",
-        "layout",
-    );
+    let layout = one_file_layout(dir.path(), "busy", "busy", 200_000, 33);
     let image = Layout::read(&layout);
     push(&reg, &layout, &reg.reference("busy/app", "v1"), &[]);
     let proxy = CuttingProxy::start(reg.port);
@@ -1427,15 +1405,7 @@ fn pull_follows_an_index_to_the_platform() {
 fn push_stops_at_a_layer_that_does_not_match_its_digest() {
     let reg = Registry::start();
     let dir = tempdir();
-    let data = store_path_with(&format!("rot-{}", unique()), &[("f", noise(400_000, 51))]);
-    let layout = build_image(
-        dir.path(),
-        "rot",
-        &[vec![&data]],
-        "oci-dir",
-        "gzip",
-        "layout",
-    );
+    let layout = one_file_layout(dir.path(), "rot", "rot", 400_000, 51);
     let image = Layout::read(&layout);
     let layer = image.layers()[0].clone();
     let blob = blob_path(&layout, &layer);
@@ -1533,15 +1503,7 @@ fn push_checks_docker_archive_layers_against_their_diff_ids() {
 fn tls_roots_come_from_the_environment() {
     let reg = Registry::start_with(Auth::Tls);
     let dir = tempdir();
-    let data = store_path_with(&format!("tls-{}", unique()), &[("f", noise(1000, 61))]);
-    let layout = build_image(
-        dir.path(),
-        "tls",
-        &[vec![&data]],
-        "oci-dir",
-        "gzip",
-        "layout",
-    );
+    let layout = one_file_layout(dir.path(), "tls", "tls", 1000, 61);
     let dest = reg.reference("tls/app", "v1");
     run(stevedore()
         .env_remove("SSL_CERT_FILE")
