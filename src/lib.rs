@@ -11,6 +11,7 @@
 //! them into podman or the Docker daemon.
 
 pub mod archive;
+pub mod base;
 pub mod build;
 pub mod cli;
 pub mod closure;
