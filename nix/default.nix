@@ -45,6 +45,8 @@ let
   buildLayeredImageWithNixDb = import ./buildLayeredImageWithNixDb.nix lib;
   buildImageWithNixDb = import ./buildImageWithNixDb.nix lib;
   pullImage = import ./pullImage.nix lib;
+  exportImage = import ./exportImage.nix lib;
+  mergeImages = import ./mergeImages.nix lib;
 in
 {
   inherit
@@ -54,5 +56,7 @@ in
     buildLayeredImageWithNixDb
     buildImageWithNixDb
     pullImage
+    exportImage
+    mergeImages
     ;
 }

@@ -183,6 +183,51 @@ pub enum Command {
         #[arg(long, value_enum)]
         into: crate::load::Into,
     },
+    /// Flatten an image into one root-filesystem tar, as dockerTools'
+    /// exportImage does (without a VM).
+    #[command(after_help = "Examples:\n  \
+        stevedore export ./result --out rootfs.tar\n  \
+        stevedore export images.tar --name app --tag 1.0 --out rootfs.tar\n  \
+        podman import rootfs.tar app-flat\n\n\
+        IMAGE is a docker-archive (also one compressed as a whole with gzip or\n\
+        zstd), an OCI layout or oci-archive, or a streamLayeredImage result.\n\
+        Every layer is read as hostile input (docs/API.md, \"Base images: what\n\
+        is refused\"); whiteouts are applied, and each path keeps the mode,\n\
+        owner and mtime its layer gave it. Hard links become files. The tar\n\
+        is written under a temporary name and renamed when complete.")]
+    Export {
+        /// The image to flatten.
+        image: PathBuf,
+        /// Where to write the root-filesystem tar.
+        #[arg(long)]
+        out: PathBuf,
+        /// Of an archive holding several images, the one with this name
+        /// [default: the first].
+        #[arg(long)]
+        name: Option<String>,
+        /// Of an archive holding several images, the one with this tag.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Merge images into one docker-archive that loads them all, as
+    /// dockerTools' mergeImages does.
+    #[command(after_help = "Examples:\n  \
+        stevedore merge app.tar db.tar.gz tools.tar.zst --out all.tar\n  \
+        podman load -i all.tar\n\n\
+        Each IMAGE is a docker-archive (compressed as a whole with gzip or\n\
+        zstd, or not; it may hold several images) or a streamLayeredImage\n\
+        result. Layer blobs and configs are copied byte for byte, once each;\n\
+        manifest.json lists every image in input order (untagged ones stay\n\
+        untagged) and the repositories files are merged tag by tag. OCI\n\
+        layouts are refused.")]
+    Merge {
+        /// The images, in the order manifest.json lists them.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Where to write the merged docker-archive.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run a launcher that the Nix library wrote (`#!stevedore launch`).
     #[command(hide = true)]
     Launch {

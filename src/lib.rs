@@ -20,6 +20,7 @@ pub mod digest;
 pub mod image;
 pub mod layering;
 pub mod load;
+pub mod merge;
 pub mod nix_builder;
 pub mod nixdb;
 pub mod output;
@@ -140,6 +141,13 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             Ok(())
         }
         Command::Load { source, into } => load::load(&source, into),
+        Command::Export {
+            image,
+            out,
+            name,
+            tag,
+        } => base::export::export(&image, &base::Pick::Named { name, tag }, &out),
+        Command::Merge { images, out } => merge::merge(&images, &out),
         Command::Launch { script, args } => nix_builder::launch(&script, &args),
         Command::NixBuilder { record_metadata } => match record_metadata.as_deref() {
             Some([tree, out]) => nix_builder::record_metadata(tree, out, true),

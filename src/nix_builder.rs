@@ -18,7 +18,10 @@
 //! - `pull`: `pullImage`'s fixed-output derivation, a docker-archive pulled
 //!   by digest ([`crate::registry::pull`]);
 //! - `launcher`: `bin/NAME`, a `#!stevedore launch` script that copies an
-//!   image to a registry, podman or the Docker daemon ([`launch`]).
+//!   image to a registry, podman or the Docker daemon ([`launch`]);
+//! - `export`: `exportImage`, an image's file system as one tar
+//!   ([`crate::base::export`]);
+//! - `merge`: `mergeImages`, images in one docker-archive ([`crate::merge`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -49,6 +52,30 @@ enum Job {
     NixDb(NixDbJob),
     Pull(PullJob),
     Launcher(LauncherJob),
+    Export(ExportJob),
+    Merge(MergeJob),
+}
+
+/// `exportImage`: the file system of `fromImage` as one tar.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct ExportJob {
+    version: u64,
+    from_image: String,
+    /// Of an archive with several images, the one to export; `null`: the
+    /// first (the tag is then not looked at, as in dockerTools).
+    #[serde(default)]
+    from_image_name: Option<String>,
+    #[serde(default)]
+    from_image_tag: Option<String>,
+}
+
+/// `mergeImages`: every image of `images` in one docker-archive.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MergeJob {
+    version: u64,
+    images: Vec<String>,
 }
 
 /// `pullImage`: an image pulled by digest into a docker-archive.
@@ -302,6 +329,25 @@ pub fn run() -> Result<()> {
         }
         Job::Pull(job) => pull(&job, Path::new(&out)),
         Job::Launcher(job) => write_launch_script(&job, Path::new(&out)),
+        Job::Export(job) => {
+            check_version(job.version)?;
+            let pick = match job.from_image_name {
+                None => crate::base::Pick::Named {
+                    name: None,
+                    tag: None,
+                },
+                name => crate::base::Pick::Named {
+                    name,
+                    tag: job.from_image_tag,
+                },
+            };
+            crate::base::export::export(Path::new(&job.from_image), &pick, Path::new(&out))
+        }
+        Job::Merge(job) => {
+            check_version(job.version)?;
+            let images: Vec<PathBuf> = job.images.iter().map(PathBuf::from).collect();
+            crate::merge::merge(&images, Path::new(&out))
+        }
         Job::File(job) => {
             check_version(job.version)?;
             fs::write(&out, job.text).with_context(|| format!("writing {out}"))

@@ -19,12 +19,17 @@ pub const BLOCK: u64 = 512;
 
 /// The kinds of entry stevedore writes. Hard links are never written: their
 /// content is written as a regular file, so an optimised store gives the same
-/// bytes as an unoptimised one.
+/// bytes as an unoptimised one. Devices and fifos come only from base images
+/// (`export`); the device numbers are those the image recorded, never the
+/// host's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     File,
     Dir,
     Symlink,
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
 }
 
 /// What a header says about one entry.
@@ -107,6 +112,9 @@ pub fn encode(h: &Header) -> Vec<u8> {
         Kind::File => b'0',
         Kind::Dir => b'5',
         Kind::Symlink => b'2',
+        Kind::CharDevice { .. } => b'3',
+        Kind::BlockDevice { .. } => b'4',
+        Kind::Fifo => b'6',
     };
     out.extend_from_slice(&ustar(h, typeflag));
     out
@@ -133,8 +141,15 @@ fn ustar(h: &Header, typeflag: u8) -> [u8; BLOCK as usize] {
     b[263..265].copy_from_slice(b"00");
     put_bytes(&mut b[265..297], h.owner.uname.as_bytes());
     put_bytes(&mut b[297..329], h.owner.gname.as_bytes());
-    put_octal(&mut b[329..337], 0);
-    put_octal(&mut b[337..345], 0);
+    let (major, minor) = match h.kind {
+        Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+            (u64::from(major), u64::from(minor))
+        }
+        _ => (0, 0),
+    };
+    // Linux device numbers (12-bit major, 20-bit minor) always fit.
+    put_octal(&mut b[329..337], major.min(MAX_OCTAL_8));
+    put_octal(&mut b[337..345], minor.min(MAX_OCTAL_8));
     // The checksum is computed with its own field read as spaces.
     b[148..156].copy_from_slice(b"        ");
     let sum: u32 = b.iter().map(|&x| u32::from(x)).sum();
@@ -212,6 +227,50 @@ mod tests {
         let entry = archive.entries().unwrap().next().unwrap().unwrap();
         assert_eq!(entry.path_bytes().as_ref(), name.as_bytes());
         assert_eq!(entry.link_name_bytes().unwrap().as_ref(), link.as_bytes());
+    }
+
+    #[test]
+    fn devices_and_fifos_keep_their_numbers() {
+        let root = Owner::root();
+        let mut bytes = Vec::new();
+        for (name, kind) in [
+            (&b"dev/null"[..], Kind::CharDevice { major: 1, minor: 3 }),
+            (b"dev/sda", Kind::BlockDevice { major: 8, minor: 0 }),
+            (b"run/fifo", Kind::Fifo),
+        ] {
+            bytes.extend_from_slice(&encode(&Header {
+                name,
+                kind,
+                mode: 0o666,
+                size: 0,
+                link: b"",
+                mtime: 1,
+                owner: &root,
+            }));
+        }
+        bytes.extend_from_slice(&[0; 1024]);
+        let mut archive = tar::Archive::new(&bytes[..]);
+        let got: Vec<(u8, Option<u32>, Option<u32>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    h.entry_type().as_byte(),
+                    h.device_major().unwrap(),
+                    h.device_minor().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (b'3', Some(1), Some(3)),
+                (b'4', Some(8), Some(0)),
+                (b'6', Some(0), Some(0))
+            ]
+        );
     }
 
     #[test]

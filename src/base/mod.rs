@@ -10,6 +10,7 @@
 //! add up to a [`View`] of the base's file system, with which the new
 //! layers leave out what the base already has.
 
+pub mod export;
 pub mod scan;
 
 use std::fs::File;

@@ -1,0 +1,67 @@
+# exportImage: the file system of an image as one tar, as dockerTools'
+# exportImage makes it, but with no VM and no disk image:
+#
+#   stevedore.exportImage { fromImage = someImage; }
+#   podman import result app-flat
+#
+# The helper reads the image as hostile input (docs/API.md, "Base images:
+# what is refused"), applies the whiteouts of its layers and writes every
+# path with the mode, owner and mtime its layer gave it. Arguments as
+# dockerTools.exportImage; see docs/API.md.
+lib:
+{
+  # The image: a docker-archive (also one compressed as a whole), an OCI
+  # layout or oci-archive, a streamLayeredImage result, or a pullImage
+  # result.
+  fromImage,
+  # Of an archive holding several images, the one named so; null: the
+  # first (fromImageTag is then not looked at, as in dockerTools).
+  fromImageName ? null,
+  fromImageTag ? "latest",
+  # The name of the result (`<name>.tar`); by default the image's.
+  name ? null,
+  # dockerTools' VM settings: accepted, not needed.
+  diskSize ? null,
+  buildVMMemorySize ? null,
+}:
+let
+  fn = "exportImage";
+  # The image's name: its imageName (stevedore and pullImage results),
+  # else its derivation or file name without .tar and compression suffixes.
+  imageBase =
+    let
+      raw =
+        if builtins.isAttrs fromImage && fromImage ? imageName then
+          fromImage.imageName
+        else if builtins.isAttrs fromImage && fromImage ? name then
+          fromImage.name
+        else
+          baseNameOf (toString fromImage);
+      noStorePrefix = builtins.match "[0-9a-z]{32}-(.*)" raw;
+      unprefixed = if noStorePrefix != null then builtins.head noStorePrefix else raw;
+      stripped = builtins.match "(.*)\\.tar(\\.gz|\\.zst|\\.zstd)?" unprefixed;
+      base = if stripped != null then builtins.head stripped else unprefixed;
+    in
+    builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] base;
+  baseName =
+    if name == null then
+      imageBase
+    else if builtins.isString name && name != "" then
+      builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] name
+    else
+      throw "${fn}: name must be a non-empty string such as \"rootfs\"";
+  fromImageStr =
+    if builtins.isAttrs fromImage || builtins.isPath fromImage || builtins.isString fromImage then
+      "${fromImage}"
+    else
+      throw "${fn}: fromImage must be an image (a derivation or a path to an image file)";
+  optionalString =
+    what: v:
+    if v == null || builtins.isString v then v else throw "${fn}: ${what} must be a string or null";
+in
+lib.helperDerivation "${baseName}.tar" {
+  job = "export";
+  fromImage = fromImageStr;
+  fromImageName = optionalString "fromImageName" fromImageName;
+  fromImageTag = optionalString "fromImageTag" fromImageTag;
+} { }

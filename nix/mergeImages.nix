@@ -1,0 +1,30 @@
+# mergeImages: several images in one docker-archive, so that one
+# `podman load` or `docker load` loads them all, as dockerTools'
+# mergeImages:
+#
+#   stevedore.mergeImages [ app db tools ]
+#   podman load -i result
+#
+# Each image is a docker-archive (compressed as a whole or not, holding
+# one image or several) or a streamLayeredImage result. Layer blobs and
+# configs are copied byte for byte, each once; see docs/API.md.
+lib: images:
+let
+  fn = "mergeImages";
+  list =
+    if builtins.isList images && images != [ ] then
+      images
+    else
+      throw "${fn}: takes a non-empty list of images, such as [ app db ]";
+  asString =
+    i: image:
+    if builtins.isAttrs image || builtins.isPath image || builtins.isString image then
+      "${image}"
+    else
+      throw "${fn}: image ${toString (i + 1)} of the list is not an image (a derivation or a path)";
+  merged = lib.helperDerivation "merge-docker-images" {
+    job = "merge";
+    images = builtins.genList (i: asString i (builtins.elemAt list i)) (builtins.length list);
+  } { };
+in
+merged // lib.copyTo merged
