@@ -6,12 +6,14 @@
 //! first bytes), be a `streamLayeredImage` launcher (streamed once into a
 //! scratch archive), and hold several images. Its layer blobs, configs and
 //! legacy per-layer files (`<id>/VERSION`, `<id>/json`) are copied byte for
-//! byte, compressed or not; a member named by several images, of one input
-//! or of several, is written once (the same name with different bytes in
-//! two inputs is an error). `manifest.json` lists every input's entries in
-//! input order, untouched apart from `./` taken off member names, so an
-//! untagged image stays untagged; the legacy `repositories` files are
-//! merged repository by repository, tag by tag (a later input's tag wins).
+//! byte, compressed or not, never re-tarred. A member named by several
+//! images, of one input or of several, is written once; a name that an
+//! earlier input holds with other bytes (the same layer id, compressed
+//! another way) is renamed after the blob's digest. `manifest.json` lists
+//! every input's entries in input order, unchanged apart from those names
+//! (and `./` taken off), so an untagged image stays untagged; the legacy
+//! `repositories` files are merged repository by repository, tag by tag (a
+//! later input's tag wins).
 //!
 //! The output is an uncompressed tar through [`TarOut`]: members in the
 //! order the manifests first name them, then `manifest.json` and
@@ -29,20 +31,13 @@ use serde_json::Value;
 use crate::archive::TarOut;
 use crate::base::scan::{self, Limits};
 use crate::compress::Compression;
+use crate::digest::Digest;
 use crate::image::canonical_json;
 use crate::output::AtomicFile;
 use crate::registry::source::{BlobFile, tar_index};
 
 /// mtime of every member of the merged archive.
 const MTIME: u64 = 1;
-
-/// A member of the output, and where its bytes come from.
-struct Member {
-    name: String,
-    file: BlobFile,
-    /// The input that first named it (for messages).
-    input: usize,
-}
 
 /// Writes one docker-archive holding every image of `inputs` to `out`.
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
@@ -56,8 +51,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
         .context("creating a scratch directory")?;
     let limits = Limits::from_env()?;
 
-    let mut members: Vec<Member> = Vec::new();
-    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    let mut members = Members::default();
     let mut manifest: Vec<Value> = Vec::new();
     let mut repositories: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for (i, input) in inputs.iter().enumerate() {
@@ -82,18 +76,12 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
         if entries.is_empty() {
             bail!("{what}: manifest.json lists no image");
         }
+        let mut renamed = BTreeMap::new();
         for (n, mut entry) in entries.into_iter().enumerate() {
-            let at = format!("{what}: manifest.json entry {}", n + 1);
-            let names = entry_members(&mut entry).with_context(|| at.clone())?;
-            for (name, required) in names {
-                let Some(file) = index.get(&name) else {
-                    if required {
-                        bail!("{at} names {name:?}, which is not in the archive");
-                    }
-                    continue;
-                };
-                add_member(&mut members, &mut by_name, inputs, name, file.clone(), i)?;
-            }
+            renamed.extend(
+                add_entry(&mut entry, &index, &mut members, i)
+                    .with_context(|| format!("{what}: manifest.json entry {}", n + 1))?,
+            );
             manifest.push(entry);
         }
         if let Some(file) = index.get("repositories") {
@@ -102,6 +90,13 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
                     format!("{what}: repositories is not an object of repositories and tags")
                 })?;
             for (repo, tags) in repos {
+                let tags = tags.into_iter().map(|(tag, id)| {
+                    let id = match id.as_str().and_then(|id| renamed.get(id)) {
+                        Some(new) => Value::String(new.clone()),
+                        None => id,
+                    };
+                    (tag, id)
+                });
                 repositories.entry(repo).or_default().extend(tags);
             }
         }
@@ -110,7 +105,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
     {
         let w = BufWriter::with_capacity(256 * 1024, target.file());
         let mut tar = TarOut::new(w, MTIME);
-        for m in &members {
+        for m in &members.list {
             tar.begin_file(&m.name, m.file.size)?;
             copy_member(&m.file, tar.inner()).with_context(|| {
                 format!("copying {} of image {}", m.name, inputs[m.input].display())
@@ -126,10 +121,87 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
     target.commit()
 }
 
-/// The members an entry of `manifest.json` names, with `./` taken off in
-/// the entry too: its layers and their legacy files (not required), then
-/// its config. `RepoTags` must be absent, null or a list of strings.
-fn entry_members(entry: &mut Value) -> Result<Vec<(String, bool)>> {
+/// A member of the output, and where its bytes come from.
+struct Member {
+    name: String,
+    file: BlobFile,
+    /// The input that first named it (for messages).
+    input: usize,
+}
+
+/// The members of the output so far, each name once.
+#[derive(Default)]
+struct Members {
+    list: Vec<Member>,
+    by_name: BTreeMap<String, usize>,
+    /// Digests of blobs compared so far, by file and offset.
+    digests: BTreeMap<(PathBuf, u64), Digest>,
+}
+
+impl Members {
+    fn digest(&mut self, file: &BlobFile) -> Result<Digest> {
+        let key = (file.path.clone(), file.offset);
+        if let Some(d) = self.digests.get(&key) {
+            return Ok(d.clone());
+        }
+        let d = file.digest()?;
+        self.digests.insert(key, d.clone());
+        Ok(d)
+    }
+
+    /// Whether `name` is free (`Some(true)`), already holds these bytes
+    /// (`Some(false)`), or holds other bytes (`None`).
+    fn fits(&mut self, name: &str, file: &BlobFile) -> Result<Option<bool>> {
+        let Some(&at) = self.by_name.get(name) else {
+            return Ok(Some(true));
+        };
+        let have = self.list[at].file.clone();
+        if have.path == file.path && have.offset == file.offset {
+            return Ok(Some(false));
+        }
+        let same = have.size == file.size && self.digest(&have)? == self.digest(file)?;
+        Ok(if same { Some(false) } else { None })
+    }
+
+    fn push(&mut self, name: String, file: BlobFile, input: usize) {
+        self.by_name.insert(name.clone(), self.list.len());
+        self.list.push(Member { name, file, input });
+    }
+
+    /// Places a layer or config: under its own name, or, when an earlier
+    /// input holds other bytes under that name (stevedore's layer ids do
+    /// not depend on compression, so a gzip and a zstd image share them),
+    /// under a name made from its digest. Returns the name it has in the
+    /// output, and whether it is new there.
+    fn place(&mut self, name: &str, file: &BlobFile) -> Result<(String, bool)> {
+        if let Some(new) = self.fits(name, file)? {
+            return Ok((name.to_owned(), new));
+        }
+        let hex = self.digest(file)?.hex().to_owned();
+        let renamed = match name.strip_suffix("/layer.tar") {
+            Some(_) => format!("{hex}/layer.tar"),
+            None => format!("{hex}.json"),
+        };
+        match self.fits(&renamed, file)? {
+            Some(new) => Ok((renamed, new)),
+            None => {
+                bail!("{name} clashes with a member of an earlier image, and so does {renamed}")
+            }
+        }
+    }
+}
+
+/// Adds the layers and config an entry of `manifest.json` names, with
+/// their legacy files, and rewrites the entry's names to those of the
+/// output (`./` taken off; renamed when they clash). `RepoTags` must be
+/// absent, null or a list of strings. Returns the layer directories
+/// renamed.
+fn add_entry(
+    entry: &mut Value,
+    index: &BTreeMap<String, BlobFile>,
+    members: &mut Members,
+    input: usize,
+) -> Result<BTreeMap<String, String>> {
     let obj = entry
         .as_object_mut()
         .context("is not an object with Config and Layers")?;
@@ -138,65 +210,64 @@ fn entry_members(entry: &mut Value) -> Result<Vec<(String, bool)>> {
         Some(Value::Array(tags)) if tags.iter().all(Value::is_string) => {}
         Some(_) => bail!("RepoTags is not a list of strings"),
     }
-    let mut names = Vec::new();
+    let lookup = |name: &str| {
+        index
+            .get(name)
+            .cloned()
+            .with_context(|| format!("names {name:?}, which is not in the archive"))
+    };
+    let mut renamed_dirs = BTreeMap::new();
     let layers = obj
         .get_mut("Layers")
         .and_then(Value::as_array_mut)
         .context("has no Layers list")?;
     for layer in layers.iter_mut() {
         let name = member_name(layer).context("a layer")?;
-        if let Some(dir) = name.strip_suffix("/layer.tar") {
-            names.push((format!("{dir}/VERSION"), false));
-            names.push((format!("{dir}/json"), false));
+        let file = lookup(&name)?;
+        let (out_name, new) = members.place(&name, &file)?;
+        if let (Some(dir), Some(out_dir)) = (
+            name.strip_suffix("/layer.tar"),
+            out_name.strip_suffix("/layer.tar"),
+        ) {
+            // The legacy files of the layer go with it; they only serve
+            // old loaders, so on a clash the first is kept.
+            for legacy in ["VERSION", "json"] {
+                if let Some(f) = index.get(&format!("{dir}/{legacy}")) {
+                    let to = format!("{out_dir}/{legacy}");
+                    if members.fits(&to, f)? == Some(true) {
+                        members.push(to, f.clone(), input);
+                    }
+                }
+            }
+            if dir != out_dir {
+                renamed_dirs.insert(dir.to_owned(), out_dir.to_owned());
+            }
         }
-        names.push((name, true));
+        if new {
+            members.push(out_name.clone(), file, input);
+        }
+        *layer = Value::String(out_name);
     }
     let config = obj.get_mut("Config").context("has no Config")?;
-    names.push((member_name(config).context("Config")?, true));
-    Ok(names)
+    let name = member_name(config).context("Config")?;
+    let file = lookup(&name)?;
+    let (out_name, new) = members.place(&name, &file)?;
+    if new {
+        members.push(out_name.clone(), file, input);
+    }
+    *config = Value::String(out_name);
+    Ok(renamed_dirs)
 }
 
-/// A member name from the manifest, normalised in place: no `./`, and
-/// neither absolute nor with `..`.
-fn member_name(value: &mut Value) -> Result<String> {
+/// A member name from the manifest, normalised: no `./`, and neither
+/// absolute nor with `..`.
+fn member_name(value: &Value) -> Result<String> {
     let raw = value.as_str().context("is not a string")?;
     let name = scan::normalise_name(raw.as_bytes())
         .map_err(|why| anyhow::anyhow!("{raw:?} {why}"))?
         .with_context(|| format!("{raw:?} names no file"))?;
     // From a str, split at '/': still UTF-8.
-    let name = String::from_utf8(name).expect("a normalised str is UTF-8");
-    *value = Value::String(name.clone());
-    Ok(name)
-}
-
-/// Adds a member unless an earlier image named it; the same name with
-/// other bytes is an error.
-fn add_member(
-    members: &mut Vec<Member>,
-    by_name: &mut BTreeMap<String, usize>,
-    inputs: &[PathBuf],
-    name: String,
-    file: BlobFile,
-    input: usize,
-) -> Result<()> {
-    let Some(&at) = by_name.get(&name) else {
-        by_name.insert(name.clone(), members.len());
-        members.push(Member { name, file, input });
-        return Ok(());
-    };
-    let have = &members[at];
-    if have.file.path == file.path && have.file.offset == file.offset {
-        return Ok(());
-    }
-    let same = have.file.size == file.size && have.file.digest()? == file.digest()?;
-    if !same {
-        bail!(
-            "images {} and {} both hold {name} with different contents",
-            inputs[have.input].display(),
-            inputs[input].display()
-        );
-    }
-    Ok(())
+    Ok(String::from_utf8(name).expect("a normalised str is UTF-8"))
 }
 
 fn copy_member(file: &BlobFile, w: &mut impl Write) -> Result<()> {

@@ -6,8 +6,11 @@
 mod bad_input;
 mod common;
 mod consumers;
+mod export;
+mod hostile;
 mod layers;
 mod layers_cli;
+mod merge;
 mod nix_examples;
 mod nixdb;
 mod registry;

@@ -1,0 +1,372 @@
+//! Hostile base images: each archive is built here byte by byte (where the
+//! `tar` crate would refuse to write such a name), and `stevedore export`
+//! must refuse it with one line naming the entry, exit status 1, and
+//! nothing written: no output, no temporary file beside it, nothing left
+//! in its scratch directory, nothing through a symlink.
+
+use std::fs;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::json;
+
+use crate::common::{assert_one_line_error, dir_names, sha256, stevedore, tempdir};
+
+/// One raw tar entry: a ustar header with the name and link target as
+/// given (`..`, leading `/` and all), then the data. `size` overrides the
+/// size the header states.
+pub fn raw_entry(name: &str, kind: u8, data: &[u8], link: &str, size: Option<u64>) -> Vec<u8> {
+    let mut h = tar::Header::new_ustar();
+    {
+        let old = h.as_old_mut();
+        old.name[..name.len()].copy_from_slice(name.as_bytes());
+        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    h.set_entry_type(tar::EntryType::new(kind));
+    h.set_mode(if kind == b'5' { 0o755 } else { 0o644 });
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1);
+    h.set_size(size.unwrap_or(data.len() as u64));
+    h.set_cksum();
+    let mut out = h.as_bytes().to_vec();
+    out.extend_from_slice(data);
+    out.resize(out.len().div_ceil(512) * 512, 0);
+    out
+}
+
+/// A layer tar of raw entries, with the end-of-archive blocks.
+pub fn raw_layer(entries: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = entries.concat();
+    out.extend_from_slice(&[0; 1024]);
+    out
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
+}
+
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    zstd::stream::encode_all(bytes, 19).unwrap()
+}
+
+/// One layer blob and the diff_id its config records.
+pub struct Blob {
+    pub bytes: Vec<u8>,
+    pub diff_id: String,
+}
+
+impl Blob {
+    pub fn plain(tar: Vec<u8>) -> Blob {
+        Blob {
+            diff_id: sha256(&tar),
+            bytes: tar,
+        }
+    }
+    fn gzip(tar: &[u8]) -> Blob {
+        Blob {
+            diff_id: sha256(tar),
+            bytes: gzip(tar),
+        }
+    }
+    fn zstd(tar: &[u8]) -> Blob {
+        Blob {
+            diff_id: sha256(tar),
+            bytes: zstd(tar),
+        }
+    }
+}
+
+/// Members of an outer archive, written with the `tar` crate.
+pub fn tar_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, bytes) in members {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(0o644);
+        h.set_size(bytes.len() as u64);
+        h.set_mtime(1);
+        b.append_data(&mut h, name, &bytes[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+/// The members of a docker-archive with one image of `layers`, tagged
+/// `repo_tag` (or untagged), with the manifest's names overridable.
+pub fn docker_members(
+    layers: &[Blob],
+    repo_tag: Option<&str>,
+    prefix: &str,
+) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
+    let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    }))
+    .unwrap();
+    let config_name = format!("{prefix}{}.json", &sha256(&config)[7..]);
+    let mut members = Vec::new();
+    let mut names = Vec::new();
+    for (i, l) in layers.iter().enumerate() {
+        let name = format!("{prefix}layer{i}/layer.tar");
+        members.push((name.clone(), l.bytes.clone()));
+        names.push(name);
+    }
+    members.push((config_name.clone(), config));
+    let entry = json!({
+        "Config": config_name,
+        "RepoTags": repo_tag.map(|t| vec![t]),
+        "Layers": names,
+    });
+    (members, entry)
+}
+
+/// Writes a docker-archive with one image of `layers` to `dir/image.tar`.
+pub fn docker_archive(dir: &Path, layers: &[Blob]) -> PathBuf {
+    let (mut members, entry) = docker_members(layers, Some("hostile:latest"), "");
+    members.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&[entry]).unwrap(),
+    ));
+    let path = dir.join("image.tar");
+    fs::write(&path, tar_of(&members)).unwrap();
+    path
+}
+
+/// Runs `stevedore export IMAGE --out OUT/rootfs.tar` (with `env`), which
+/// must fail with one line holding every one of `want`, exit status 1, and
+/// leave the output directory and the scratch directory empty.
+fn export_refuses(image: &Path, env: &[(&str, &str)], want: &[&str]) -> String {
+    let out_dir = tempdir();
+    let scratch = tempdir();
+    let out = out_dir.path().join("rootfs.tar");
+    let mut cmd = stevedore();
+    cmd.arg("export")
+        .arg(image)
+        .arg("--out")
+        .arg(&out)
+        .env("TMPDIR", scratch.path())
+        .envs(env.iter().copied());
+    let output = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_one_line_error(&stderr, &format!("{cmd:?}"));
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    for w in want {
+        assert!(stderr.contains(w), "{stderr:?} does not say {w:?}");
+    }
+    assert!(fs::symlink_metadata(&out).is_err(), "{stderr}");
+    assert_eq!(dir_names(out_dir.path()), Vec::<String>::new(), "{stderr}");
+    assert_eq!(dir_names(scratch.path()), Vec::<String>::new(), "{stderr}");
+    stderr
+}
+
+/// A layer holding only `entry`, refused with `want`.
+fn layer_refused(entries: &[Vec<u8>], want: &[&str]) {
+    let dir = tempdir();
+    let image = docker_archive(dir.path(), &[Blob::plain(raw_layer(entries))]);
+    export_refuses(&image, &[], want);
+}
+
+#[test]
+fn hostile_dotdot_name() {
+    layer_refused(
+        &[raw_entry("x/../../evil", b'0', b"x", "", None)],
+        &["\"x/../../evil\"", "\"..\""],
+    );
+}
+
+#[test]
+fn hostile_absolute_name() {
+    layer_refused(
+        &[raw_entry("/etc/evil", b'0', b"x", "", None)],
+        &["\"/etc/evil\" is absolute"],
+    );
+}
+
+#[test]
+fn hostile_write_through_symlink() {
+    let outside = tempdir();
+    let target = outside.path().to_str().unwrap();
+    layer_refused(
+        &[
+            raw_entry("l", b'2', b"", target, None),
+            raw_entry("l/evil", b'0', b"x", "", None),
+        ],
+        &["\"l/evil\"", "symlink"],
+    );
+    assert_eq!(dir_names(outside.path()), Vec::<String>::new());
+}
+
+#[test]
+fn hostile_hard_link_escaping() {
+    layer_refused(
+        &[raw_entry("h", b'1', b"", "../../etc/passwd", None)],
+        &["\"h\"", "\"..\""],
+    );
+    layer_refused(
+        &[raw_entry("h", b'1', b"", "/etc/passwd", None)],
+        &["\"h\"", "absolute"],
+    );
+}
+
+#[test]
+fn hostile_hard_link_to_nothing() {
+    layer_refused(
+        &[raw_entry("h", b'1', b"", "missing", None)],
+        &["\"h\"", "\"missing\"", "not a file earlier"],
+    );
+}
+
+#[test]
+fn hostile_size_beyond_the_data() {
+    // The header says 2000 bytes; the layer ends after 1000.
+    let mut entry = raw_entry("a", b'0', &[7; 2000], "", None);
+    entry.truncate(512 + 1000);
+    let dir = tempdir();
+    let image = docker_archive(dir.path(), &[Blob::plain(entry)]);
+    export_refuses(&image, &[], &["\"a\"", "2000 bytes"]);
+}
+
+#[test]
+fn hostile_oci_blob_size_differs_from_manifest() {
+    let dir = tempdir();
+    let layout = dir.path().join("layout");
+    let blobs = layout.join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| {
+        let d = sha256(bytes);
+        fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        d
+    };
+    let layer = raw_layer(&[raw_entry("a", b'0', b"hello", "", None)]);
+    let layer_digest = put(&layer);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": { "type": "layers", "diff_ids": [layer_digest] },
+    }))
+    .unwrap();
+    let config_digest = put(&config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len() },
+        "layers": [{ "mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len() + 512 }],
+    }))
+    .unwrap();
+    let manifest_digest = put(&manifest);
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&json!({
+            "schemaVersion": 2,
+            "manifests": [{ "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest_digest, "size": manifest.len() }],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        layout.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    let size = layer.len().to_string();
+    let said = (layer.len() + 512).to_string();
+    export_refuses(
+        &layout,
+        &[],
+        &["layer 1", &layer_digest, &size, &said, "the manifest says"],
+    );
+}
+
+#[test]
+fn hostile_bad_header_checksum() {
+    let mut layer = raw_layer(&[
+        raw_entry("a", b'0', b"x", "", None),
+        raw_entry("b", b'0', b"y", "", None),
+    ]);
+    // The second header's name: its checksum no longer matches.
+    layer[1024] ^= 1;
+    layer_refused_bytes(layer, &["after entry a"]);
+}
+
+fn layer_refused_bytes(layer: Vec<u8>, want: &[&str]) {
+    let dir = tempdir();
+    let image = docker_archive(dir.path(), &[Blob::plain(layer)]);
+    export_refuses(&image, &[], want);
+}
+
+/// A layer of one 4 MiB file of zeros.
+fn zeros_layer() -> Vec<u8> {
+    raw_layer(&[raw_entry("zeros", b'0', &vec![0; 4 << 20], "", None)])
+}
+
+#[test]
+fn hostile_gzip_bomb() {
+    let dir = tempdir();
+    let image = docker_archive(dir.path(), &[Blob::gzip(&zeros_layer())]);
+    export_refuses(
+        &image,
+        &[("STEVEDORE_MAX_LAYER_BYTES", "1048576")],
+        &["layer 1", "layer0/layer.tar", "more than 1048576 bytes"],
+    );
+}
+
+#[test]
+fn hostile_zstd_bomb() {
+    let dir = tempdir();
+    let image = docker_archive(dir.path(), &[Blob::zstd(&zeros_layer())]);
+    export_refuses(
+        &image,
+        &[("STEVEDORE_MAX_LAYER_BYTES", "1048576")],
+        &["layer 1", "layer0/layer.tar", "more than 1048576 bytes"],
+    );
+}
+
+#[test]
+fn hostile_archive_bomb_compressed_as_a_whole() {
+    let dir = tempdir();
+    let image = docker_archive(dir.path(), &[Blob::plain(zeros_layer())]);
+    let gz = dir.path().join("image.tar.gz");
+    fs::write(&gz, gzip(&fs::read(&image).unwrap())).unwrap();
+    export_refuses(
+        &gz,
+        &[("STEVEDORE_MAX_LAYER_BYTES", "1048576")],
+        &["image.tar.gz", "more than 1048576 bytes"],
+    );
+}
+
+#[test]
+fn hostile_manifest_names_missing_layer() {
+    let dir = tempdir();
+    let layer = Blob::plain(raw_layer(&[raw_entry("a", b'0', b"x", "", None)]));
+    let (mut members, mut entry) = docker_members(&[layer], Some("hostile:latest"), "");
+    entry["Layers"][0] = json!("gone/layer.tar");
+    members.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&[entry]).unwrap(),
+    ));
+    let path = dir.path().join("image.tar");
+    fs::write(&path, tar_of(&members)).unwrap();
+    export_refuses(
+        &path,
+        &[],
+        &["\"gone/layer.tar\", which is not in the archive"],
+    );
+}
+
+#[test]
+fn hostile_manifest_names_missing_config() {
+    let dir = tempdir();
+    let layer = Blob::plain(raw_layer(&[raw_entry("a", b'0', b"x", "", None)]));
+    let (mut members, mut entry) = docker_members(&[layer], Some("hostile:latest"), "");
+    entry["Config"] = json!("gone.json");
+    members.push((
+        "manifest.json".into(),
+        serde_json::to_vec(&[entry]).unwrap(),
+    ));
+    let path = dir.path().join("image.tar");
+    fs::write(&path, tar_of(&members)).unwrap();
+    export_refuses(&path, &[], &["\"gone.json\", which is not in the archive"]);
+}
