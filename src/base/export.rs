@@ -116,9 +116,11 @@ mod tests {
     use super::*;
     use crate::base::scan::{Limits, scan_layer};
 
-    /// A layer tar written with the `tar` crate: `(name, type, data, link,
-    /// mode, uid)`.
-    fn layer(entries: &[(&str, tar::EntryType, &[u8], &str, u32, u64)]) -> Vec<u8> {
+    /// `(name, type, data, link, mode, uid)`.
+    type Spec<'a> = (&'a str, tar::EntryType, &'a [u8], &'a str, u32, u64);
+
+    /// A layer tar written with the `tar` crate.
+    fn layer(entries: &[Spec]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, ty, data, link, mode, uid) in entries {
             let mut h = tar::Header::new_gnu();

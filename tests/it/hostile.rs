@@ -79,6 +79,9 @@ impl Blob {
     }
 }
 
+/// Members of an outer archive: `(name, bytes)`.
+pub type Members = Vec<(String, Vec<u8>)>;
+
 /// Members of an outer archive, written with the `tar` crate.
 pub fn tar_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
@@ -98,7 +101,7 @@ pub fn docker_members(
     layers: &[Blob],
     repo_tag: Option<&str>,
     prefix: &str,
-) -> (Vec<(String, Vec<u8>)>, serde_json::Value) {
+) -> (Members, serde_json::Value) {
     let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64",

@@ -9,7 +9,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::common::{assert_one_line_error, dir_names, podman, run, run_fail, stevedore, tempdir};
-use crate::hostile::{Blob, docker_members, raw_entry, raw_layer, tar_of};
+use crate::hostile::{Blob, Members, docker_members, raw_entry, raw_layer, tar_of};
 
 /// The members of a tar, by name.
 fn members(tar: &[u8]) -> BTreeMap<String, Vec<u8>> {
@@ -29,11 +29,7 @@ fn layer(name: &str, data: &[u8]) -> Blob {
     Blob::plain(raw_layer(&[raw_entry(name, b'0', data, "", None)]))
 }
 
-fn write_archive(
-    path: &Path,
-    images: Vec<(Vec<(String, Vec<u8>)>, Value)>,
-    repositories: Option<Value>,
-) {
+fn write_archive(path: &Path, images: Vec<(Members, Value)>, repositories: Option<Value>) {
     let mut all = Vec::new();
     let mut manifest = Vec::new();
     for (m, entry) in images {
