@@ -215,11 +215,11 @@ pub enum Command {
         stevedore merge app.tar db.tar.gz tools.tar.zst --out all.tar\n  \
         podman load -i all.tar\n\n\
         Each IMAGE is a docker-archive (compressed as a whole with gzip or\n\
-        zstd, or not; it may hold several images) or a streamLayeredImage\n\
-        result. Layer blobs and configs are copied byte for byte, once each;\n\
-        manifest.json lists every image in input order (untagged ones stay\n\
-        untagged) and the repositories files are merged tag by tag. OCI\n\
-        layouts are refused.")]
+        zstd, or not; it may hold several images), an OCI layout or\n\
+        oci-archive, or a streamLayeredImage result. Layer blobs and configs\n\
+        are copied byte for byte, once each; manifest.json lists every image\n\
+        in input order (untagged ones stay untagged) and the repositories\n\
+        files are merged tag by tag.")]
     Merge {
         /// The images, in the order manifest.json lists them.
         #[arg(required = true)]

@@ -4,7 +4,9 @@
 //!
 //! An input may be compressed as a whole (gzip or zstd, found from its
 //! first bytes), be a `streamLayeredImage` launcher (streamed once into a
-//! scratch archive), and hold several images. Its layer blobs, configs and
+//! scratch archive), and hold several images. An OCI layout or
+//! oci-archive is taken as the docker-archive that holds the same blobs
+//! ([`oci_input`]). Its layer blobs, configs and
 //! legacy per-layer files (`<id>/VERSION`, `<id>/json`) are copied byte for
 //! byte, compressed or not, never re-tarred. A member named by several
 //! images, of one input or of several, is written once; a name that an
@@ -56,25 +58,51 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
     let mut repositories: BTreeMap<String, BTreeMap<String, Value>> = BTreeMap::new();
     for (i, input) in inputs.iter().enumerate() {
         let what = format!("image {}", input.display());
-        let readable = readable(
-            input,
-            &scratch.path().join(format!("input-{i}.tar")),
-            limits,
-        )
-        .with_context(|| what.clone())?;
-        let index = tar_index(&readable).with_context(|| what.clone())?;
-        let Some(manifest_file) = index.get("manifest.json") else {
-            if index.contains_key("index.json") {
+        let (index, entries) = if std::fs::metadata(input)
+            .with_context(|| what.clone())?
+            .is_dir()
+        {
+            let root = input.clone();
+            oci_input(&move |name: &str| {
+                let path = root.join(name);
+                let size = std::fs::metadata(&path)
+                    .with_context(|| format!("{name} is missing"))?
+                    .len();
+                Ok(BlobFile {
+                    path,
+                    offset: 0,
+                    size,
+                })
+            })
+            .with_context(|| format!("{what} (an OCI layout)"))?
+        } else {
+            let readable = readable(
+                input,
+                &scratch.path().join(format!("input-{i}.tar")),
+                limits,
+            )
+            .with_context(|| what.clone())?;
+            let index = tar_index(&readable).with_context(|| what.clone())?;
+            if let Some(manifest_file) = index.get("manifest.json") {
+                let entries: Vec<Value> = serde_json::from_slice(&manifest_file.read()?)
+                    .with_context(|| format!("{what}: manifest.json is not a list of images"))?;
+                (index, entries)
+            } else if index.contains_key("index.json") {
+                oci_input(&|name: &str| {
+                    index
+                        .get(name)
+                        .cloned()
+                        .with_context(|| format!("{name} is missing"))
+                })
+                .with_context(|| format!("{what} (an oci-archive)"))?
+            } else {
                 bail!(
-                    "{what} is an oci-archive; merge takes docker-archives (build it with format docker-archive)"
+                    "{what} is not a docker-archive or OCI layout: it has no manifest.json or index.json"
                 );
             }
-            bail!("{what} is not a docker-archive: it has no manifest.json");
         };
-        let entries: Vec<Value> = serde_json::from_slice(&manifest_file.read()?)
-            .with_context(|| format!("{what}: manifest.json is not a list of images"))?;
         if entries.is_empty() {
-            bail!("{what}: manifest.json lists no image");
+            bail!("{what}: it holds no image");
         }
         let mut renamed = BTreeMap::new();
         for (n, mut entry) in entries.into_iter().enumerate() {
@@ -270,6 +298,97 @@ fn member_name(value: &Value) -> Result<String> {
     Ok(String::from_utf8(name).expect("a normalised str is UTF-8"))
 }
 
+/// The images of an OCI layout (`file` finds its files) as a
+/// docker-archive has them: members `<hex>/layer.tar` and `<hex>.json`
+/// that are the blobs, byte for byte, and one `manifest.json` entry per
+/// image of `index.json`, tagged with its `io.containerd.image.name`
+/// annotation (or its ref name when that is a whole `name:tag`), untagged
+/// otherwise.
+fn oci_input(
+    file: &dyn Fn(&str) -> Result<BlobFile>,
+) -> Result<(BTreeMap<String, BlobFile>, Vec<Value>)> {
+    #[derive(serde::Deserialize)]
+    struct Descriptor {
+        #[serde(rename = "mediaType", default)]
+        media_type: String,
+        digest: String,
+        size: u64,
+        #[serde(default)]
+        annotations: BTreeMap<String, String>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+        #[serde(default)]
+        config: Option<Descriptor>,
+        #[serde(default)]
+        layers: Vec<Descriptor>,
+    }
+    let blob = |d: &Descriptor, what: &str| -> Result<(Digest, BlobFile)> {
+        let digest: Digest = d
+            .digest
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("{what}: {e}"))?;
+        let f = file(&format!("blobs/sha256/{}", digest.hex()))?;
+        if f.size != d.size {
+            bail!(
+                "{what} ({digest}) has {} bytes but its descriptor says {}",
+                f.size,
+                d.size
+            );
+        }
+        Ok((digest, f))
+    };
+    let index: Doc = serde_json::from_slice(&file("index.json")?.read()?)
+        .context("index.json is not an OCI index")?;
+    let mut members = BTreeMap::new();
+    let mut entries = Vec::new();
+    for (n, m) in index.manifests.iter().enumerate() {
+        let what = format!("manifest {} of index.json", n + 1);
+        if m.media_type == crate::registry::OCI_INDEX
+            || m.media_type == crate::registry::DOCKER_LIST
+        {
+            bail!("{what} is an index of images; merge takes image manifests");
+        }
+        let (digest, f) = blob(m, &what)?;
+        let bytes = f.read()?;
+        if Digest::of(&bytes) != digest {
+            bail!("{what} ({digest}) does not match its digest");
+        }
+        let doc: Doc = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{what} ({digest}) is not an image manifest"))?;
+        let config = doc
+            .config
+            .as_ref()
+            .with_context(|| format!("{what} ({digest}) has no config"))?;
+        let (config_digest, config_file) = blob(config, &format!("the config of {what}"))?;
+        let config_name = format!("{}.json", config_digest.hex());
+        members.insert(config_name.clone(), config_file);
+        let mut layers = Vec::new();
+        for (k, layer) in doc.layers.iter().enumerate() {
+            let at = format!("layer {} of {what}", k + 1);
+            crate::registry::source::layer_compression(&layer.media_type)
+                .with_context(|| at.clone())?;
+            let (d, f) = blob(layer, &at)?;
+            let name = format!("{}/layer.tar", d.hex());
+            members.insert(name.clone(), f);
+            layers.push(Value::String(name));
+        }
+        let tag = m.annotations.get("io.containerd.image.name").or_else(|| {
+            m.annotations
+                .get("org.opencontainers.image.ref.name")
+                .filter(|r| r.rsplit_once(':').is_some_and(|(_, t)| !t.contains('/')))
+        });
+        entries.push(serde_json::json!({
+            "Config": config_name,
+            "RepoTags": tag.map(|t| vec![t]),
+            "Layers": layers,
+        }));
+    }
+    Ok((members, entries))
+}
+
 fn copy_member(file: &BlobFile, w: &mut impl Write) -> Result<()> {
     use std::io::{Seek, SeekFrom};
     let mut f = File::open(&file.path)?;
@@ -284,12 +403,6 @@ fn copy_member(file: &BlobFile, w: &mut impl Write) -> Result<()> {
 /// An uncompressed docker-archive for `input`: the file itself, or one
 /// decompressed or streamed to `scratch`.
 fn readable(input: &Path, scratch: &Path, limits: Limits) -> Result<PathBuf> {
-    let md = std::fs::metadata(input)?;
-    if md.is_dir() {
-        bail!(
-            "is an OCI layout directory; merge takes docker-archives (build it with format docker-archive)"
-        );
-    }
     let mut head = [0u8; 4];
     let n = File::open(input)?.read(&mut head)?;
     let head = &head[..n];

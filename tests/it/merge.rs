@@ -8,7 +8,10 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{assert_one_line_error, dir_names, podman, run, run_fail, stevedore, tempdir};
+use crate::common::{
+    assert_one_line_error, build, busybox_store_path, dir_names, podman, run, run_fail, spec,
+    stevedore, tempdir, write_spec,
+};
 use crate::hostile::{Blob, Members, docker_members, raw_entry, raw_layer, tar_of};
 
 /// The members of a tar, by name.
@@ -205,7 +208,7 @@ fn merge_renames_members_that_clash() {
 }
 
 #[test]
-fn merge_refuses_oci_archives_and_missing_members() {
+fn merge_refuses_what_holds_no_image_and_missing_members() {
     let dir = tempdir();
     let out_dir = tempdir();
     let out = out_dir.path().join("merged.tar");
@@ -219,11 +222,29 @@ fn merge_refuses_oci_archives_and_missing_members() {
     let oci = dir.path().join("oci.tar");
     fs::write(
         &oci,
+        tar_of(&[(
+            "index.json".into(),
+            serde_json::to_vec(&json!({ "manifests": [{
+                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "digest": format!("sha256:{}", "0".repeat(64)),
+                "size": 1,
+            }] }))
+            .unwrap(),
+        )]),
+    )
+    .unwrap();
+    fails(&[&oci], "manifest 1 of index.json is an index of images");
+    let empty = dir.path().join("empty.tar");
+    fs::write(
+        &empty,
         tar_of(&[("index.json".into(), br#"{"manifests":[]}"#.to_vec())]),
     )
     .unwrap();
-    fails(&[&oci], "is an oci-archive; merge takes docker-archives");
-    fails(&[dir.path()], "is an OCI layout directory");
+    fails(&[&empty], "it holds no image");
+    fails(&[dir.path()], "index.json is missing");
+    let not_an_image = dir.path().join("not.tar");
+    fs::write(&not_an_image, tar_of(&[("x".into(), b"x".to_vec())])).unwrap();
+    fails(&[&not_an_image], "has no manifest.json or index.json");
 
     let one = dir.path().join("one.tar");
     write_archive(
@@ -243,6 +264,56 @@ fn merge_refuses_oci_archives_and_missing_members() {
         &[&one, &missing],
         "names \"gone/layer.tar\", which is not in the archive",
     );
+}
+
+/// An oci-archive and an OCI layout directory merged with a
+/// docker-archive: podman loads the three and runs each.
+#[test]
+fn merge_takes_oci_layouts_and_podman_runs_them() {
+    let busybox = busybox_store_path();
+    let dir = tempdir();
+    let mut inputs = Vec::new();
+    for (n, format, compress) in [
+        ("docker", "docker-archive", "gzip"),
+        ("oci-archive", "oci-archive", "zstd"),
+        ("oci-dir", "oci-dir", "none"),
+    ] {
+        let sub = dir.path().join(n);
+        fs::create_dir(&sub).unwrap();
+        let spec = spec(
+            &format!("stevedore-merge-{n}"),
+            &[vec![busybox.as_path()]],
+            json!({ "config": { "Cmd": [busybox.join("bin/sh"), "-c", format!("echo from {n}")] } }),
+        );
+        let out = sub.join("image");
+        build(&write_spec(&sub, &spec), format, compress, &out);
+        inputs.push(out);
+    }
+    let merged = dir.path().join("merged.tar");
+    run(stevedore()
+        .arg("merge")
+        .args(&inputs)
+        .arg("--out")
+        .arg(&merged));
+    let load = run(podman().arg("load").arg("-i").arg(&merged));
+    let said = String::from_utf8_lossy(&load.stdout).into_owned();
+    let mut failures = Vec::new();
+    for n in ["docker", "oci-archive", "oci-dir"] {
+        let image = format!("localhost/stevedore-merge-{n}:latest");
+        if !said.contains(&image) {
+            failures.push(format!("podman load did not load {image}: {said}"));
+            continue;
+        }
+        let ran = podman()
+            .args(["run", "--rm", "--network", "none", &image])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&ran.stdout).trim() != format!("from {n}") {
+            failures.push(format!("{image}: {ran:?}"));
+        }
+        let _ = podman().args(["rmi", "-f", &image]).output();
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
 }
 
 /// `mergeImages` of a gzip, a zstd and an uncompressed buildLayeredImage,
