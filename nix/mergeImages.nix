@@ -6,7 +6,8 @@
 #   podman load -i result
 #
 # Each image is a docker-archive (compressed as a whole or not, holding
-# one image or several) or a streamLayeredImage result. Layer blobs and
+# one image or several), an OCI layout or oci-archive, or a
+# streamLayeredImage result. Layer blobs and
 # configs are copied byte for byte, each once; see docs/API.md.
 lib: images:
 let

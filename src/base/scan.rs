@@ -245,6 +245,164 @@ impl<R: Read> Read for Bounded<R> {
     }
 }
 
+/// Largest data of a GNU long name or long link entry, or of a PAX
+/// header: the `tar` crate reads these into memory whole, so a header
+/// claiming gigabytes would be held in memory.
+pub const MAX_HEADER_DATA: u64 = 1 << 20;
+
+/// Follows the tar stream header by header, as the `tar` crate reads it
+/// (block 0, then past each entry's data, a PAX `size` applied to the
+/// entry it describes), and fails the read of a GNU long name or link or
+/// PAX header whose data is over [`MAX_HEADER_DATA`], before the crate
+/// reads that data into memory. It stops following at the end of the
+/// archive, and at anything the crate itself refuses or that it does not
+/// model (a bad checksum, a bad size, a GNU sparse entry, which the scan
+/// refuses).
+struct HeaderGuard<R> {
+    inner: R,
+    pos: u64,
+    next_header: u64,
+    header: Vec<u8>,
+    /// The data of a PAX header being read, and where it ends.
+    capture: Option<(Vec<u8>, u64)>,
+    /// A complete PAX header for the next entry.
+    pending_pax: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<R> HeaderGuard<R> {
+    fn new(inner: R) -> Self {
+        HeaderGuard {
+            inner,
+            pos: 0,
+            next_header: 0,
+            header: Vec::with_capacity(512),
+            capture: None,
+            pending_pax: None,
+            done: false,
+        }
+    }
+
+    /// Follows `data`, the next bytes of the stream.
+    fn observe(&mut self, mut data: &[u8]) -> std::result::Result<(), String> {
+        while !data.is_empty() && !self.done {
+            if self.pos < self.next_header {
+                let n = ((self.next_header - self.pos).min(data.len() as u64)) as usize;
+                if let Some((buf, end)) = &mut self.capture {
+                    let want = (end.saturating_sub(self.pos) as usize).min(n);
+                    buf.extend_from_slice(&data[..want]);
+                    if self.pos + want as u64 >= *end {
+                        self.pending_pax = self.capture.take().map(|(b, _)| b);
+                    }
+                }
+                self.pos += n as u64;
+                data = &data[n..];
+                continue;
+            }
+            let n = (512 - self.header.len()).min(data.len());
+            self.header.extend_from_slice(&data[..n]);
+            self.pos += n as u64;
+            data = &data[n..];
+            if self.header.len() == 512 {
+                let block = std::mem::take(&mut self.header);
+                self.on_header(&block)?;
+                self.header = block;
+                self.header.clear();
+            }
+        }
+        self.pos += data.len() as u64;
+        Ok(())
+    }
+
+    fn on_header(&mut self, block: &[u8]) -> std::result::Result<(), String> {
+        if block.iter().all(|&b| b == 0) {
+            self.done = true;
+            return Ok(());
+        }
+        let mut h = tar::Header::new_old();
+        h.as_mut_bytes().copy_from_slice(block);
+        let sum = block[..148]
+            .iter()
+            .chain(&block[156..])
+            .map(|&b| u32::from(b))
+            .sum::<u32>()
+            + 8 * 32;
+        let ty = h.entry_type();
+        let Ok(mut size) = h.entry_size() else {
+            self.done = true;
+            return Ok(());
+        };
+        if h.cksum().ok() != Some(sum) || ty.is_gnu_sparse() {
+            self.done = true;
+            return Ok(());
+        }
+        let recognised = h.as_gnu().is_some() || h.as_ustar().is_some();
+        let held = recognised
+            && (ty.is_gnu_longname() || ty.is_gnu_longlink() || ty.is_pax_local_extensions());
+        let extension = ty.is_gnu_longname()
+            || ty.is_gnu_longlink()
+            || ty.is_pax_local_extensions()
+            || ty.is_pax_global_extensions();
+        if !held {
+            // This entry is the one the extensions describe.
+            if let Some(pax) = self.pending_pax.take()
+                && !extension
+                && let Some(s) = pax_size(&pax)
+            {
+                size = s;
+            }
+        }
+        if held && size > MAX_HEADER_DATA {
+            let kind = if ty.is_gnu_longname() {
+                "a GNU long name"
+            } else if ty.is_gnu_longlink() {
+                "a GNU long link"
+            } else {
+                "a PAX header"
+            };
+            return Err(format!(
+                "{kind} of {size} bytes, over the {MAX_HEADER_DATA} allowed"
+            ));
+        }
+        let data_start = self.pos;
+        if held && ty.is_pax_local_extensions() {
+            if size == 0 {
+                self.pending_pax = Some(Vec::new());
+            } else {
+                self.capture = Some((Vec::with_capacity(size as usize), data_start + size));
+            }
+        }
+        match size
+            .checked_add(511)
+            .and_then(|s| data_start.checked_add(s & !511))
+        {
+            Some(next) => self.next_header = next,
+            None => self.done = true,
+        }
+        Ok(())
+    }
+}
+
+/// The `size` record of PAX data, as the `tar` crate reads it.
+fn pax_size(pax: &[u8]) -> Option<u64> {
+    for ext in tar::PaxExtensions::new(pax) {
+        let ext = ext.ok()?;
+        if ext.key() != Ok("size") {
+            continue;
+        }
+        return ext.value().ok()?.parse().ok();
+    }
+    None
+}
+
+impl<R: Read> Read for HeaderGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.observe(&buf[..n]).map_err(io::Error::other)?;
+        Ok(n)
+    }
+}
+
 /// Copies what is read to a writer (the layer's tar, kept for later).
 struct Tee<R, W> {
     inner: R,
@@ -330,7 +488,7 @@ pub fn scan_layer(
         copy: keep,
     };
     let mut reader = HashingReader::new(&mut tee);
-    let result = read_entries(view, what, index, &mut reader);
+    let result = read_entries(view, what, index, &mut HeaderGuard::new(&mut reader));
     // The end of the tar may be followed by padding; it is part of the
     // diff_id.
     let rest = result
@@ -783,6 +941,71 @@ mod tests {
         )
         .unwrap_err();
         assert!(format!("{err:#}").contains("compression bomb"), "{err:#}");
+    }
+
+    /// A valid GNU long-name header (`L`) that claims `size` bytes.
+    fn long_name_header(size: u64) -> Vec<u8> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::GNULongName);
+        h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+        h.set_mode(0o644);
+        h.set_size(size);
+        h.set_cksum();
+        h.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn huge_long_names_are_refused_before_they_are_read() {
+        let mut bytes = raw_tar(&[("a", tar::EntryType::Regular, b"x", "")]);
+        bytes.truncate(1024);
+        bytes.extend_from_slice(&long_name_header(1 << 40));
+        bytes.extend_from_slice(&[b'n'; 4096]);
+        let err = format!("{:#}", scan(&mut View::default(), &bytes).unwrap_err());
+        assert!(
+            err.contains("after entry a") && err.contains("GNU long name of 1099511627776 bytes"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn header_guard_follows_pax_sizes_and_skips_file_data() {
+        // A file whose data looks like a huge long-name header, then one
+        // whose size only a PAX record gives (the ustar field says 0), its
+        // data the same lookalike: neither is a header.
+        let fake = long_name_header(1 << 40);
+        let mut data = fake.clone();
+        data.extend_from_slice(&[7u8; 88]);
+        let mut bytes = raw_tar(&[("a", tar::EntryType::Regular, &data, "")]);
+        bytes.truncate(bytes.len() - 1024);
+        assert_eq!(data.len(), 600);
+        let record = "12 size=600\n".to_owned();
+        let mut pax = tar::Header::new_ustar();
+        pax.set_entry_type(tar::EntryType::XHeader);
+        pax.set_path("pax").unwrap();
+        pax.set_mode(0o644);
+        pax.set_size(record.len() as u64);
+        pax.set_cksum();
+        bytes.extend_from_slice(pax.as_bytes());
+        let mut rec = record.into_bytes();
+        rec.resize(512, 0);
+        bytes.extend_from_slice(&rec);
+        let mut h = tar::Header::new_ustar();
+        h.set_path("b").unwrap();
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1);
+        h.set_size(0);
+        h.set_cksum();
+        bytes.extend_from_slice(h.as_bytes());
+        let mut padded = data.clone();
+        padded.resize(1024, 0);
+        bytes.extend_from_slice(&padded);
+        bytes.extend_from_slice(&[0; 1024]);
+        let mut v = View::default();
+        scan(&mut v, &bytes).unwrap();
+        assert_eq!(v.get(b"a").unwrap().size, data.len() as u64);
+        assert_eq!(v.get(b"b").unwrap().size, data.len() as u64);
     }
 
     #[test]

@@ -294,6 +294,25 @@ fn hostile_bad_header_checksum() {
     layer_refused_bytes(layer, &["after entry a"]);
 }
 
+#[test]
+fn hostile_huge_long_name() {
+    // A GNU long name that claims a terabyte: refused before it is read
+    // into memory.
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::GNULongName);
+    h.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+    h.set_mode(0o644);
+    h.set_size(1 << 40);
+    h.set_cksum();
+    let mut layer = raw_entry("a", b'0', b"x", "", None);
+    layer.extend_from_slice(h.as_bytes());
+    layer.extend_from_slice(&[b'n'; 8192]);
+    layer_refused_bytes(
+        layer,
+        &["after entry a", "GNU long name of 1099511627776 bytes"],
+    );
+}
+
 fn layer_refused_bytes(layer: Vec<u8>, want: &[&str]) {
     let dir = tempdir();
     let image = docker_archive(dir.path(), &[Blob::plain(layer)]);
