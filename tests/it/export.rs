@@ -234,3 +234,23 @@ fn export_image_nix_matches_the_command_and_runs() {
     let _ = podman().args(["rmi", "-f", name]).output();
     assert_eq!(String::from_utf8_lossy(&said.stdout).trim(), "exported");
 }
+
+/// A `streamLayeredImage` launcher is streamed once and flattened like
+/// an archive.
+#[test]
+fn export_reads_a_stream_launcher() {
+    let hello = build_example("hello");
+    let dir = tempdir();
+    let bytes = export(&hello.path, &dir.path().join("rootfs.tar"), &[]);
+    let names = listing(&bytes);
+    assert!(
+        names
+            .iter()
+            .any(|n| n.starts_with("bin/sh 2 777 0:0 root:root")),
+        "{names:#?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("nix/store/ 5 755")),
+        "{names:#?}"
+    );
+}
