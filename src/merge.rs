@@ -6,9 +6,9 @@
 //! first bytes), be a `streamLayeredImage` launcher (streamed once into a
 //! scratch archive), and hold several images. An OCI layout or
 //! oci-archive is taken as the docker-archive that holds the same blobs
-//! ([`oci_input`]). Its layer blobs, configs and
-//! legacy per-layer files (`<id>/VERSION`, `<id>/json`) are copied byte for
-//! byte, compressed or not, never re-tarred. A member named by several
+//! ([`oci_input`]). Layer blobs, configs and legacy per-layer files
+//! (`<id>/VERSION`, `<id>/json`) are copied byte for byte, compressed or
+//! not, never re-tarred. A member named by several
 //! images, of one input or of several, is written once; a name that an
 //! earlier input holds with other bytes (the same layer id, compressed
 //! another way) is renamed after the blob's digest. `manifest.json` lists
