@@ -254,3 +254,55 @@ fn export_reads_a_stream_launcher() {
         "{names:#?}"
     );
 }
+
+/// `fromImageName` and `fromImageTag` pick an image of an archive that
+/// holds several (here a `mergeImages` result); without them the first is
+/// taken.
+#[test]
+fn export_image_nix_picks_by_name_and_tag() {
+    let dir = tempdir();
+    let helper = env!("CARGO_BIN_EXE_stevedore");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let expr = |pick: &str| {
+        format!(
+            r#"let
+              st = import {root}/nix {{ helper = "{helper}"; }};
+              ex = import {root}/examples {{ helper = "{helper}"; }};
+              image = n: st.buildLayeredImage {{
+                name = "stevedore-export-pick-${{n}}";
+                tag = "t${{n}}";
+                contents = [ ex.busybox ];
+                extraCommands = "echo ${{n}} > marker-${{n}}";
+              }};
+            in st.exportImage {{ fromImage = st.mergeImages [ (image "a") (image "b") ]; {pick} }}"#
+        )
+    };
+    for (pick, want, name) in [
+        ("", "marker-a", "merge-docker-images.tar"),
+        (
+            r#"fromImageName = "stevedore-export-pick-b"; fromImageTag = "tb"; name = "picked";"#,
+            "marker-b",
+            "picked.tar",
+        ),
+    ] {
+        let link = dir.path().join(want);
+        let out = run(Command::new("nix-build")
+            .args(["-E", &expr(pick), "-o"])
+            .arg(&link));
+        let path = String::from_utf8(out.stdout).unwrap();
+        assert!(path.trim().ends_with(name), "{path}");
+        let names = listing(&fs::read(path.trim()).unwrap());
+        let markers: Vec<&String> = names.iter().filter(|n| n.starts_with("marker-")).collect();
+        assert_eq!(markers.len(), 1, "{names:#?}");
+        assert!(markers[0].starts_with(want), "{markers:?}");
+    }
+    let err = run_fail(Command::new("nix-build").args([
+        "-E",
+        &expr(r#"fromImageName = "stevedore-export-pick-b"; fromImageTag = "nope";"#),
+        "--no-out-link",
+    ]));
+    assert!(
+        err.contains("manifest.json has no image tagged stevedore-export-pick-b:nope"),
+        "{err}"
+    );
+}

@@ -387,3 +387,38 @@ fn merge_images_nix_loads_and_runs_in_podman() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The library's own checks, at evaluation.
+#[test]
+fn merge_and_export_arguments_are_checked_at_evaluation() {
+    let helper = env!("CARGO_BIN_EXE_stevedore");
+    let root = env!("CARGO_MANIFEST_DIR");
+    for (call, want) in [
+        (
+            "st.mergeImages [ ]",
+            "mergeImages: takes a non-empty list of images, such as [ app db ]",
+        ),
+        (
+            r#"st.mergeImages [ "/x.tar" 3 ]"#,
+            "mergeImages: image 2 of the list is not an image",
+        ),
+        (
+            "st.exportImage { fromImage = 3; }",
+            "exportImage: fromImage must be an image",
+        ),
+        (
+            r#"st.exportImage { fromImage = "/x.tar"; name = ""; }"#,
+            "exportImage: name must be a non-empty string",
+        ),
+        (
+            r#"st.exportImage { fromImage = "/x.tar"; fromImageName = 1; }"#,
+            "exportImage: fromImageName must be a string or null",
+        ),
+    ] {
+        let expr = format!(
+            r#"let st = import {root}/nix {{ helper = "{helper}"; }}; in ({call}).drvPath"#
+        );
+        let err = run_fail(Command::new("nix-instantiate").args(["--eval", "-E", &expr]));
+        assert!(err.contains(want), "{call}: {err}");
+    }
+}
