@@ -24,6 +24,7 @@ pub mod nixdb;
 pub mod output;
 pub mod reference;
 pub mod registry;
+pub mod rootfs;
 pub mod spec;
 
 use anyhow::{Context, Result};
@@ -140,8 +141,14 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         }
         Command::Load { source, into } => load::load(&source, into),
         Command::Launch { script, args } => nix_builder::launch(&script, &args),
-        Command::NixBuilder { record_metadata } => match record_metadata.as_deref() {
-            Some([tree, out]) => nix_builder::record_metadata(tree, out, true),
+        Command::NixBuilder {
+            record_metadata,
+            in_namespace,
+            status_fd,
+            mapped,
+        } => match (record_metadata.as_deref(), in_namespace, status_fd) {
+            (Some([tree, out]), _, _) => nix_builder::record_metadata(tree, out, true),
+            (_, Some(config), Some(fd)) => rootfs::userns::child(&config, fd, mapped),
             _ => nix_builder::run(),
         },
     }

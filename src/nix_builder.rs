@@ -9,6 +9,10 @@
 //! - `root`: the customisation tree, `contents` joined into one symlink
 //!   forest (as nixpkgs' `symlinkJoin`), then `extraCommands` and
 //!   `fakeRootCommands` run in it;
+//! - `run-as-root`: the customisation tree of `buildImage` with
+//!   `runAsRoot`: the script's changes to a root of `contents` (and the
+//!   base image), made in a user namespace ([`crate::rootfs`]), as a
+//!   layer; then `extraCommands` run in it;
 //! - `file`: a file with the given text (the image config);
 //! - `nix-db`: the Nix database and gcroots of an image
 //!   ([`crate::nixdb`]) as a tree for the customisation layer, with their
@@ -44,6 +48,7 @@ use crate::spec::{
 #[serde(tag = "job", rename_all = "kebab-case")]
 enum Job {
     Root(RootJob),
+    RunAsRoot(RunAsRootJob),
     Image(Box<ImageJob>),
     File(FileJob),
     NixDb(NixDbJob),
@@ -160,6 +165,43 @@ struct RootJob {
     /// The `fakeroot` program, needed for `fakeRootCommands`.
     #[serde(default)]
     fakeroot: Option<String>,
+}
+
+/// `buildImage` with `runAsRoot`: its customisation tree is what the
+/// script changed in the root, as a layer with whiteouts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RunAsRootJob {
+    version: u64,
+    /// Store paths whose contents are joined into the root.
+    paths: Vec<String>,
+    /// The store file holding the script.
+    script: String,
+    /// The shell that runs it in the root: a store path, or a path that
+    /// the root has.
+    shell: String,
+    /// The `exportReferencesGraph` attribute: every store path the script
+    /// may need, mounted into the root.
+    graph: String,
+    /// The image the root starts from (`fromImage`).
+    #[serde(default)]
+    base: Option<BaseImage>,
+    #[serde(default)]
+    extra_commands: String,
+    /// `PATH` for `extraCommands`.
+    #[serde(default)]
+    script_path: String,
+}
+
+/// A base image: a docker-archive, with the image to take from it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BaseImage {
+    path: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    tag: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -291,6 +333,13 @@ pub fn run() -> Result<()> {
                 .and_then(Value::as_str)
                 .context("the customisation derivation has no output `metadata`")?;
             root(&job, Path::new(&out), Path::new(metadata))
+        }
+        Job::RunAsRoot(job) => {
+            let metadata = attrs
+                .pointer("/outputs/metadata")
+                .and_then(Value::as_str)
+                .context("the customisation derivation has no output `metadata`")?;
+            run_as_root(&job, &attrs, Path::new(&out), Path::new(metadata))
         }
         Job::Image(job) => image(&job, &attrs, &out),
         Job::NixDb(job) => {
@@ -533,16 +582,14 @@ fn write_launcher(out: &Path, spec_json: &[u8]) -> Result<()> {
 fn root(job: &RootJob, out: &Path, metadata: &Path) -> Result<()> {
     check_version(job.version)?;
     fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
-    for path in &job.paths {
-        let src = Path::new(path);
-        let md = fs::metadata(src).with_context(|| format!("contents path {path}"))?;
-        if !md.is_dir() {
-            bail!("contents path {path} is not a directory; only directories are joined into /");
-        }
-        join_tree(src, out)?;
-    }
+    join_contents(&job.paths, out)?;
+    let tools = ScriptTools {
+        shell: job.shell.as_deref(),
+        script_path: &job.script_path,
+        fakeroot: job.fakeroot.as_deref(),
+    };
     if !job.extra_commands.is_empty() {
-        run_script(job, "extraCommands", &job.extra_commands, out, None)?;
+        run_script(&tools, "extraCommands", &job.extra_commands, out, None)?;
     }
     if job.fake_root_commands.is_empty() {
         // Owned by root in the image, whoever built it; modes as left.
@@ -550,7 +597,7 @@ fn root(job: &RootJob, out: &Path, metadata: &Path) -> Result<()> {
     } else {
         let state = std::env::current_dir()?.join("fakeroot.state");
         run_script(
-            job,
+            &tools,
             "fakeRootCommands",
             &job.fake_root_commands,
             out,
@@ -583,6 +630,20 @@ fn root(job: &RootJob, out: &Path, metadata: &Path) -> Result<()> {
 /// the store normalises the tree (modes 0444/0555, owner root). With
 /// `owners` false every entry is recorded as root's.
 pub fn record_metadata(tree: &Path, out: &Path, owners: bool) -> Result<()> {
+    write_metadata(tree_metadata(tree, owners)?, out)
+}
+
+fn write_metadata(entries: BTreeMap<String, EntryMetadata>, out: &Path) -> Result<()> {
+    let metadata = Metadata {
+        version: spec::VERSION,
+        entries,
+    };
+    fs::write(out, serde_json::to_vec_pretty(&metadata)?)
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+/// The mode and owner of every entry below `tree`, by path relative to it.
+fn tree_metadata(tree: &Path, owners: bool) -> Result<BTreeMap<String, EntryMetadata>> {
     fn walk(
         dir: &Path,
         rel: &str,
@@ -622,12 +683,20 @@ pub fn record_metadata(tree: &Path, out: &Path, owners: bool) -> Result<()> {
     }
     let mut entries = BTreeMap::new();
     walk(tree, "", owners, &mut entries)?;
-    let metadata = Metadata {
-        version: spec::VERSION,
-        entries,
-    };
-    fs::write(out, serde_json::to_vec_pretty(&metadata)?)
-        .with_context(|| format!("writing {}", out.display()))
+    Ok(entries)
+}
+
+/// Joins each `contents` path into `dest`.
+fn join_contents(paths: &[String], dest: &Path) -> Result<()> {
+    for path in paths {
+        let src = Path::new(path);
+        let md = fs::metadata(src).with_context(|| format!("contents path {path}"))?;
+        if !md.is_dir() {
+            bail!("contents path {path} is not a directory; only directories are joined into /");
+        }
+        join_tree(src, dest)?;
+    }
+    Ok(())
 }
 
 /// Adds `src`'s contents to `dest` as a symlink forest: directories are
@@ -663,22 +732,29 @@ fn join_tree(src: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The programs that run `extraCommands` and `fakeRootCommands`.
+struct ScriptTools<'a> {
+    shell: Option<&'a str>,
+    /// `PATH` for the commands.
+    script_path: &'a str,
+    fakeroot: Option<&'a str>,
+}
+
 /// Writes a script to a file in the build directory and runs it in `tree`.
 fn run_script(
-    job: &RootJob,
+    tools: &ScriptTools,
     what: &str,
     text: &str,
     tree: &Path,
     fakeroot_state: Option<&Path>,
 ) -> Result<()> {
-    let shell = job
+    let shell = tools
         .shell
-        .as_deref()
         .with_context(|| format!("{what} needs a shell; pass `shell` to the stevedore library"))?;
     let script = std::env::current_dir()?.join(format!("{what}.sh"));
     fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
     let mut cmd = if let Some(state) = fakeroot_state {
-        let fakeroot = job.fakeroot.as_deref().with_context(|| {
+        let fakeroot = tools.fakeroot.with_context(|| {
             format!("{what} needs fakeroot; pass `fakeroot` to the stevedore library")
         })?;
         let mut cmd = Command::new(fakeroot);
@@ -691,7 +767,7 @@ fn run_script(
     cmd.arg("-e")
         .arg(&script)
         .current_dir(tree)
-        .env("PATH", &job.script_path)
+        .env("PATH", tools.script_path)
         .env("out", tree);
     let status = cmd
         .status()
@@ -699,5 +775,91 @@ fn run_script(
     if !status.success() {
         bail!("{what} failed ({status})");
     }
+    Ok(())
+}
+
+/// The store path (`/nix/store/NAME`) that `path` is in, if any.
+fn store_path_of(path: &str) -> Option<String> {
+    let name = path.strip_prefix("/nix/store/")?.split('/').next()?;
+    (!name.is_empty()).then(|| format!("/nix/store/{name}"))
+}
+
+/// `runAsRoot`: the root is made in the build directory, snapshotted, the
+/// script run in it as root ([`crate::rootfs::userns`]), and what changed
+/// written to `$out` as a layer ([`crate::rootfs::diff`]).
+fn run_as_root(job: &RunAsRootJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<()> {
+    use crate::rootfs::userns::{Bind, Chroot, IdMapping};
+    use crate::rootfs::{Scratch, diff};
+
+    check_version(job.version)?;
+    if let Some(base) = &job.base {
+        bail!(
+            "attribute stevedore.base: base image {} ({}:{}) is not supported by this stevedore yet",
+            base.path,
+            base.name.as_deref().unwrap_or("first image"),
+            base.tag.as_deref().unwrap_or("any tag"),
+        );
+    }
+    let graph = exported_graph(attrs, &job.graph)?;
+    let mapping = IdMapping::for_this_process();
+    let scratch = Scratch::create(std::env::current_dir()?.join("run-as-root"))?;
+    let root = scratch.path().join("root");
+    fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    // The lower layers: what the layer is the difference from. `contents`
+    // is new in this layer, as the script's changes are.
+    let before = diff::snapshot(&root)?;
+    join_contents(&job.paths, &root)?;
+
+    let mut chroot = Chroot::new(&root);
+    let mut store_paths: BTreeSet<String> = graph.paths().map(str::to_owned).collect();
+    store_paths.extend(store_path_of(&job.shell));
+    for path in &store_paths {
+        chroot.bind(Path::new(path), path, Bind::StorePath)?;
+    }
+    for device in ["/dev/null", "/dev/zero", "/dev/urandom"] {
+        chroot.bind(Path::new(device), device, Bind::Device)?;
+    }
+    chroot.bind(Path::new("/proc"), "/proc", Bind::Proc)?;
+    let ran = chroot.run(
+        &scratch.path().join("namespace.json"),
+        &job.shell,
+        &job.script,
+        mapping,
+    );
+    chroot.remove_mountpoints()?;
+    ran?;
+    let after = diff::snapshot(&root)?;
+    let layer = diff::diff(&before, &after);
+
+    let tree = Scratch::create(out.to_owned())?;
+    let written = diff::write_layer(&root, &after, &layer, out, &|uid, gid| {
+        mapping.inside(uid, gid)
+    })?;
+    drop(scratch);
+    let entries = if job.extra_commands.is_empty() {
+        written.into_iter().map(|(p, w)| (p, w.metadata)).collect()
+    } else {
+        let tools = ScriptTools {
+            shell: Some(&job.shell),
+            script_path: &job.script_path,
+            fakeroot: None,
+        };
+        run_script(&tools, "extraCommands", &job.extra_commands, out, None)?;
+        // What extraCommands made is root's; what it left keeps the owner
+        // the script gave, and its mode unless extraCommands changed it.
+        let mut entries = tree_metadata(out, false)?;
+        for (path, entry) in &mut entries {
+            if let Some(w) = written.get(path) {
+                entry.uid = w.metadata.uid;
+                entry.gid = w.metadata.gid;
+                if entry.mode == w.disk_mode {
+                    entry.mode = w.metadata.mode;
+                }
+            }
+        }
+        entries
+    };
+    write_metadata(entries, metadata)?;
+    tree.keep();
     Ok(())
 }
