@@ -11,6 +11,9 @@ lib:
   compress ? "gzip",
   # The derivation name.
   drvName,
+  # buildImage's runAsRoot: shell commands run as root in the image root;
+  # null for none.
+  runAsRoot ? null,
 }:
 {
   # Repository name, lowercase.
@@ -83,20 +86,47 @@ let
       else
         { fakeroot = "${lib.fakeroot}"; }
     );
-  customisation = lib.helperDerivation "${baseName}-customisation-layer" (
+  # The tree, and the modes and owners it had before the store normalised
+  # them.
+  customisationOutputs = [
+    "out"
+    "metadata"
+  ];
+  customisation =
+    if runAsRoot == null then
+      lib.helperDerivation "${baseName}-customisation-layer" (
+        {
+          job = "root";
+          paths = map (p: "${p}") contentsList;
+          inherit extraCommands fakeRootCommands;
+        }
+        // commandTools
+      ) { outputs = customisationOutputs; }
+    else
+      runAsRootLayer;
+  # runAsRoot: the script as a store file (so the store paths it names are
+  # its references), run by the helper in a user namespace; the layer is
+  # what it changed in the root.
+  runAsRootScript = lib.helperDerivation "${baseName}-run-as-root.sh" {
+    job = "file";
+    text = runAsRoot;
+  } { };
+  shellString = "${lib.shell}";
+  runAsRootLayer = lib.helperDerivation "${baseName}-customisation-layer" (
     {
-      job = "root";
+      job = "run-as-root";
       paths = map (p: "${p}") contentsList;
-      inherit extraCommands fakeRootCommands;
+      script = "${runAsRootScript}";
+      shell = shellString;
+      graph = "closure";
+      inherit extraCommands;
     }
-    // commandTools
+    // (if extraCommands != "" then { inherit (lib) scriptPath; } else { })
   ) {
-    # The tree, and the modes and owners it had before the store
-    # normalised them.
-    outputs = [
-      "out"
-      "metadata"
-    ];
+    outputs = customisationOutputs;
+    # Every store path the script may use, mounted into the root.
+    exportReferencesGraph.closure =
+      contentsList ++ [ runAsRootScript ] ++ (if builtins.hasContext shellString then [ shellString ] else [ ]);
   };
   # The config as a store file, so the paths it names join the closure.
   configFile = lib.helperDerivation "${baseName}-config.json" {
