@@ -188,8 +188,41 @@ struct ImageJob {
     nix_db_metadata: Option<String>,
     #[serde(default = "yes")]
     include_store_paths: bool,
+    /// `fromImage`: its layers go first, and its store paths are left out.
+    #[serde(default)]
+    base: Option<BaseAttrs>,
     layering: Layering,
     image: ImageAttrs,
+}
+
+/// `fromImage`, `fromImageName`, `fromImageTag`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseAttrs {
+    pub path: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+impl BaseAttrs {
+    pub fn spec(&self) -> spec::BaseSpec {
+        spec::BaseSpec {
+            path: PathBuf::from(&self.path),
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+        }
+    }
+
+    /// Reads the base image.
+    pub fn open(&self, keep_tars: bool) -> Result<crate::base::Base> {
+        let pick = crate::base::Pick::Named {
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+        };
+        crate::base::Base::open(Path::new(&self.path), &pick, keep_tars)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,18 +376,33 @@ fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<
 fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
     check_version(job.version)?;
     let graph = exported_graph(attrs, &job.graph)?;
-    let exclude: BTreeSet<String> = job
+    let base = job.base.as_ref().map(|b| b.open(false)).transpose()?;
+    let mut exclude: BTreeSet<String> = job
         .customisation
         .iter()
         .chain(&job.exclude)
         .cloned()
         .collect();
+    // Store paths the base holds take no layer.
+    let store = Path::new("/nix/store");
+    for name in base.iter().flat_map(|b| b.store_names(store)) {
+        exclude.insert(format!("/nix/store/{}", String::from_utf8_lossy(&name)));
+    }
     let strategy = match job.layering.strategy.as_str() {
         "explicit" => Strategy::Explicit(job.layering.layers.clone()),
         name => name.parse()?,
     };
+    // The base's layers count towards maxLayers, as in dockerTools.
+    let base_layers = base.as_ref().map_or(0, |b| b.layers.len());
+    let max_layers = job.layering.max_layers.checked_sub(base_layers).filter(|&n| n >= 2).ok_or_else(|| {
+        anyhow::anyhow!(
+            "maxLayers is {} but fromImage already has {base_layers} layers; raise maxLayers to at least {} (the base's layers count towards it)",
+            job.layering.max_layers,
+            base_layers + 2
+        )
+    })?;
     let layers = if job.include_store_paths {
-        layering::plan(&graph, &strategy, job.layering.max_layers, &exclude)?
+        layering::plan(&graph, &strategy, max_layers, &exclude)?
     } else {
         Vec::new()
     };
@@ -374,6 +422,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         os: a.os.clone(),
         variant: a.variant.clone(),
         config: a.config.clone(),
+        base: job.base.as_ref().map(BaseAttrs::spec),
         layers: layers
             .into_iter()
             .map(|paths| LayerSpec {
@@ -383,7 +432,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         customisation: customisation_spec(job),
     };
     let spec_json = serde_json::to_vec_pretty(&spec)?;
-    let image = Image::from_spec(spec)?;
+    let image = Image::from_spec_with_base(spec, base)?;
     let out = Path::new(out);
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     match job.output {

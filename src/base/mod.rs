@@ -62,7 +62,7 @@ pub struct Base {
     pub config: Value,
     pub layers: Vec<BaseLayer>,
     /// The file system its layers add up to.
-    pub view: View,
+    pub view: std::sync::Arc<View>,
     /// Holds decompressed archives and kept layer tars.
     _scratch: tempfile::TempDir,
 }
@@ -171,7 +171,7 @@ impl Base {
             path: path.to_owned(),
             config,
             layers,
-            view,
+            view: std::sync::Arc::new(view),
             _scratch: scratch,
         })
     }
