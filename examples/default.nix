@@ -79,12 +79,18 @@ let
   '' { };
   # A path that refers to a derivation file: its closure holds .drv files,
   # whose outputs a Nix database records.
+  # A store path the base examples do not have.
+  greeter = sh "greeter" ''
+    mkdir -p $out/bin
+    printf '#!${busybox}/bin/sh\necho "$GREETING from $(${busybox}/bin/cat /etc/layer-note)"\n' > $out/bin/greet
+    chmod 555 $out/bin/greet
+  '' { };
   drvRef = sh "drv-ref" ''
     mkdir -p $out/share
     echo ${builtins.unsafeDiscardOutputDependency app.drvPath} > $out/share/app-drv
   '' { };
 in
-{
+rec {
   inherit busybox app drvRef;
 
   # A busybox image that says hello.
@@ -259,5 +265,49 @@ in
       User = "1000:1000";
       Cmd = [ "${app}/bin/app" ];
     };
+  };
+
+  # `layered` as the base of another layered image: its four layers come
+  # first, unchanged, and count towards maxLayers; busybox and app, which
+  # the base has, are not written again.
+  onBase = stevedore.buildLayeredImage {
+    name = "stevedore-example-on-base";
+    tag = "latest";
+    fromImage = layered;
+    contents = [
+      busybox
+      greeter
+    ];
+    maxLayers = 7;
+    extraCommands = "mkdir -p etc && echo the layer on top > etc/layer-note";
+    config = {
+      Cmd = [ "${greeter}/bin/greet" ];
+      Env = [ "GREETING=hello" ];
+    };
+  };
+
+  # The same as a launcher on a launcher base (streamed, not stored).
+  onBaseStream = stevedore.streamLayeredImage {
+    name = "stevedore-example-on-base-stream";
+    tag = "latest";
+    fromImage = hello;
+    contents = [ greeter ];
+    extraCommands = "mkdir -p etc && echo a streamed layer > etc/layer-note";
+    config = {
+      Cmd = [ "${greeter}/bin/greet" ];
+      Env = [ "GREETING=hi" ];
+    };
+  };
+
+  # buildImage on a base: the base's layers, then one store layer and the
+  # customisation layer.
+  imageOnBase = stevedore.buildImage {
+    name = "stevedore-example-image-on-base";
+    tag = "latest";
+    fromImage = twoLayers;
+    copyToRoot = [ greeter ];
+    extraCommands = "mkdir -p etc && echo buildImage > etc/layer-note";
+    config.Cmd = [ "${greeter}/bin/greet" ];
+    config.Env = [ "GREETING=hey" ];
   };
 }

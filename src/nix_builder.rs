@@ -240,6 +240,10 @@ struct Layering {
     /// `popularity`, `auto` or `explicit`.
     strategy: String,
     max_layers: usize,
+    /// Whether a base image's layers count towards `max_layers` (they do,
+    /// as in dockerTools, but for buildImage's fixed two new layers).
+    #[serde(default = "yes")]
+    count_base: bool,
     /// The store layers for `explicit`.
     #[serde(default)]
     layers: Vec<Vec<String>>,
@@ -393,7 +397,11 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         name => name.parse()?,
     };
     // The base's layers count towards maxLayers, as in dockerTools.
-    let base_layers = base.as_ref().map_or(0, |b| b.layers.len());
+    let base_layers = if job.layering.count_base {
+        base.as_ref().map_or(0, |b| b.layers.len())
+    } else {
+        0
+    };
     let max_layers = job.layering.max_layers.checked_sub(base_layers).filter(|&n| n >= 2).ok_or_else(|| {
         anyhow::anyhow!(
             "maxLayers is {} but fromImage already has {base_layers} layers; raise maxLayers to at least {} (the base's layers count towards it)",

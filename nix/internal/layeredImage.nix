@@ -11,6 +11,8 @@ lib:
   compress ? "gzip",
   # The derivation name.
   drvName,
+  # Whether fromImage's layers count towards maxLayers.
+  countBase ? true,
 }:
 {
   # Repository name, lowercase.
@@ -55,8 +57,13 @@ lib:
   layering ? "auto",
   passthru ? { },
   meta ? { },
-  # Not supported yet (base images).
+  # A base image: a docker-archive (compressed or not), an OCI layout or
+  # oci-archive, a pullImage result or another stevedore image. Its layers
+  # go under the new ones unchanged.
   fromImage ? null,
+  # Which image of a base archive holding several (by default the first).
+  fromImageName ? null,
+  fromImageTag ? null,
 }:
 let
   checks = lib.checks;
@@ -143,6 +150,8 @@ let
         nixDb = "${nixDb}";
         nixDbMetadata = "${nixDb.metadata}";
       };
+  base = checks.fromImage fn fromImage fromImageName fromImageTag;
+  withBase = if base == null then { } else { inherit base; };
   result = lib.helperDerivation drvName ({
     job = "image";
     inherit output compress includeStorePaths;
@@ -152,6 +161,7 @@ let
     exclude = [ "${configFile}" ];
     layering = checks.layering fn layering // {
       maxLayers = checks.maxLayers fn maxLayers;
+      inherit countBase;
     };
     image = {
       name = imageName;
@@ -167,12 +177,9 @@ let
         ;
       config = checks.config fn config;
     };
-  } // withNixDb) { exportReferencesGraph.closure = closureRoots; };
+  } // withNixDb // withBase) { exportReferencesGraph.closure = closureRoots; };
 in
-if fromImage != null then
-  throw "${fn}: fromImage is not supported yet; build the base's contents into this image instead"
-else
-  result
+result
   // {
     inherit meta;
     imageName = imageName;
