@@ -310,4 +310,17 @@ rec {
     config.Cmd = [ "${greeter}/bin/greet" ];
     config.Env = [ "GREETING=hey" ];
   };
+
+  # A Nix database on top of a base's: both images have one, and the top
+  # one registers the base's paths (busybox, app and their closure) and
+  # its own (greeter).
+  nixDbOnBase = stevedore.buildLayeredImage {
+    name = "stevedore-example-nix-db-on-base";
+    tag = "latest";
+    fromImage = nixDb;
+    contents = [ greeter ];
+    maxLayers = 7;
+    includeNixDB = true;
+    config.Cmd = [ "${greeter}/bin/greet" ];
+  };
 }

@@ -130,6 +130,9 @@ struct NixDbJob {
     uid: u64,
     #[serde(default)]
     gid: u64,
+    /// `fromImage`: the paths its database registers are registered too.
+    #[serde(default)]
+    base: Option<BaseAttrs>,
 }
 
 /// A file holding `text`: the image config, so that the store paths it
@@ -369,12 +372,36 @@ fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<
     check_version(job.version)?;
     let graph = exported_graph(attrs, &job.graph)?;
     let exclude: BTreeSet<String> = job.exclude.iter().cloned().collect();
-    let registration = crate::nixdb::Registration::from_graph(&graph, &exclude, &job.gc_roots)?;
+    let mut registration = crate::nixdb::Registration::from_graph(&graph, &exclude, &job.gc_roots)?;
+    if let Some(base) = &job.base {
+        registration.add_base(base_db_paths(base)?);
+    }
     let time = crate::image::file_mtime(job.created.as_deref(), job.mtime.as_deref())?;
     fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
     registration.write_tree(out, time)?;
     let metadata_json = serde_json::to_vec_pretty(&registration.tree_metadata(job.uid, job.gid))?;
     fs::write(metadata, metadata_json).with_context(|| format!("writing {}", metadata.display()))
+}
+
+/// What the Nix database of a base image registers; nothing when it has
+/// none.
+fn base_db_paths(attrs: &BaseAttrs) -> Result<Vec<crate::nixdb::ValidPath>> {
+    const DB: &[u8] = b"nix/var/nix/db/db.sqlite";
+    let base = attrs.open(true)?;
+    let Some(entry) = base.view.get(DB) else {
+        return Ok(Vec::new());
+    };
+    if entry.kind != crate::base::EntryKind::File {
+        bail!(
+            "fromImage {}: /nix/var/nix/db/db.sqlite is not a file",
+            attrs.path
+        );
+    }
+    let scratch = tempfile::NamedTempFile::new().context("creating a scratch file")?;
+    std::io::copy(&mut base.open_file(entry)?, &mut scratch.as_file())
+        .context("reading the base image's Nix database")?;
+    crate::nixdb::Registration::read_db(scratch.path())
+        .with_context(|| format!("fromImage {}: its Nix database", attrs.path))
 }
 
 fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {

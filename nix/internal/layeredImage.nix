@@ -119,7 +119,7 @@ let
     configFile
   ];
   # The Nix database and gcroots, a second customisation tree.
-  nixDb = lib.helperDerivation "${baseName}-nix-db" {
+  nixDb = lib.helperDerivation "${baseName}-nix-db" ({
     job = "nix-db";
     graph = "closure";
     exclude = [
@@ -131,7 +131,7 @@ let
     mtime = mtimeChecked;
     uid = checks.id fn "nixUid" nixUid;
     gid = checks.id fn "nixGid" nixGid;
-  } {
+  } // withBase) {
     outputs = [
       "out"
       "metadata"
