@@ -91,7 +91,7 @@ let
   '' { };
 in
 rec {
-  inherit busybox app drvRef;
+  inherit busybox app drvRef greeter;
 
   # A busybox image that says hello.
   hello = stevedore.streamLayeredImage {
