@@ -20,4 +20,5 @@ else
     output = "docker-archive";
     compress = lib.checks.compressor fn (args.compressor or "gz");
     drvName = "${lib.baseName args}.tar";
+    countBase = false;
   } (builtins.removeAttrs args [ "compressor" "runAsRoot" ] // { maxLayers = 2; })

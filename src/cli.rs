@@ -208,9 +208,6 @@ pub enum Command {
         /// The pipe that reports a failure before the shell runs.
         #[arg(long, value_name = "FD")]
         status_fd: Option<i32>,
-        /// The namespace's id maps are written.
-        #[arg(long)]
-        mapped: bool,
     },
 }
 

@@ -3,7 +3,7 @@
 //! out of the single pass that writes it.
 
 use std::fmt;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::str::FromStr;
 
 use sha2::{Digest as _, Sha256};
@@ -101,6 +101,35 @@ impl<W: Write> Write for HashingWriter<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
+    }
+}
+
+/// A reader that passes bytes on while hashing and counting them.
+pub struct HashingReader<R> {
+    inner: R,
+    hash: HashingWriter<io::Sink>,
+}
+
+impl<R: Read> HashingReader<R> {
+    pub fn new(inner: R) -> Self {
+        HashingReader {
+            inner,
+            hash: HashingWriter::new(io::sink()),
+        }
+    }
+
+    /// The digest and byte count of everything read.
+    pub fn finish(self) -> (Digest, u64) {
+        let (_, digest, count) = self.hash.finish();
+        (digest, count)
+    }
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.write_all(&buf[..n])?;
+        Ok(n)
     }
 }
 

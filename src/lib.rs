@@ -11,6 +11,7 @@
 //! them into podman or the Docker daemon.
 
 pub mod archive;
+pub mod base;
 pub mod build;
 pub mod cli;
 pub mod closure;
@@ -145,10 +146,9 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             record_metadata,
             in_namespace,
             status_fd,
-            mapped,
         } => match (record_metadata.as_deref(), in_namespace, status_fd) {
             (Some([tree, out]), _, _) => nix_builder::record_metadata(tree, out, true),
-            (_, Some(config), Some(fd)) => rootfs::userns::child(&config, fd, mapped),
+            (_, Some(config), Some(fd)) => rootfs::userns::child(&config, fd),
             _ => nix_builder::run(),
         },
     }

@@ -135,6 +135,9 @@ struct NixDbJob {
     uid: u64,
     #[serde(default)]
     gid: u64,
+    /// `fromImage`: the paths its database registers are registered too.
+    #[serde(default)]
+    base: Option<BaseAttrs>,
 }
 
 /// A file holding `text`: the image config, so that the store paths it
@@ -185,23 +188,12 @@ struct RunAsRootJob {
     graph: String,
     /// The image the root starts from (`fromImage`).
     #[serde(default)]
-    base: Option<BaseImage>,
+    base: Option<BaseAttrs>,
     #[serde(default)]
     extra_commands: String,
     /// `PATH` for `extraCommands`.
     #[serde(default)]
     script_path: String,
-}
-
-/// A base image: a docker-archive, with the image to take from it.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BaseImage {
-    path: String,
-    #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    tag: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -230,8 +222,41 @@ struct ImageJob {
     nix_db_metadata: Option<String>,
     #[serde(default = "yes")]
     include_store_paths: bool,
+    /// `fromImage`: its layers go first, and its store paths are left out.
+    #[serde(default)]
+    base: Option<BaseAttrs>,
     layering: Layering,
     image: ImageAttrs,
+}
+
+/// `fromImage`, `fromImageName`, `fromImageTag`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseAttrs {
+    pub path: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+impl BaseAttrs {
+    pub fn spec(&self) -> spec::BaseSpec {
+        spec::BaseSpec {
+            path: PathBuf::from(&self.path),
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+        }
+    }
+
+    /// Reads the base image.
+    pub fn open(&self, keep_tars: bool) -> Result<crate::base::Base> {
+        let pick = crate::base::Pick::Named {
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+        };
+        crate::base::Base::open(Path::new(&self.path), &pick, keep_tars)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -249,6 +274,10 @@ struct Layering {
     /// `popularity`, `auto` or `explicit`.
     strategy: String,
     max_layers: usize,
+    /// Whether a base image's layers count towards `max_layers` (they do,
+    /// as in dockerTools, but for buildImage's fixed two new layers).
+    #[serde(default = "yes")]
+    count_base: bool,
     /// The store layers for `explicit`.
     #[serde(default)]
     layers: Vec<Vec<String>>,
@@ -381,7 +410,10 @@ fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<
     check_version(job.version)?;
     let graph = exported_graph(attrs, &job.graph)?;
     let exclude: BTreeSet<String> = job.exclude.iter().cloned().collect();
-    let registration = crate::nixdb::Registration::from_graph(&graph, &exclude, &job.gc_roots)?;
+    let mut registration = crate::nixdb::Registration::from_graph(&graph, &exclude, &job.gc_roots)?;
+    if let Some(base) = &job.base {
+        registration.add_base(base_db_paths(base)?);
+    }
     let time = crate::image::file_mtime(job.created.as_deref(), job.mtime.as_deref())?;
     fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
     registration.write_tree(out, time)?;
@@ -389,21 +421,61 @@ fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<
     fs::write(metadata, metadata_json).with_context(|| format!("writing {}", metadata.display()))
 }
 
+/// What the Nix database of a base image registers; nothing when it has
+/// none.
+fn base_db_paths(attrs: &BaseAttrs) -> Result<Vec<crate::nixdb::ValidPath>> {
+    const DB: &[u8] = b"nix/var/nix/db/db.sqlite";
+    let base = attrs.open(true)?;
+    let Some(entry) = base.view.get(DB) else {
+        return Ok(Vec::new());
+    };
+    if entry.kind != crate::base::EntryKind::File {
+        bail!(
+            "fromImage {}: /nix/var/nix/db/db.sqlite is not a file",
+            attrs.path
+        );
+    }
+    let scratch = tempfile::NamedTempFile::new().context("creating a scratch file")?;
+    std::io::copy(&mut base.open_file(entry)?, &mut scratch.as_file())
+        .context("reading the base image's Nix database")?;
+    crate::nixdb::Registration::read_db(scratch.path())
+        .with_context(|| format!("fromImage {}: its Nix database", attrs.path))
+}
+
 fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
     check_version(job.version)?;
     let graph = exported_graph(attrs, &job.graph)?;
-    let exclude: BTreeSet<String> = job
+    let base = job.base.as_ref().map(|b| b.open(false)).transpose()?;
+    let mut exclude: BTreeSet<String> = job
         .customisation
         .iter()
         .chain(&job.exclude)
         .cloned()
         .collect();
+    // Store paths the base holds take no layer.
+    let store = Path::new("/nix/store");
+    for name in base.iter().flat_map(|b| b.store_names(store)) {
+        exclude.insert(format!("/nix/store/{}", String::from_utf8_lossy(&name)));
+    }
     let strategy = match job.layering.strategy.as_str() {
         "explicit" => Strategy::Explicit(job.layering.layers.clone()),
         name => name.parse()?,
     };
+    // The base's layers count towards maxLayers, as in dockerTools.
+    let base_layers = if job.layering.count_base {
+        base.as_ref().map_or(0, |b| b.layers.len())
+    } else {
+        0
+    };
+    let max_layers = job.layering.max_layers.checked_sub(base_layers).filter(|&n| n >= 2).ok_or_else(|| {
+        anyhow::anyhow!(
+            "maxLayers is {} but fromImage already has {base_layers} layers; raise maxLayers to at least {} (the base's layers count towards it)",
+            job.layering.max_layers,
+            base_layers + 2
+        )
+    })?;
     let layers = if job.include_store_paths {
-        layering::plan(&graph, &strategy, job.layering.max_layers, &exclude)?
+        layering::plan(&graph, &strategy, max_layers, &exclude)?
     } else {
         Vec::new()
     };
@@ -423,6 +495,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         os: a.os.clone(),
         variant: a.variant.clone(),
         config: a.config.clone(),
+        base: job.base.as_ref().map(BaseAttrs::spec),
         layers: layers
             .into_iter()
             .map(|paths| LayerSpec {
@@ -432,7 +505,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         customisation: customisation_spec(job),
     };
     let spec_json = serde_json::to_vec_pretty(&spec)?;
-    let image = Image::from_spec(spec)?;
+    let image = Image::from_spec_with_base(spec, base)?;
     let out = Path::new(out);
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     match job.output {
@@ -689,20 +762,28 @@ fn tree_metadata(tree: &Path, owners: bool) -> Result<BTreeMap<String, EntryMeta
 /// Joins each `contents` path into `dest`.
 fn join_contents(paths: &[String], dest: &Path) -> Result<()> {
     for path in paths {
-        let src = Path::new(path);
-        let md = fs::metadata(src).with_context(|| format!("contents path {path}"))?;
-        if !md.is_dir() {
-            bail!("contents path {path} is not a directory; only directories are joined into /");
-        }
-        join_tree(src, dest)?;
+        join_one(path, dest, &|_, _| false)?;
     }
     Ok(())
 }
 
+/// Joins one `contents` path into `dest`, replacing the entries for which
+/// `lower` says they come from a layer below.
+fn join_one(path: &str, dest: &Path, lower: &dyn Fn(&Path, &fs::Metadata) -> bool) -> Result<()> {
+    let src = Path::new(path);
+    let md = fs::metadata(src).with_context(|| format!("contents path {path}"))?;
+    if !md.is_dir() {
+        bail!("contents path {path} is not a directory; only directories are joined into /");
+    }
+    join_tree(src, dest, lower)
+}
+
 /// Adds `src`'s contents to `dest` as a symlink forest: directories are
 /// created, everything else becomes a symlink to the source. The first
-/// path to provide a name keeps it, as with `symlinkJoin`.
-fn join_tree(src: &Path, dest: &Path) -> Result<()> {
+/// path to provide a name keeps it, as with `symlinkJoin`; an entry of a
+/// lower layer (`lower`) is replaced, or merged into when both are
+/// directories.
+fn join_tree(src: &Path, dest: &Path, lower: &dyn Fn(&Path, &fs::Metadata) -> bool) -> Result<()> {
     let mut names = fs::read_dir(src)
         .with_context(|| format!("reading {}", src.display()))?
         .map(|e| e.map(|e| e.file_name()))
@@ -714,14 +795,25 @@ fn join_tree(src: &Path, dest: &Path) -> Result<()> {
         let to = dest.join(&name);
         let md =
             fs::symlink_metadata(&from).with_context(|| format!("reading {}", from.display()))?;
-        let existing = fs::symlink_metadata(&to).ok();
+        let mut existing = fs::symlink_metadata(&to).ok();
+        // A symlink the base has already, to the same file, stays.
+        let same_link = || !md.is_dir() && fs::read_link(&to).is_ok_and(|t| t == from);
+        if let Some(e) = &existing
+            && !(e.is_dir() && md.is_dir())
+            && lower(&to, e)
+            && !same_link()
+        {
+            crate::rootfs::remove_tree(&to)
+                .with_context(|| format!("replacing {}", to.display()))?;
+            existing = None;
+        }
         if md.is_dir() {
             match existing {
                 None => {
                     fs::create_dir(&to).with_context(|| format!("creating {}", to.display()))?;
-                    join_tree(&from, &to)?;
+                    join_tree(&from, &to, lower)?;
                 }
-                Some(e) if e.is_dir() => join_tree(&from, &to)?,
+                Some(e) if e.is_dir() => join_tree(&from, &to, lower)?,
                 Some(_) => {}
             }
         } else if existing.is_none() {
@@ -792,23 +884,28 @@ fn run_as_root(job: &RunAsRootJob, attrs: &Value, out: &Path, metadata: &Path) -
     use crate::rootfs::{Scratch, diff};
 
     check_version(job.version)?;
-    if let Some(base) = &job.base {
-        bail!(
-            "attribute stevedore.base: base image {} ({}:{}) is not supported by this stevedore yet",
-            base.path,
-            base.name.as_deref().unwrap_or("first image"),
-            base.tag.as_deref().unwrap_or("any tag"),
-        );
-    }
     let graph = exported_graph(attrs, &job.graph)?;
     let mapping = IdMapping::for_this_process();
     let scratch = Scratch::create(std::env::current_dir()?.join("run-as-root"))?;
     let root = scratch.path().join("root");
     fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    if let Some(base) = &job.base {
+        crate::rootfs::extract::extract(&base.open(true)?, &root, mapping)?;
+    }
     // The lower layers: what the layer is the difference from. `contents`
-    // is new in this layer, as the script's changes are.
+    // is new in this layer, as the script's changes are, and replaces
+    // what the base has at the same paths, as a layer above it would.
     let before = diff::snapshot(&root)?;
-    join_contents(&job.paths, &root)?;
+    let from_base = |path: &Path, md: &fs::Metadata| {
+        path.strip_prefix(&root)
+            .ok()
+            .and_then(|rel| rel.to_str())
+            .and_then(|rel| before.entries.get(rel))
+            .is_some_and(|e| e.dev == md.dev() && e.ino == md.ino())
+    };
+    for path in &job.paths {
+        join_one(path, &root, &from_base)?;
+    }
 
     let mut chroot = Chroot::new(&root);
     let mut store_paths: BTreeSet<String> = graph.paths().map(str::to_owned).collect();

@@ -14,6 +14,8 @@ lib:
   # buildImage's runAsRoot: shell commands run as root in the image root;
   # null for none.
   runAsRoot ? null,
+  # Whether fromImage's layers count towards maxLayers.
+  countBase ? true,
 }:
 {
   # Repository name, lowercase.
@@ -58,8 +60,13 @@ lib:
   layering ? "auto",
   passthru ? { },
   meta ? { },
-  # Not supported yet (base images).
+  # A base image: a docker-archive (compressed or not), an OCI layout or
+  # oci-archive, a pullImage result or another stevedore image. Its layers
+  # go under the new ones unchanged.
   fromImage ? null,
+  # Which image of a base archive holding several (by default the first).
+  fromImageName ? null,
+  fromImageTag ? null,
 }:
 let
   checks = lib.checks;
@@ -122,6 +129,8 @@ let
       inherit extraCommands;
     }
     // (if extraCommands != "" then { inherit (lib) scriptPath; } else { })
+    # The root starts from the base's file system.
+    // withBase
   ) {
     outputs = customisationOutputs;
     # Every store path the script may use, mounted into the root.
@@ -142,7 +151,7 @@ let
     configFile
   ];
   # The Nix database and gcroots, a second customisation tree.
-  nixDb = lib.helperDerivation "${baseName}-nix-db" {
+  nixDb = lib.helperDerivation "${baseName}-nix-db" ({
     job = "nix-db";
     graph = "closure";
     exclude = [
@@ -154,7 +163,7 @@ let
     mtime = mtimeChecked;
     uid = checks.id fn "nixUid" nixUid;
     gid = checks.id fn "nixGid" nixGid;
-  } {
+  } // withBase) {
     outputs = [
       "out"
       "metadata"
@@ -173,6 +182,8 @@ let
         nixDb = "${nixDb}";
         nixDbMetadata = "${nixDb.metadata}";
       };
+  base = checks.fromImage fn fromImage fromImageName fromImageTag;
+  withBase = if base == null then { } else { inherit base; };
   result = lib.helperDerivation drvName ({
     job = "image";
     inherit output compress includeStorePaths;
@@ -182,6 +193,7 @@ let
     exclude = [ "${configFile}" ];
     layering = checks.layering fn layering // {
       maxLayers = checks.maxLayers fn maxLayers;
+      inherit countBase;
     };
     image = {
       name = imageName;
@@ -197,12 +209,9 @@ let
         ;
       config = checks.config fn config;
     };
-  } // withNixDb) { exportReferencesGraph.closure = closureRoots; };
+  } // withNixDb // withBase) { exportReferencesGraph.closure = closureRoots; };
 in
-if fromImage != null then
-  throw "${fn}: fromImage is not supported yet; build the base's contents into this image instead"
-else
-  result
+result
   // {
     inherit meta;
     imageName = imageName;

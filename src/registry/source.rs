@@ -66,30 +66,16 @@ impl BlobFile {
     }
 }
 
-/// A reader that hashes what is read through it.
-struct HashingReader<R> {
-    inner: R,
-    hashing: crate::digest::HashingWriter<std::io::Sink>,
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        std::io::Write::write_all(&mut self.hashing, &buf[..n])?;
-        Ok(n)
-    }
-}
-
 /// The digest of a compressed layer blob and of its uncompressed tar (its
 /// diff_id), in one pass.
 pub fn digest_and_diff_id(file: &BlobFile, compression: Compression) -> Result<(Digest, Digest)> {
     let mut f =
         File::open(&file.path).with_context(|| format!("reading {}", file.path.display()))?;
     f.seek(SeekFrom::Start(file.offset))?;
-    let mut compressed = HashingReader {
-        inner: std::io::BufReader::with_capacity(256 * 1024, f.take(file.size)),
-        hashing: crate::digest::HashingWriter::new(std::io::sink()),
-    };
+    let mut compressed = crate::digest::HashingReader::new(std::io::BufReader::with_capacity(
+        256 * 1024,
+        f.take(file.size),
+    ));
     let mut tar = crate::digest::HashingWriter::new(std::io::sink());
     let failed = |e| anyhow::anyhow!("its {compression:?} data is damaged ({e})");
     match compression {
@@ -107,7 +93,7 @@ pub fn digest_and_diff_id(file: &BlobFile, compression: Compression) -> Result<(
     }
     // Whatever follows the compressed stream is part of the blob too.
     std::io::copy(&mut compressed, &mut std::io::sink()).map_err(failed)?;
-    let (_, digest, n) = compressed.hashing.finish();
+    let (digest, n) = compressed.finish();
     if n != file.size {
         bail!("{} is shorter than its index says", file.path.display());
     }
@@ -152,6 +138,8 @@ struct Descriptor {
     media_type: String,
     digest: String,
     size: u64,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -164,37 +152,106 @@ struct ManifestDoc {
     manifests: Vec<Descriptor>,
 }
 
+/// Which image of an archive or layout holding several to read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Pick {
+    /// The archive must hold exactly one image (`push`).
+    #[default]
+    Only,
+    /// The first image, or the one whose tag is `name:tag` (either may be
+    /// left out), as dockerTools' `fromImageName` and `fromImageTag` pick.
+    Named {
+        name: Option<String>,
+        tag: Option<String>,
+    },
+}
+
+impl Pick {
+    /// Whether a `RepoTags` entry or OCI ref name (`name:tag`, or a tag
+    /// alone) is the one asked for. A registry or `localhost/` prefix on
+    /// the archive's side still matches (`podman save` writes them).
+    fn matches(&self, repo_tag: &str) -> bool {
+        let Pick::Named { name, tag } = self else {
+            return true;
+        };
+        let (have_name, have_tag) = match repo_tag.rsplit_once(':') {
+            Some((n, t)) if !t.contains('/') => (n, t),
+            _ => (repo_tag, "latest"),
+        };
+        let name_ok = name
+            .as_deref()
+            .is_none_or(|want| have_name == want || have_name.ends_with(&format!("/{want}")));
+        let tag_ok = tag.as_deref().is_none_or(|want| have_tag == want);
+        name_ok && tag_ok
+    }
+
+    fn matches_tag(&self, tag: &str) -> bool {
+        match self {
+            Pick::Only => true,
+            Pick::Named { tag: want, .. } => want.as_deref().is_none_or(|w| w == tag),
+        }
+    }
+
+    fn is_any(&self) -> bool {
+        matches!(
+            self,
+            Pick::Named {
+                name: None,
+                tag: None
+            }
+        )
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Pick::Only => "the only image".into(),
+            Pick::Named { name, tag } => format!(
+                "{}:{}",
+                name.as_deref().unwrap_or("*"),
+                tag.as_deref().unwrap_or("*")
+            ),
+        }
+    }
+}
+
 /// Reads a push source, detecting its kind.
 pub fn open(path: &Path) -> Result<Source> {
-    let md = std::fs::metadata(path).with_context(|| format!("source {}", path.display()))?;
-    if md.is_dir() {
-        return oci_layout(path, &DirBlobs(path.to_owned()))
-            .with_context(|| format!("source {} (an OCI layout)", path.display()))
-            .map(Source::Blobs);
-    }
     let mut head = [0u8; 2];
-    let n = File::open(path)
-        .and_then(|mut f| f.read(&mut head))
-        .with_context(|| format!("reading source {}", path.display()))?;
-    if n >= 1 && (head.starts_with(b"#!") || head[0] == b'{') {
-        let image = Image::from_spec(Spec::load(path)?)?;
-        return Ok(Source::Launcher {
-            image: Box::new(image),
-            spec: path.to_owned(),
-        });
+    let md = std::fs::metadata(path).with_context(|| format!("source {}", path.display()))?;
+    if !md.is_dir() {
+        let n = File::open(path)
+            .and_then(|mut f| f.read(&mut head))
+            .with_context(|| format!("reading source {}", path.display()))?;
+        if n >= 1 && (head.starts_with(b"#!") || head[0] == b'{') {
+            let image = Image::from_spec(Spec::load(path)?)?;
+            return Ok(Source::Launcher {
+                image: Box::new(image),
+                spec: path.to_owned(),
+            });
+        }
     }
-    let members = tar_index(path)?;
+    open_blobs(path, &Pick::Only, "source").map(Source::Blobs)
+}
+
+/// Reads an image whose blobs exist: an OCI layout directory, an
+/// oci-archive or a docker-archive. `what` starts error messages
+/// (`source`, `fromImage`).
+pub fn open_blobs(path: &Path, pick: &Pick, what: &str) -> Result<BlobImage> {
+    let md = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
+    if md.is_dir() {
+        return oci_layout(path, &DirBlobs(path.to_owned()), pick)
+            .with_context(|| format!("{what} {} (an OCI layout)", path.display()));
+    }
+    let members = tar_index(path).with_context(|| format!("{what} {}", path.display()))?;
     if members.contains_key("manifest.json") {
-        docker_archive(path, &members)
-            .with_context(|| format!("source {} (a docker-archive)", path.display()))
-            .map(Source::Blobs)
+        docker_archive(path, &members, pick)
+            .with_context(|| format!("{what} {} (a docker-archive)", path.display()))
     } else if members.contains_key("index.json") {
-        oci_layout(path, &TarBlobs(members))
-            .with_context(|| format!("source {} (an oci-archive)", path.display()))
-            .map(Source::Blobs)
+        oci_layout(path, &TarBlobs(members), pick)
+            .with_context(|| format!("{what} {} (an oci-archive)", path.display()))
     } else {
         bail!(
-            "source {}: not an image stevedore writes (a docker-archive, an OCI layout or oci-archive, or a streamLayeredImage launcher)",
+            "{what} {}: not an image (a docker-archive, an OCI layout or oci-archive, or a streamLayeredImage launcher)",
             path.display()
         )
     }
@@ -282,16 +339,31 @@ pub fn layer_compression(media_type: &str) -> Result<Compression> {
     })
 }
 
-fn oci_layout(root: &Path, blobs: &dyn Blobs) -> Result<BlobImage> {
+fn oci_layout(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<BlobImage> {
     let index: ManifestDoc = serde_json::from_slice(&blobs.file("index.json")?.read()?)
         .context("index.json is not an OCI index")?;
-    let entry = match index.manifests.as_slice() {
-        [one] => one,
-        [] => bail!("index.json names no manifest"),
-        many => bail!(
+    let entry = match (index.manifests.as_slice(), pick) {
+        ([], _) => bail!("index.json names no manifest"),
+        ([one], Pick::Only) => one,
+        (many, Pick::Only) => bail!(
             "index.json names {} manifests; push takes a layout with one image",
             many.len()
         ),
+        (many, _) if pick.is_any() => &many[0],
+        (many, _) => many
+            .iter()
+            .find(|m| {
+                // The full reference when the layout records one; else
+                // the OCI ref name, which is a tag.
+                match m.annotations.get("io.containerd.image.name") {
+                    Some(full) => pick.matches(full),
+                    None => m
+                        .annotations
+                        .get("org.opencontainers.image.ref.name")
+                        .is_some_and(|t| pick.matches_tag(t)),
+                }
+            })
+            .with_context(|| format!("index.json has no image {}", pick.describe()))?,
     };
     if entry.media_type == OCI_INDEX || entry.media_type == DOCKER_LIST {
         bail!("index.json names an index of images; push takes a layout with one image");
@@ -338,12 +410,18 @@ fn oci_layout(root: &Path, blobs: &dyn Blobs) -> Result<BlobImage> {
     })
 }
 
-fn docker_archive(path: &Path, members: &BTreeMap<String, BlobFile>) -> Result<BlobImage> {
+fn docker_archive(
+    path: &Path,
+    members: &BTreeMap<String, BlobFile>,
+    pick: &Pick,
+) -> Result<BlobImage> {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Entry {
         config: String,
         layers: Vec<String>,
+        #[serde(default)]
+        repo_tags: Option<Vec<String>>,
     }
     #[derive(Deserialize)]
     struct Config {
@@ -357,16 +435,22 @@ fn docker_archive(path: &Path, members: &BTreeMap<String, BlobFile>) -> Result<B
         members
             .get(name.trim_start_matches("./"))
             .cloned()
-            .with_context(|| format!("{name} is missing"))
+            .with_context(|| format!("manifest.json names {name:?}, which is not in the archive"))
     };
     let manifest: Vec<Entry> = serde_json::from_slice(&member("manifest.json")?.read()?)
         .context("manifest.json is not a docker-archive manifest")?;
-    let entry = match manifest.as_slice() {
-        [one] => one,
-        _ => bail!(
+    let entry = match (manifest.as_slice(), pick) {
+        ([], _) => bail!("manifest.json lists no image"),
+        ([one], Pick::Only) => one,
+        (many, Pick::Only) => bail!(
             "manifest.json lists {} images; push takes an archive with one",
-            manifest.len()
+            many.len()
         ),
+        (many, _) if pick.is_any() => &many[0],
+        (many, _) => many
+            .iter()
+            .find(|e| e.repo_tags.iter().flatten().any(|t| pick.matches(t)))
+            .with_context(|| format!("manifest.json has no image tagged {}", pick.describe()))?,
     };
     let config = member(&entry.config)?.read()?;
     let parsed: Config = serde_json::from_slice(&config)

@@ -10,6 +10,7 @@
 //! bits it needs before removing.
 
 pub mod diff;
+pub mod extract;
 pub mod userns;
 
 use std::fs;
@@ -83,9 +84,9 @@ mod tests {
             let locked = scratch.path().join("a/b");
             fs::create_dir_all(&locked).unwrap();
             fs::write(locked.join("f"), "x").unwrap();
-            fs::set_permissions(locked.join("f"), fs::Permissions::from_mode(0)).unwrap();
+            fs::set_permissions(locked.join("f"), fs::Permissions::from_mode(0o000)).unwrap();
             std::os::unix::fs::symlink("/etc", locked.join("l")).unwrap();
-            fs::set_permissions(&locked, fs::Permissions::from_mode(0)).unwrap();
+            fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
             fs::set_permissions(scratch.path().join("a"), fs::Permissions::from_mode(0o500))
                 .unwrap();
         }

@@ -2,20 +2,21 @@
 //! new user and mount namespace instead of dockerTools' KVM VM, so that
 //! builds need no VM, no /dev/kvm and no privileges.
 //!
-//! The helper starts a copy of itself (`nix-builder --in-namespace`) that
-//! calls `unshare(CLONE_NEWUSER | CLONE_NEWNS)` just before it executes;
-//! the parent then writes the child's id maps and sends one byte on its
-//! standard input. Until the maps exist the child has no uid in its
-//! namespace, and `execve` drops the capabilities of a process that is
-//! not uid 0 there, so once it has the byte the child executes itself
-//! again (`--mapped`), now as uid 0 with every capability of the
-//! namespace, makes its mounts private, bind-mounts what the script needs
-//! (store paths, `/dev/null`, `/dev/zero`, `/dev/urandom`, `/proc`),
-//! chroots and executes the shell. Those mounts exist only in the child's
-//! mount namespace; the mountpoints made for them in the root are removed
-//! by the parent afterwards, so they never reach the layer. A failure
-//! before the shell runs is sent back on a close-on-exec pipe, so it is
-//! one line naming its cause rather than a script failure.
+//! The helper starts a copy of itself (`nix-builder --in-namespace`),
+//! which calls `unshare(CLONE_NEWUSER | CLONE_NEWNS)` and says so on a
+//! status pipe; the parent then writes the child's id maps and sends one
+//! byte on its standard input. The child, now uid 0 of its namespace with
+//! every capability there, makes its mounts private, bind-mounts what the
+//! script needs (store paths, `/dev/null`, `/dev/zero`, `/dev/urandom`,
+//! `/proc`), chroots and executes the shell. It unshares after its own
+//! `execve`, not before: Nix runs builders with `no_new_privs`, under
+//! which an `execve` in a namespace that is not mapped yet would drop the
+//! namespace's capabilities for good. The mounts exist only in the
+//! child's mount namespace; the mountpoints made for them in the root are
+//! removed by the parent afterwards, so they never reach the layer. A
+//! failure before the shell runs is sent back on the status pipe, which
+//! is closed on `execve`, so it is one line naming its cause rather than
+//! a script failure.
 //!
 //! Id maps: a helper that is root with the first 65536 ids of its own
 //! namespace (root outside any container, as in CI and in Nix builds
@@ -249,51 +250,46 @@ impl Chroot {
             .arg("--status-fd")
             .arg(status_fd.to_string())
             .stdin(Stdio::piped());
-        // SAFETY: unshare and fcntl are async-signal-safe, and nothing here
-        // allocates.
+        // SAFETY: fcntl is async-signal-safe, and nothing here allocates.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                // The status pipe stays open through the helper's own
-                // executions; the child closes it on executing the shell.
+                // The child keeps the status pipe until it executes the
+                // shell.
                 if libc::fcntl(status_fd, libc::F_SETFD, 0) == -1 {
                     return Err(io::Error::last_os_error());
                 }
                 Ok(())
             });
         }
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS)
-                ) =>
-            {
-                bail!("{}", no_namespace_message(&e, &Sysctls::read()))
-            }
-            Err(e) => return Err(e).context("starting the runAsRoot namespace"),
-        };
+        let mut child = cmd.spawn().context("starting the runAsRoot namespace")?;
         drop(status_writer);
         let mut stdin = child.stdin.take().expect("piped stdin");
-        if let Err(e) = write_id_maps(child.id(), mapping) {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(e).context("runAsRoot: writing the id maps of its user namespace");
+        let mut first = [0u8; 1];
+        let mut message = Vec::new();
+        match status_reader.read(&mut first) {
+            Ok(1) if first == READY => {
+                if let Err(e) = write_id_maps(child.id(), mapping) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e).context("runAsRoot: writing the id maps of its user namespace");
+                }
+                // A child that died already fails below with its own
+                // message.
+                let _ = stdin.write_all(b"1");
+            }
+            Ok(1) => message.push(first[0]),
+            _ => {}
         }
-        // A child that died already fails below with its own message.
-        let _ = stdin.write_all(b"1");
         drop(stdin);
-        let mut message = String::new();
-        let _ = status_reader.read_to_string(&mut message);
+        let _ = status_reader.read_to_end(&mut message);
         let status = child.wait().context("waiting for runAsRoot")?;
+        let message = String::from_utf8_lossy(&message);
         let message = message.trim_end();
         if !message.is_empty() {
             let sysctls = Sysctls::read();
             if message.contains("Operation not permitted")
                 && sysctls.apparmor_restrict_unprivileged_userns == Some(1)
+                && !message.contains("apparmor")
             {
                 bail!("{message}; {}", APPARMOR_HINT);
             }
@@ -305,6 +301,9 @@ impl Chroot {
         Ok(())
     }
 }
+
+/// What the child sends once it is in its namespace.
+const READY: [u8; 1] = *b"u";
 
 /// `exit status N` or `killed by signal N`.
 fn describe(status: ExitStatus) -> String {
@@ -385,33 +384,33 @@ pub fn no_namespace_message(err: &io::Error, sysctls: &Sysctls) -> String {
 }
 
 /// The child's side: `stevedore nix-builder --in-namespace CONFIG
-/// --status-fd FD [--mapped]`. Never returns: it executes the shell, or
-/// sends what went wrong on the status pipe and exits.
-pub fn child(config: &Path, status_fd: RawFd, mapped: bool) -> ! {
-    // SAFETY: the parent passed this descriptor open for writing.
-    let mut status = unsafe { fs::File::from_raw_fd(status_fd) };
+/// --status-fd FD`. Never returns: it executes the shell, or sends what
+/// went wrong on the status pipe and exits.
+pub fn child(config: &Path, status_fd: RawFd) -> ! {
     fn fail(status: &mut fs::File, message: String) -> ! {
         let _ = status.write_all(message.as_bytes());
         std::process::exit(1)
     }
-    if !mapped {
-        let mut go = [0u8; 1];
-        if io::stdin().read_exact(&mut go).is_err() {
-            // The parent could not map the namespace and said so.
-            std::process::exit(1);
-        }
-        let err = Command::new("/proc/self/exe")
-            .arg("nix-builder")
-            .arg("--in-namespace")
-            .arg(config)
-            .arg("--status-fd")
-            .arg(status_fd.to_string())
-            .arg("--mapped")
-            .exec();
-        fail(
-            &mut status,
-            format!("runAsRoot: executing the helper in its namespace: {err}"),
-        );
+    // SAFETY: the parent passed this descriptor open for writing.
+    let mut status = unsafe { fs::File::from_raw_fd(status_fd) };
+    // SAFETY: no pointers; this process has one thread, as unshare needs.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } != 0 {
+        let err = io::Error::last_os_error();
+        let message = match err.raw_os_error() {
+            Some(libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS) => {
+                no_namespace_message(&err, &Sysctls::read())
+            }
+            _ => format!("runAsRoot: unshare(CLONE_NEWUSER | CLONE_NEWNS) failed: {err}"),
+        };
+        fail(&mut status, message);
+    }
+    if status.write_all(&READY).is_err() {
+        std::process::exit(1);
+    }
+    let mut go = [0u8; 1];
+    if io::stdin().read_exact(&mut go).is_err() {
+        // The parent could not map the namespace and said so.
+        std::process::exit(1);
     }
     let mut shell = match enter(config) {
         Ok(cmd) => cmd,

@@ -1,0 +1,794 @@
+//! Reads layer tars of images stevedore did not write, trusting nothing.
+//!
+//! A base image may come from anywhere, so every layer is read as hostile:
+//! names are normalised and an absolute or `..` name is refused; an entry
+//! under a symlink, or a hard link to anything but a file earlier in the
+//! same layer, is refused (either could make a later write land outside the
+//! root); a header whose checksum is wrong, data shorter than its header
+//! says, and an entry kind that cannot be represented are errors; and
+//! decompression stops at [`Limits`]. Every error names the layer and the
+//! entry.
+//!
+//! Parsing is the `tar` crate's; what it lets through (any name, any link,
+//! short data in a stream) is checked here. The result is a [`View`]: the
+//! file system the layers add up to, with whiteouts applied.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest as _, Sha256};
+
+use crate::digest::{Digest, HashingReader};
+
+/// Bounds on what one layer may expand to, against compression bombs.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Uncompressed bytes of one layer.
+    pub max_layer_bytes: u64,
+    /// Past `ratio_floor` uncompressed bytes, a compressed layer may expand
+    /// to at most this many times its compressed size.
+    pub max_ratio: u64,
+    pub ratio_floor: u64,
+}
+
+/// The environment variable that lowers or raises
+/// [`Limits::max_layer_bytes`].
+pub const MAX_LAYER_BYTES_VAR: &str = "STEVEDORE_MAX_LAYER_BYTES";
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_layer_bytes: 64 << 30,
+            max_ratio: 1000,
+            ratio_floor: 1 << 30,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, with `STEVEDORE_MAX_LAYER_BYTES` when set.
+    pub fn from_env() -> Result<Limits> {
+        let mut limits = Limits::default();
+        if let Some(v) = std::env::var_os(MAX_LAYER_BYTES_VAR) {
+            let text = v.to_string_lossy();
+            limits.max_layer_bytes = text.trim().parse().map_err(|_| {
+                anyhow::anyhow!("{MAX_LAYER_BYTES_VAR}={text:?} is not a number of bytes")
+            })?;
+        }
+        Ok(limits)
+    }
+}
+
+/// What an entry is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
+}
+
+/// One path of the file system an image's layers add up to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewEntry {
+    pub kind: EntryKind,
+    /// Permission bits with setuid, setgid and sticky.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub uname: Vec<u8>,
+    pub gname: Vec<u8>,
+    pub mtime: u64,
+    /// Data size of a file.
+    pub size: u64,
+    /// Symlink target.
+    pub link: Vec<u8>,
+    /// SHA-256 of a file's data.
+    pub sha256: Option<[u8; 32]>,
+    /// Which layer's tar holds the data, and where in it (the
+    /// uncompressed tar).
+    pub layer: usize,
+    pub offset: u64,
+}
+
+/// Paths are keyed with `/` replaced by NUL, so that the map's byte order
+/// is the component-by-component order of layers (a directory, then its
+/// children) and a subtree is one contiguous range.
+fn key(path: &[u8]) -> Vec<u8> {
+    path.iter()
+        .map(|&b| if b == b'/' { 0 } else { b })
+        .collect()
+}
+
+fn unkey(key: &[u8]) -> Vec<u8> {
+    key.iter().map(|&b| if b == 0 { b'/' } else { b }).collect()
+}
+
+/// The file system of an image: every path its layers leave, whiteouts
+/// applied, in layer order (parents first, children by name).
+#[derive(Clone, Debug, Default)]
+pub struct View {
+    entries: BTreeMap<Vec<u8>, ViewEntry>,
+}
+
+impl View {
+    /// The entry at a relative path (`etc/passwd`, no leading `/`).
+    pub fn get(&self, path: &[u8]) -> Option<&ViewEntry> {
+        self.entries.get(&key(path))
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Every entry, parents before children: `(relative path, entry)`.
+    pub fn iter(&self) -> impl Iterator<Item = (Vec<u8>, &ViewEntry)> {
+        self.entries.iter().map(|(k, e)| (unkey(k), e))
+    }
+
+    /// The names directly below a directory (`nix/store`).
+    pub fn children(&self, dir: &[u8]) -> Vec<Vec<u8>> {
+        let mut prefix = key(dir);
+        prefix.push(0);
+        self.entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .filter(|(k, _)| !k[prefix.len()..].contains(&0))
+            .map(|(k, _)| k[prefix.len()..].to_vec())
+            .collect()
+    }
+
+    /// Removes `path` and everything below it.
+    fn remove_tree(&mut self, path: &[u8]) {
+        let k = key(path);
+        self.entries.remove(&k);
+        self.remove_children(path);
+    }
+
+    /// Removes everything below `path`, keeping `path`.
+    fn remove_children(&mut self, path: &[u8]) {
+        let mut prefix = key(path);
+        prefix.push(0);
+        let doomed: Vec<Vec<u8>> = self
+            .entries
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            self.entries.remove(&k);
+        }
+    }
+}
+
+const WHITEOUT: &[u8] = b".wh.";
+const OPAQUE: &[u8] = b".wh..wh..opq";
+
+/// Normalises an entry name: `./` and `.` components and trailing `/` go;
+/// an absolute name or a `..` component is an error. `None` is the root.
+pub fn normalise_name(raw: &[u8]) -> std::result::Result<Option<Vec<u8>>, String> {
+    if raw.starts_with(b"/") {
+        return Err("is absolute; layer entries must be relative to the root".into());
+    }
+    if raw.contains(&0) {
+        return Err("contains a NUL byte".into());
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(raw.len());
+    for component in raw.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => return Err("has a \"..\" component, which could leave the root".into()),
+            c => {
+                if !out.is_empty() {
+                    out.push(b'/');
+                }
+                out.extend_from_slice(c);
+            }
+        }
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+fn parent(path: &[u8]) -> Option<&[u8]> {
+    path.iter().rposition(|&b| b == b'/').map(|i| &path[..i])
+}
+
+fn base_name(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(i) => &path[i + 1..],
+        None => path,
+    }
+}
+
+fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+/// Counts decompressed bytes and stops at the limits.
+struct Bounded<R> {
+    inner: R,
+    read: u64,
+    compressed_size: Option<u64>,
+    limits: Limits,
+    tripped: Option<String>,
+}
+
+impl<R: Read> Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.limits.max_layer_bytes {
+            self.tripped = Some(format!(
+                "expands to more than {} bytes (the limit; set {MAX_LAYER_BYTES_VAR} to change it)",
+                self.limits.max_layer_bytes
+            ));
+        } else if let Some(c) = self.compressed_size
+            && self.read > self.limits.ratio_floor
+            && self.read / c.max(1) > self.limits.max_ratio
+        {
+            self.tripped = Some(format!(
+                "expands from {c} bytes to more than {} bytes, over {} times its compressed size: a compression bomb",
+                self.read, self.limits.max_ratio
+            ));
+        }
+        if self.tripped.is_some() {
+            return Err(io::Error::other("decompression limit"));
+        }
+        Ok(n)
+    }
+}
+
+/// Copies what is read to a writer (the layer's tar, kept for later).
+struct Tee<R, W> {
+    inner: R,
+    copy: Option<W>,
+}
+
+impl<R: Read, W: Write> Read for Tee<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(w) = &mut self.copy {
+            w.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
+}
+
+/// The compression of a layer, from its first bytes.
+pub fn sniff(head: &[u8]) -> crate::compress::Compression {
+    use crate::compress::Compression;
+    match head {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+        _ => Compression::None,
+    }
+}
+
+/// A decompressing reader for a layer whose first bytes were `head`.
+pub fn decoder<'a, R: Read + 'a>(head: &[u8], r: R) -> Result<Box<dyn Read + 'a>> {
+    use crate::compress::Compression;
+    Ok(match sniff(head) {
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+        Compression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(io::BufReader::new(r))
+                .context("starting zstd")?,
+        ),
+        Compression::None => Box::new(r),
+    })
+}
+
+/// What reading one layer found besides the entries.
+#[derive(Debug)]
+pub struct LayerScan {
+    /// SHA-256 of the uncompressed tar.
+    pub diff_id: Digest,
+    /// Entries in the layer (whiteouts included).
+    pub entries: usize,
+}
+
+/// Reads one layer (compressed or not) on top of `view`. `what` names the
+/// layer in errors; `index` is recorded in the entries; the uncompressed
+/// tar is copied to `keep` when given, for reading files back later.
+pub fn scan_layer(
+    view: &mut View,
+    what: &str,
+    index: usize,
+    mut blob: impl Read,
+    compressed_size: Option<u64>,
+    limits: Limits,
+    keep: Option<&mut dyn Write>,
+) -> Result<LayerScan> {
+    let mut head = [0u8; 4];
+    let mut got = 0;
+    while got < head.len() {
+        match blob.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("{what}: reading")),
+        }
+    }
+    let head = &head[..got];
+    let compressed = sniff(head) != crate::compress::Compression::None;
+    let raw = io::Cursor::new(head.to_vec()).chain(blob);
+    let bounded = Bounded {
+        inner: decoder(head, raw).with_context(|| what.to_owned())?,
+        read: 0,
+        compressed_size: if compressed { compressed_size } else { None },
+        limits,
+        tripped: None,
+    };
+    let mut tee = Tee {
+        inner: bounded,
+        copy: keep,
+    };
+    let mut reader = HashingReader::new(&mut tee);
+    let result = read_entries(view, what, index, &mut reader);
+    // The end of the tar may be followed by padding; it is part of the
+    // diff_id.
+    let rest = result
+        .is_ok()
+        .then(|| io::copy(&mut reader, &mut io::sink()));
+    let (diff_id, _) = reader.finish();
+    if let Some(why) = tee.inner.tripped.take() {
+        bail!("{what}: {why}");
+    }
+    let entries = result?;
+    if let Some(Err(e)) = rest {
+        bail!("{what}: damaged data ({e})");
+    }
+    Ok(LayerScan { diff_id, entries })
+}
+
+/// A whiteout found in a layer.
+enum Removal {
+    Path(Vec<u8>),
+    Children(Vec<u8>),
+}
+
+fn read_entries(view: &mut View, what: &str, index: usize, r: &mut impl Read) -> Result<usize> {
+    let mut archive = tar::Archive::new(r);
+    let mut layer: BTreeMap<Vec<u8>, ViewEntry> = BTreeMap::new();
+    let mut removals: Vec<Removal> = Vec::new();
+    let mut count = 0usize;
+    let mut last = String::from("(none yet)");
+    let entries = archive
+        .entries()
+        .with_context(|| format!("{what}: not a tar archive"))?;
+    for entry in entries {
+        let mut entry = entry
+            .map_err(|e| anyhow::anyhow!("{what}: broken tar header after entry {last} ({e})"))?;
+        count += 1;
+        let raw_name = entry.path_bytes().into_owned();
+        let shown = show(&raw_name);
+        let fail = |why: &str| anyhow::anyhow!("{what}: entry {shown:?} {why}");
+        let header = entry.header();
+        let ty = header.entry_type();
+        if matches!(ty, tar::EntryType::XGlobalHeader) {
+            continue;
+        }
+        let name = normalise_name(&raw_name).map_err(|e| fail(&e))?;
+        let Some(name) = name else {
+            // The root itself (`./`): nothing to record.
+            last = shown;
+            continue;
+        };
+        let mode = header
+            .mode()
+            .map_err(|e| fail(&format!("has a bad mode ({e})")))?
+            & 0o7777;
+        let uid = header
+            .uid()
+            .map_err(|e| fail(&format!("has a bad uid ({e})")))?;
+        let gid = header
+            .gid()
+            .map_err(|e| fail(&format!("has a bad gid ({e})")))?;
+        let mtime = header
+            .mtime()
+            .map_err(|e| fail(&format!("has a bad mtime ({e})")))?;
+        let uname = header.username_bytes().unwrap_or_default().to_vec();
+        let gname = header.groupname_bytes().unwrap_or_default().to_vec();
+        let size = entry.size();
+        let offset = entry.raw_file_position();
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+
+        // Nothing may be written through a symlink or into a file.
+        check_parents(view, &layer, &removals, &name).map_err(|e| fail(&e))?;
+
+        let file_name = base_name(&name);
+        if file_name == OPAQUE {
+            let dir = parent(&name).unwrap_or_default().to_vec();
+            removals.push(Removal::Children(dir));
+            last = shown;
+            continue;
+        }
+        if let Some(hidden) = file_name.strip_prefix(WHITEOUT) {
+            if hidden.starts_with(WHITEOUT) {
+                // Other aufs metadata (`.wh..wh.plnk`): not a path.
+                last = shown;
+                continue;
+            }
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                return Err(fail("is a whiteout of no valid name"));
+            }
+            let mut target = parent(&name).map(|p| p.to_vec()).unwrap_or_default();
+            if !target.is_empty() {
+                target.push(b'/');
+            }
+            target.extend_from_slice(hidden);
+            removals.push(Removal::Path(target));
+            last = shown;
+            continue;
+        }
+
+        let mut e = ViewEntry {
+            kind: EntryKind::Dir,
+            mode,
+            uid,
+            gid,
+            uname,
+            gname,
+            mtime,
+            size: 0,
+            link: Vec::new(),
+            sha256: None,
+            layer: index,
+            offset,
+        };
+        match ty {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                e.kind = EntryKind::File;
+                e.size = size;
+                let mut hasher = Sha256::new();
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut read = 0u64;
+                loop {
+                    let n = match entry.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => return Err(fail(&format!("has damaged data ({e})"))),
+                    };
+                    hasher.update(&buf[..n]);
+                    read += n as u64;
+                }
+                if read != size {
+                    return Err(fail(&format!(
+                        "has a header that says {size} bytes, but the archive holds only {read}"
+                    )));
+                }
+                e.sha256 = Some(hasher.finalize().into());
+            }
+            tar::EntryType::Directory => {
+                e.kind = EntryKind::Dir;
+            }
+            tar::EntryType::Symlink => {
+                let target = link.ok_or_else(|| fail("is a symlink without a target"))?;
+                if target.is_empty() {
+                    return Err(fail("is a symlink with an empty target"));
+                }
+                e.kind = EntryKind::Symlink;
+                e.link = target;
+            }
+            tar::EntryType::Link => {
+                let target = link.ok_or_else(|| fail("is a hard link without a target"))?;
+                let target = normalise_name(&target)
+                    .map_err(|why| fail(&format!("is a hard link whose target {why}")))?
+                    .ok_or_else(|| fail("is a hard link to the root"))?;
+                let Some(t) = layer.get(&key(&target)) else {
+                    return Err(fail(&format!(
+                        "is a hard link to {:?}, which is not a file earlier in the layer",
+                        show(&target)
+                    )));
+                };
+                if t.kind != EntryKind::File {
+                    return Err(fail(&format!(
+                        "is a hard link to {:?}, which is not a regular file",
+                        show(&target)
+                    )));
+                }
+                // Hard links are read as copies: the image never holds one.
+                let (mode, uid, gid, uname, gname, mtime) = (
+                    e.mode,
+                    e.uid,
+                    e.gid,
+                    e.uname.clone(),
+                    e.gname.clone(),
+                    e.mtime,
+                );
+                e = t.clone();
+                (e.mode, e.uid, e.gid, e.uname, e.gname, e.mtime) =
+                    (mode, uid, gid, uname, gname, mtime);
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let major = header
+                    .device_major()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| fail("is a device without a valid device number"))?;
+                let minor = header
+                    .device_minor()
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| fail("is a device without a valid device number"))?;
+                e.kind = if ty == tar::EntryType::Char {
+                    EntryKind::CharDevice { major, minor }
+                } else {
+                    EntryKind::BlockDevice { major, minor }
+                };
+            }
+            tar::EntryType::Fifo => e.kind = EntryKind::Fifo,
+            other => {
+                return Err(fail(&format!(
+                    "is of tar type {:?}, which an image layer cannot hold",
+                    other.as_byte() as char
+                )));
+            }
+        }
+        if let Some(prev) = layer.get(&key(&name))
+            && prev.kind == EntryKind::Dir
+            && e.kind != EntryKind::Dir
+        {
+            // A later entry replacing a directory of the same layer drops
+            // what was under it.
+            let mut prefix = key(&name);
+            prefix.push(0);
+            layer.retain(|k, _| !k.starts_with(&prefix));
+        }
+        layer.insert(key(&name), e);
+        last = shown;
+    }
+    // Whiteouts hide what the lower layers have; then this layer's entries
+    // go on top.
+    for removal in removals {
+        match removal {
+            Removal::Path(p) => view.remove_tree(&p),
+            Removal::Children(p) => {
+                if p.is_empty() {
+                    view.entries.clear();
+                } else {
+                    view.remove_children(&p);
+                }
+            }
+        }
+    }
+    for (k, e) in layer {
+        let path = unkey(&k);
+        if e.kind != EntryKind::Dir {
+            view.remove_tree(&path);
+        }
+        view.entries.insert(k, e);
+    }
+    Ok(count)
+}
+
+/// Every parent of `name` must be a directory (or not exist yet) in this
+/// layer, or else in the layers below unless this layer removed it.
+fn check_parents(
+    view: &View,
+    layer: &BTreeMap<Vec<u8>, ViewEntry>,
+    removals: &[Removal],
+    name: &[u8],
+) -> std::result::Result<(), String> {
+    let mut end = 0;
+    while let Some(i) = name[end..].iter().position(|&b| b == b'/') {
+        let dir = &name[..end + i];
+        end += i + 1;
+        let removed = removals.iter().any(|r| match r {
+            Removal::Path(p) => {
+                dir == p.as_slice() || dir.starts_with(&[p.as_slice(), b"/"].concat())
+            }
+            Removal::Children(p) => p.is_empty() || dir.starts_with(&[p.as_slice(), b"/"].concat()),
+        });
+        let found = layer
+            .get(&key(dir))
+            .or_else(|| if removed { None } else { view.get(dir) });
+        match found.map(|e| &e.kind) {
+            None | Some(EntryKind::Dir) => {}
+            Some(EntryKind::Symlink) => {
+                return Err(format!(
+                    "is below {:?}, a symlink: writing through it could leave the root",
+                    show(dir)
+                ));
+            }
+            Some(_) => {
+                return Err(format!(
+                    "is below {:?}, which is not a directory",
+                    show(dir)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `(name, type, data, link target)`.
+    type Spec<'a> = (&'a str, tar::EntryType, &'a [u8], &'a str);
+
+    fn tar_of(entries: &[Spec]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, ty, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*ty);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1);
+            h.set_size(data.len() as u64);
+            if !link.is_empty() {
+                h.set_link_name(link).unwrap();
+            }
+            h.set_path(name).unwrap();
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    fn scan(view: &mut View, bytes: &[u8]) -> Result<LayerScan> {
+        scan_layer(view, "layer", 0, bytes, None, Limits::default(), None)
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_paths() {
+        use tar::EntryType::*;
+        let mut v = View::default();
+        scan(
+            &mut v,
+            &tar_of(&[
+                ("etc/", Directory, b"", ""),
+                ("etc/a", Regular, b"a", ""),
+                ("etc/b", Regular, b"b", ""),
+                ("opt/", Directory, b"", ""),
+                ("opt/x/", Directory, b"", ""),
+                ("opt/x/y", Regular, b"y", ""),
+            ]),
+        )
+        .unwrap();
+        scan(
+            &mut v,
+            &tar_of(&[
+                ("etc/.wh.a", Regular, b"", ""),
+                ("opt/.wh..wh..opq", Regular, b"", ""),
+                ("opt/z", Regular, b"z", ""),
+            ]),
+        )
+        .unwrap();
+        let paths: Vec<String> = v.iter().map(|(p, _)| show(&p)).collect();
+        assert_eq!(paths, ["etc", "etc/b", "opt", "opt/z"]);
+    }
+
+    #[test]
+    fn hostile_names_and_links_are_refused() {
+        use tar::EntryType::*;
+        let cases: &[(&[Spec], &str)] = &[
+            (&[("x/../../etc", Regular, b"", "")], "\"..\""),
+            (
+                &[("l", Symlink, b"", "/etc"), ("l/passwd", Regular, b"x", "")],
+                "a symlink",
+            ),
+            (&[("h", Link, b"", "../etc/passwd")], "\"..\""),
+            (&[("h", Link, b"", "missing")], "not a file earlier"),
+        ];
+        for (entries, want) in cases {
+            let err = format!(
+                "{:#}",
+                scan(&mut View::default(), &raw_tar(entries)).unwrap_err()
+            );
+            assert!(err.contains(want), "{err}");
+        }
+    }
+
+    /// A tar whose names are written as given, `..` and all.
+    fn raw_tar(entries: &[Spec]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, ty, data, link) in entries {
+            let mut h = tar::Header::new_old();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_entry_type(*ty);
+            h.set_mode(0o644);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_mtime(1);
+            h.set_size(data.len() as u64);
+            h.set_cksum();
+            out.extend_from_slice(h.as_bytes());
+            out.extend_from_slice(data);
+            out.resize(out.len().div_ceil(512) * 512, 0);
+        }
+        out.resize(out.len() + 1024, 0);
+        out
+    }
+
+    #[test]
+    fn absolute_names_are_refused() {
+        let err = format!(
+            "{:#}",
+            scan(
+                &mut View::default(),
+                &raw_tar(&[("/etc/passwd", tar::EntryType::Regular, b"x", "")])
+            )
+            .unwrap_err()
+        );
+        assert!(err.contains("\"/etc/passwd\" is absolute"), "{err}");
+    }
+
+    #[test]
+    fn short_data_and_bad_checksums_are_refused() {
+        let mut bytes = raw_tar(&[("a", tar::EntryType::Regular, &[7u8; 2000], "")]);
+        bytes.truncate(512 + 1000);
+        let err = format!("{:#}", scan(&mut View::default(), &bytes).unwrap_err());
+        assert!(err.contains("\"a\"") && err.contains("2000 bytes"), "{err}");
+
+        let mut bytes = raw_tar(&[
+            ("a", tar::EntryType::Regular, b"x", ""),
+            ("b", tar::EntryType::Regular, b"y", ""),
+        ]);
+        bytes[1024 + 150] ^= 1;
+        let err = format!("{:#}", scan(&mut View::default(), &bytes).unwrap_err());
+        assert!(err.contains("after entry a"), "{err}");
+    }
+
+    #[test]
+    fn bombs_stop_at_the_limit() {
+        let data = vec![0u8; 4 << 20];
+        let tar = tar_of(&[("zeros", tar::EntryType::Regular, &data, "")]);
+        let gz = {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(&tar).unwrap();
+            e.finish().unwrap()
+        };
+        let limits = Limits {
+            max_layer_bytes: 1 << 20,
+            ..Limits::default()
+        };
+        let err = scan_layer(
+            &mut View::default(),
+            "layer 1",
+            0,
+            &gz[..],
+            Some(gz.len() as u64),
+            limits,
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("more than 1048576 bytes"),
+            "{err:#}"
+        );
+        let limits = Limits {
+            ratio_floor: 1 << 20,
+            ..Limits::default()
+        };
+        let err = scan_layer(
+            &mut View::default(),
+            "layer 1",
+            0,
+            &gz[..],
+            Some(gz.len() as u64),
+            limits,
+            None,
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("compression bomb"), "{err:#}");
+    }
+
+    #[test]
+    fn diff_id_is_the_tar_digest() {
+        let tar = tar_of(&[("a", tar::EntryType::Regular, b"x", "")]);
+        let got = scan(&mut View::default(), &tar).unwrap();
+        assert_eq!(got.diff_id, Digest::of(&tar));
+    }
+}
