@@ -12,3 +12,4 @@ mod nix_examples;
 mod nixdb;
 mod registry;
 mod reproducible;
+mod run_as_root;

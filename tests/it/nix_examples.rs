@@ -50,7 +50,7 @@ fn podman_store_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A loaded podman image, removed when dropped (also when a test fails).
-struct PodmanImage(String);
+pub(crate) struct PodmanImage(String);
 
 impl Drop for PodmanImage {
     fn drop(&mut self) {
@@ -76,7 +76,7 @@ fn loaded(out: &Output, reference: &str) -> PodmanImage {
 }
 
 /// `podman load -i ARCHIVE`, which must name the image `reference`.
-fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
+pub(crate) fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
     let _guard = podman_store_lock();
     let out = podman()
         .arg("load")
@@ -109,7 +109,7 @@ fn podman_load_stream(launcher: &Path, reference: &str) -> PodmanImage {
 }
 
 /// `podman run --rm --network none IMAGE ARGS...`, its standard output.
-fn podman_run(image: &PodmanImage, args: &[&str]) -> String {
+pub(crate) fn podman_run(image: &PodmanImage, args: &[&str]) -> String {
     stdout_of(
         podman()
             .args(["run", "--rm", "--network", "none", &image.0])
@@ -137,16 +137,16 @@ fn layer_count(inspect: &Value) -> usize {
 
 /// A layer of a docker-archive: how it was compressed and its entry names
 /// (without a leading `./`).
-struct Layer {
-    compression: &'static str,
-    entries: Vec<String>,
+pub(crate) struct Layer {
+    pub(crate) compression: &'static str,
+    pub(crate) entries: Vec<String>,
     /// `sha256:...` of the blob as stored, and of its tar.
     digest: String,
     diff_id: String,
 }
 
 /// The layers of a docker-archive, in `manifest.json` order.
-fn archive_layers(archive: &Path) -> Vec<Layer> {
+pub(crate) fn archive_layers(archive: &Path) -> Vec<Layer> {
     let mut files = std::collections::BTreeMap::new();
     let mut outer = tar::Archive::new(fs::File::open(archive).unwrap());
     for entry in outer.entries().unwrap() {
@@ -504,7 +504,7 @@ fn image_derivations_rebuild_to_the_same_bytes() {
 /// `nix-instantiate -E '(import REPO/nix { helper = HELPER; }).CALL'`,
 /// which must fail at evaluation with every one of `needles` in its
 /// message. Returns standard error.
-fn evaluation_fails(call: &str, needles: &[&str]) -> String {
+pub(crate) fn evaluation_fails(call: &str, needles: &[&str]) -> String {
     let expr = format!("(import {REPO}/nix {{ helper = {HELPER}; }}).{call}");
     let stderr = run_fail(Command::new("nix-instantiate").arg("-E").arg(&expr));
     assert!(stderr.contains("error: "), "{expr}:\n{stderr}");
@@ -626,14 +626,6 @@ fn unknown_layering_is_refused() {
         &[
             r#"buildLayeredImage: layering "random" is unknown; use "auto", "popularity" or a list of lists of store paths"#,
         ],
-    );
-}
-
-#[test]
-fn build_image_run_as_root_is_not_supported_yet() {
-    evaluation_fails(
-        r#"buildImage { name = "myapp"; runAsRoot = "chown 1000 /data"; }"#,
-        &["buildImage: runAsRoot is not supported yet; use fakeRootCommands"],
     );
 }
 
