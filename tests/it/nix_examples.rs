@@ -180,8 +180,8 @@ fn archive_layers(archive: &Path) -> Vec<Layer> {
             Layer {
                 compression,
                 entries,
-                digest: format!("sha256:{}", crate::common::sha256(blob)),
-                diff_id: format!("sha256:{}", crate::common::sha256(&tar_bytes)),
+                digest: crate::common::sha256(blob),
+                diff_id: crate::common::sha256(&tar_bytes),
             }
         })
         .collect()
