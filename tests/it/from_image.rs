@@ -5,14 +5,15 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::common::{
-    build, busybox_store_path, podman, run, run_fail, sha256, spec, stevedore, tempdir, write_spec,
+    build, busybox_store_path, podman, run, run_fail, sha256, spec, stevedore, tar_members,
+    tempdir, write_spec,
 };
 
 /// A layer made here: `(name, contents)` files and `name/` directories.
@@ -73,23 +74,9 @@ fn docker_archive(path: &Path, tag: &str, layers: &[Vec<u8>], mut config: Value)
     b.finish().unwrap();
 }
 
-/// The members of a tar file.
-fn members(path: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut a = tar::Archive::new(fs::File::open(path).unwrap());
-    for e in a.entries().unwrap() {
-        let mut e = e.unwrap();
-        let name = e.path().unwrap().to_string_lossy().into_owned();
-        let mut data = Vec::new();
-        e.read_to_end(&mut data).unwrap();
-        out.insert(name, data);
-    }
-    out
-}
-
 /// The `sha256:` digests of a docker-archive's layer blobs, and its config.
 fn archive_layers(path: &Path) -> (Vec<String>, Value) {
-    let files = members(path);
+    let files = tar_members(path);
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let layers = manifest[0]["Layers"]
         .as_array()
