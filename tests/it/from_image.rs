@@ -3,7 +3,6 @@
 //! in, with whiteouts, several images in one archive, and the layers of
 //! the base checked byte for byte in the result.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
