@@ -261,11 +261,21 @@ mod tests {
 
     #[test]
     fn env_is_merged_by_name_with_the_new_value_winning() {
-        let old = [json!("PATH=/bin"), json!("A=1"), json!("A=dup"), json!("B=2")];
+        let old = [
+            json!("PATH=/bin"),
+            json!("A=1"),
+            json!("A=dup"),
+            json!("B=2"),
+        ];
         let new = [json!("A=new"), json!("C=3")];
         assert_eq!(
             merge_env(&old, &new),
-            [json!("PATH=/bin"), json!("A=new"), json!("B=2"), json!("C=3")]
+            [
+                json!("PATH=/bin"),
+                json!("A=new"),
+                json!("B=2"),
+                json!("C=3")
+            ]
         );
     }
 

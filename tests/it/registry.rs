@@ -1300,6 +1300,63 @@ fn base_from_a_registry_pushed_by_skopeo_is_pulled_and_extended() {
     );
 }
 
+/// A launcher on a base pushes the base's blobs as they are, then its own
+/// layers made while they are sent; skopeo pulls the result back.
+#[test]
+fn launcher_on_a_base_pushes_the_base_blobs_unchanged() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let busybox = busybox_store_path();
+    let base_spec = write_spec(
+        dir.path(),
+        &spec(
+            "pushed-base",
+            &[vec![&busybox]],
+            json!({ "config": { "Cmd": [busybox.join("bin/echo"), "base"] } }),
+        ),
+    );
+    let base = dir.path().join("base.tar");
+    build(&base_spec, "docker-archive", "zstd", &base);
+    let base_members = crate::common::tar_members(&base);
+    let base_manifest: Value = serde_json::from_slice(&base_members["manifest.json"]).unwrap();
+    let base_blob = sha256(&base_members[base_manifest[0]["Layers"][0].as_str().unwrap()]);
+
+    let top_dir = dir.path().join("top");
+    fs::create_dir(&top_dir).unwrap();
+    let note = top_dir.join("tree/etc");
+    fs::create_dir_all(&note).unwrap();
+    fs::write(note.join("note"), "pushed on a base\n").unwrap();
+    let top_spec = write_spec(
+        &top_dir,
+        &spec(
+            "pushed-top",
+            &[],
+            json!({
+                "base": { "path": base },
+                "customisation": { "trees": [top_dir.join("tree")] },
+                "config": { "Cmd": [busybox.join("bin/cat"), "/etc/note"] }
+            }),
+        ),
+    );
+    let dest = reg.reference("stacked/top", "v1");
+    push(&reg, &top_spec, &dest, &[]);
+    let manifest: Value = serde_json::from_slice(&raw_manifest(&reg, &dest)).unwrap();
+    assert_eq!(manifest["layers"][0]["digest"], base_blob.as_str());
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
+    let name = format!("localhost/stevedore-it/stacked-{}:v1", unique());
+    skopeo(
+        &reg,
+        &["copy", "-q"],
+        "src",
+        &[dest, format!("containers-storage:{name}")],
+    );
+    assert_eq!(podman_run_once(&name), "pushed on a base\n");
+}
+
 /// copyToPodman streams a streamLayeredImage into `podman load`, and
 /// copyToRegistry pushes it (run with `nix run`, as users do).
 #[test]
