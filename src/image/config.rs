@@ -253,3 +253,63 @@ pub fn legacy_layer_json(image: &Image, index: usize) -> Vec<u8> {
         os: &image.os,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn env_is_merged_by_name_with_the_new_value_winning() {
+        let old = [
+            json!("PATH=/bin"),
+            json!("A=1"),
+            json!("A=dup"),
+            json!("B=2"),
+        ];
+        let new = [json!("A=new"), json!("C=3")];
+        assert_eq!(
+            merge_env(&old, &new),
+            [
+                json!("PATH=/bin"),
+                json!("A=new"),
+                json!("B=2"),
+                json!("C=3")
+            ]
+        );
+    }
+
+    #[test]
+    fn config_on_a_base_keeps_what_the_new_image_leaves_unset() {
+        let base = json!({
+            "architecture": "arm64",
+            "author": "someone",
+            "container_config": { "Cmd": ["/bin/sh", "-c", "#(nop)"] },
+            "config": {
+                "Cmd": ["/bin/sh"], "WorkingDir": "/srv", "Env": ["PATH=/bin", "A=1"],
+                "Labels": { "a": "1", "b": "1" }
+            },
+            "history": [{ "created_by": "base" }],
+            "rootfs": { "type": "layers", "diff_ids": ["old"] }
+        });
+        let new = json!({
+            "architecture": "amd64",
+            "config": { "Env": ["A=2"], "Cmd": ["/app"], "Labels": { "b": "2" } },
+            "history": [{ "created_by": "stevedore" }],
+            "rootfs": { "type": "layers", "diff_ids": ["old", "new"] }
+        });
+        assert_eq!(
+            on_base(&base, new),
+            json!({
+                "architecture": "amd64",
+                "author": "someone",
+                "config": {
+                    "Cmd": ["/app"], "WorkingDir": "/srv", "Env": ["PATH=/bin", "A=2"],
+                    "Labels": { "a": "1", "b": "2" }
+                },
+                "history": [{ "created_by": "base" }, { "created_by": "stevedore" }],
+                "rootfs": { "type": "layers", "diff_ids": ["old", "new"] }
+            })
+        );
+    }
+}

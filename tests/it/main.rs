@@ -6,6 +6,7 @@
 mod bad_input;
 mod common;
 mod consumers;
+mod from_image;
 mod layers;
 mod layers_cli;
 mod nix_examples;

@@ -180,8 +180,8 @@ pub(crate) fn archive_layers(archive: &Path) -> Vec<Layer> {
             Layer {
                 compression,
                 entries,
-                digest: format!("sha256:{}", crate::common::sha256(blob)),
-                diff_id: format!("sha256:{}", crate::common::sha256(&tar_bytes)),
+                digest: crate::common::sha256(blob),
+                diff_id: crate::common::sha256(&tar_bytes),
             }
         })
         .collect()
@@ -663,15 +663,7 @@ fn assert_base_layers_unchanged(base: &[Layer], image: &[Layer]) {
 
 /// The image config of a docker-archive.
 fn archive_config(archive: &Path) -> Value {
-    let mut files = std::collections::BTreeMap::new();
-    let mut outer = tar::Archive::new(fs::File::open(archive).unwrap());
-    for entry in outer.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        files.insert(name, bytes);
-    }
+    let files = crate::common::tar_members(archive);
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let config = manifest[0]["Config"].as_str().unwrap();
     serde_json::from_slice(&files[config]).unwrap()
