@@ -35,6 +35,13 @@ pub fn extract(base: &Base, root: &Path, mapping: IdMapping) -> Result<()> {
                 String::from_utf8_lossy(&rel)
             )
         };
+        // Layers may leave out parent directories; the view never has an
+        // entry below a symlink, so creating them follows none.
+        if let Some(parent) = path.parent()
+            && !parent.exists()
+        {
+            fs::create_dir_all(parent).with_context(what)?;
+        }
         match &entry.kind {
             EntryKind::Dir => {
                 fs::create_dir(&path)
