@@ -328,8 +328,12 @@ fn linux() -> String {
 
 /// Runs the job of the derivation being built.
 pub fn run() -> Result<()> {
+    // Nix 2.8 sets NIX_ATTRS_JSON_FILE to the build directory's path
+    // outside the sandbox, where a sandboxed builder cannot see it; the
+    // file is also in the working directory, which is the build directory.
     let attrs_path = std::env::var_os("NIX_ATTRS_JSON_FILE")
         .map(PathBuf::from)
+        .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from(".attrs.json"));
     let text = fs::read(&attrs_path).with_context(|| {
         format!(
