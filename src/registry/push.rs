@@ -190,9 +190,14 @@ fn check_docker_compressions(source: &Source, opts: &PushOptions) -> Result<()> 
             .iter()
             .find(|l| l.compression == Compression::Zstd)
             .map(|l| l.what.clone()),
-        Source::Launcher { .. } => {
-            (opts.compression == Compression::Zstd).then(|| "--compress zstd".to_owned())
-        }
+        Source::Launcher { image, .. } => image
+            .base_layers()
+            .iter()
+            .position(|l| l.compression == Compression::Zstd)
+            .map(|i| format!("base layer {}", i + 1))
+            .or_else(|| {
+                (opts.compression == Compression::Zstd).then(|| "--compress zstd".to_owned())
+            }),
     };
     if let Some(what) = zstd {
         bail!(
