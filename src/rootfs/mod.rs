@@ -9,6 +9,7 @@
 //! deleting them (`chmod 0 dir`); [`remove_tree`] gives the owner the
 //! bits it needs before removing.
 
+pub mod chown;
 pub mod diff;
 pub mod extract;
 pub mod userns;
