@@ -106,6 +106,69 @@ fn run_as_root_rebuilds_to_the_same_bytes() {
     assert!(built.path.exists());
 }
 
+/// What the helper, which is not a Nix-built program, needs from the
+/// host inside the sandbox: its C library, and `/bin/sh` for the probe.
+const HOST_PATHS: &str = "/lib /lib64 /usr/lib /bin /usr/bin";
+
+/// Why this machine builds nothing in the Nix sandbox, if it does not: a
+/// trivial derivation (new each time) is built there.
+fn sandbox_refused() -> Option<String> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let expr = format!(
+        "derivation {{ name = \"stevedore-sandbox-probe\"; system = builtins.currentSystem; \
+         builder = \"/bin/sh\"; args = [ \"-c\" \"echo $nonce > $out\" ]; nonce = \"{nonce}\"; }}"
+    );
+    let out = Command::new("nix-build")
+        .args(["--no-out-link", "--option", "sandbox", "true"])
+        .args(["--option", "extra-sandbox-paths", HOST_PATHS])
+        .args(["-E", &expr])
+        .output()
+        .unwrap();
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn run_as_root_in_the_nix_sandbox_gives_the_same_layer_and_owners() {
+    if let Some(why) = sandbox_refused() {
+        println!("skipped: this machine builds nothing in the Nix sandbox:\n{why}");
+        return;
+    }
+    // Built as root first (ids mapped one to one, chown real), then
+    // rebuilt in the sandbox, where the builder is one mapped uid and
+    // chown is recorded: --check wants the same tree and owners.
+    build_example("runAsRoot");
+    let drv = String::from_utf8(
+        run(Command::new("nix-instantiate")
+            .args(["-A", "runAsRoot", "--arg", "helper", HELPER])
+            .arg(Path::new(REPO).join("examples")))
+        .stdout,
+    )
+    .unwrap();
+    let refs = String::from_utf8(
+        run(Command::new("nix-store").args(["-q", "--references", drv.trim()])).stdout,
+    )
+    .unwrap();
+    let layer = refs
+        .lines()
+        .find(|r| r.ends_with("-run-as-root-customisation-layer.drv"))
+        .unwrap_or_else(|| panic!("no customisation layer among\n{refs}"));
+    let out = Command::new("nix-store")
+        .args(["--realise", "--check", "--option", "sandbox", "true"])
+        .args(["--option", "extra-sandbox-paths", HOST_PATHS])
+        .arg(layer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "nix-store --realise --check in the sandbox {layer}:\n{stderr}"
+    );
+    assert!(!stderr.contains("warning: runAsRoot"), "{stderr}");
+}
+
 /// `nix-build -E` of `buildImage { name; contents = [ busybox ]; ARGS }`
 /// with the examples' busybox, which must fail; its standard error.
 fn build_image_fails(args: &str) -> String {
