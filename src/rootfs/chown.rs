@@ -726,7 +726,7 @@ impl Supervisor {
     fn owners(&self) -> Owners {
         self.kept
             .iter()
-            .filter(|(_, k)| k.fd.as_ref().is_none_or(|fd| linked(fd)))
+            .filter(|(_, k)| k.fd.as_ref().is_none_or(linked))
             .map(|(&key, k)| (key, k.owner))
             .collect()
     }
@@ -1139,8 +1139,8 @@ mod tests {
         // Another arch jumps to allow; each number to notify.
         assert_eq!(2 + usize::from(p[1].jf), 7);
         assert_eq!(p[7].k, libc::SECCOMP_RET_ALLOW);
-        for i in 3..7 {
-            assert_eq!(i + 1 + usize::from(p[i].jt), 8);
+        for (i, jump) in p.iter().enumerate().take(7).skip(3) {
+            assert_eq!(i + 1 + usize::from(jump.jt), 8);
         }
         assert_eq!(p[8].k, libc::SECCOMP_RET_USER_NOTIF);
     }
