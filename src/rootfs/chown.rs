@@ -823,10 +823,26 @@ impl Supervisor {
                 }
             }
         };
-        Some(self.chown(notif.pid, &request, path.as_deref()))
+        let found = self.find(notif.pid, &request, path.as_deref());
+        // The descriptors named may have been another process's.
+        if !self.id_valid(notif.id) {
+            return None;
+        }
+        Some(found.and_then(|(fd, st)| {
+            self.clear_set_id_bits(&fd, &st)?;
+            self.record(fd, &st, request.owner);
+            Ok(())
+        }))
     }
 
-    fn chown(&mut self, pid: u32, request: &Request, path: Option<&[u8]>) -> Result<(), i32> {
+    /// The object of a call, open, and its `fstat`; or the error the call
+    /// fails with.
+    fn find(
+        &self,
+        pid: u32,
+        request: &Request,
+        path: Option<&[u8]>,
+    ) -> Result<(OwnedFd, libc::stat), i32> {
         let target = resolve(pid, request, path)?;
         let dir = match target.base {
             Base::Root => libc::AT_FDCWD,
@@ -860,9 +876,7 @@ impl Supervisor {
         {
             return Err(libc::EPERM);
         }
-        self.clear_set_id_bits(&fd, &st)?;
-        self.record(fd, &st, owner);
-        Ok(())
+        Ok((fd, st))
     }
 
     /// As a chown does: no setuid bit, and no setgid bit with group

@@ -407,3 +407,30 @@ fn run_as_root_as_a_build_user_records_chown_to_other_ids() {
     assert!(build.out.join("bin/ls").is_symlink());
     build.assert_scratch_removed();
 }
+
+#[test]
+fn run_as_root_as_a_build_user_fails_with_the_scripts_status() {
+    let build = DirectBuild::new("mkdir /data\nchown 1000 /data\nchmod 0 /data\nexit 3\n");
+    let out = build.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "stevedore: error: runAsRoot failed (exit status 3)"
+    );
+    // Nothing half-written, and the locked scratch tree is gone.
+    assert!(!build.out.exists() && !build.metadata.exists());
+    build.assert_scratch_removed();
+}
+
+#[test]
+fn run_as_root_as_a_build_user_killed_by_a_signal_says_so() {
+    let build = DirectBuild::new("kill -9 $$\n");
+    let out = build.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "stevedore: error: runAsRoot failed (killed by signal 9)"
+    );
+    build.assert_scratch_removed();
+}
