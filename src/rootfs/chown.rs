@@ -25,10 +25,16 @@
 //! those of the lookup (ENOENT, ENOTDIR, ELOOP, ...), EROFS on a
 //! read-only mount (the store paths), EINVAL for an id the identity map
 //! would not have (65536 and above), EPERM for an object whose owner is
-//! not mapped (the host's `/dev/null`). As a real `chown` does, it clears the setuid bit, and the
-//! setgid bit of a group-executable file, of what is not a directory. The
-//! owner on disk does not change: inside the script `stat` still shows
-//! root.
+//! not mapped (the host's `/dev/null`). As a real `chown` does, it clears
+//! the setuid bit, and the setgid bit of a group-executable file, of what
+//! is not a directory. The owner on disk does not change: inside the
+//! script `stat` still shows root. The supervisor is under the filter too
+//! (it is inherited across `fork`), and never calls chown.
+//!
+//! Limits: calls through another ABI (32-bit programs) are not sent to
+//! the supervisor and fail as before; paths are resolved in the
+//! supervisor's root, so a script that chroots again has its absolute
+//! paths (and `..` above its new root) looked up in the image root.
 //!
 //! The supervisor keeps an `O_PATH` descriptor of every inode it records,
 //! so that a recorded file the script deletes cannot free its inode number
@@ -40,9 +46,11 @@
 //! in the layer.
 //!
 //! Written by hand on `libc`: no maintained crate supervises seccomp user
-//! notifications in this shape (a filter made in one process, answered by
-//! its parent through `/proc`); `libc` has the structures, the ioctls and
-//! the BPF opcodes, and the constants it lacks are defined below.
+//! notifications in this shape (a filter installed by the supervisor just
+//! before it forks the process it watches, answered through `/proc`
+//! opened before `chroot`); `libc` has the structures, the ioctls and the
+//! BPF opcodes, and the constants it lacks (`AUDIT_ARCH_*`,
+//! `__X32_SYSCALL_BIT`) are defined below.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
