@@ -928,8 +928,9 @@ fn run_as_root(job: &RunAsRootJob, attrs: &Value, out: &Path, metadata: &Path) -
         mapping,
     );
     chroot.remove_mountpoints()?;
-    ran?;
-    let after = diff::snapshot(&root)?;
+    let owners = ran?;
+    let mut after = diff::snapshot(&root)?;
+    after.record_owners(&owners);
     let layer = diff::diff(&before, &after);
 
     let tree = Scratch::create(out.to_owned())?;

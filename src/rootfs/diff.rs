@@ -12,6 +12,11 @@
 //! Directories are compared by inode, mode and owner only: their times
 //! change whenever an entry is added or removed, and those entries are
 //! compared themselves.
+//!
+//! In a namespace that maps one id, a chown changes nothing on disk; its
+//! owner is recorded ([`super::chown`]) and set on the entries of the
+//! after-snapshot with that inode ([`Snapshot::record_owners`]), which
+//! makes them changes and gives them that owner in the layer.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::chown::{Owner, Owners};
 use crate::spec::EntryMetadata;
 
 /// The kind of a tree entry.
@@ -47,6 +53,8 @@ pub struct Entry {
     pub dev: u64,
     pub ino: u64,
     pub target: Option<PathBuf>,
+    /// The owner a recorded chown gave it, over `uid` and `gid`.
+    pub chowned: Option<Owner>,
 }
 
 impl Entry {
@@ -87,6 +95,7 @@ impl Entry {
             dev: md.dev(),
             ino: md.ino(),
             target,
+            chowned: None,
         })
     }
 
@@ -100,6 +109,20 @@ impl Entry {
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     pub entries: BTreeMap<String, Entry>,
+}
+
+impl Snapshot {
+    /// Gives every entry whose inode a chown was recorded for that owner.
+    pub fn record_owners(&mut self, owners: &Owners) {
+        if owners.is_empty() {
+            return;
+        }
+        for entry in self.entries.values_mut() {
+            if let Some(owner) = owners.get(&(entry.dev, entry.ino)) {
+                entry.chowned = Some(*owner);
+            }
+        }
+    }
 }
 
 /// Walks `root` without following symlinks. A directory the build user
@@ -245,7 +268,8 @@ fn changed(b: &Entry, a: &Entry) -> bool {
         return true;
     }
     if a.is_dir() {
-        return (b.mode, b.uid, b.gid, b.dev, b.ino) != (a.mode, a.uid, a.gid, a.dev, a.ino);
+        return (b.mode, b.uid, b.gid, b.dev, b.ino, b.chowned)
+            != (a.mode, a.uid, a.gid, a.dev, a.ino, a.chowned);
     }
     b != a
 }
@@ -263,7 +287,8 @@ pub struct Written {
 
 /// Writes `layer` into the empty directory `out`, taking entries from
 /// `root` (the tree after the script, as `after` recorded it). `owner`
-/// turns a uid and gid seen from outside into those of the image.
+/// turns a uid and gid seen from outside into those of the image, where
+/// no chown was recorded.
 pub fn write_layer(
     root: &Path,
     after: &Snapshot,
@@ -318,7 +343,11 @@ pub fn write_layer(
                         "runAsRoot left /{path}, a {what}; a layer made in the Nix store holds only files, directories and symlinks: remove it at the end of runAsRoot"
                     ),
                 };
-                let (uid, gid) = owner(e.uid, e.gid);
+                let (mut uid, mut gid) = owner(e.uid, e.gid);
+                if let Some(chowned) = e.chowned {
+                    uid = chowned.uid.map_or(uid, u64::from);
+                    gid = chowned.gid.map_or(gid, u64::from);
+                }
                 Written {
                     metadata: EntryMetadata {
                         mode: if e.kind == Kind::Symlink {
@@ -589,6 +618,43 @@ mod tests {
         );
         // The build user can remove what was written.
         fs::remove_dir_all(o).unwrap();
+    }
+
+    #[test]
+    fn recorded_owners_are_changes_with_those_owners() {
+        let dir = lower();
+        let r = dir.path();
+        let before = snapshot(r).unwrap();
+        fs::create_dir(r.join("data")).unwrap();
+        let mut after = snapshot(r).unwrap();
+        let key = |rel: &str| {
+            let md = fs::symlink_metadata(r.join(rel)).unwrap();
+            (md.dev(), md.ino())
+        };
+        let mut owners = Owners::new();
+        for (rel, uid, gid) in [
+            ("data", Some(1000), Some(1000)),
+            ("etc/passwd", Some(1000), None),
+            ("bin/sh", None, Some(7)),
+            ("srv", Some(5), Some(5)),
+        ] {
+            owners.insert(key(rel), Owner { uid, gid });
+        }
+        after.record_owners(&owners);
+        let layer = diff(&before, &after);
+        // Untouched on disk, but chowned: in the layer.
+        assert_eq!(
+            layer.keys().collect::<Vec<_>>(),
+            ["bin", "bin/sh", "data", "etc", "etc/passwd", "srv"]
+        );
+        let out = tempfile::tempdir().unwrap();
+        let written = write_layer(r, &after, &layer, out.path(), &|_, _| (0, 0)).unwrap();
+        let owner = |p: &str| (written[p].metadata.uid, written[p].metadata.gid);
+        assert_eq!(owner("data"), (1000, 1000));
+        assert_eq!(owner("etc/passwd"), (1000, 0));
+        assert_eq!(owner("bin/sh"), (0, 7));
+        assert_eq!(owner("srv"), (5, 5));
+        assert_eq!(owner("etc"), (0, 0));
     }
 
     #[test]

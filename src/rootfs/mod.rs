@@ -1,7 +1,8 @@
 //! The root filesystem of `runAsRoot` (buildImage): a scratch tree in the
 //! build directory that a script changes as root, in a user namespace
 //! ([`userns`]) rather than dockerTools' VM, and the layer those changes
-//! make ([`diff`]).
+//! make ([`diff`]). Where the namespace maps only the build user, the
+//! script's chown calls are recorded rather than made ([`chown`]).
 //!
 //! Scratch trees are removed however the build ends. In a namespace where
 //! only the build user is mapped, the script leaves files that are the
@@ -9,6 +10,7 @@
 //! deleting them (`chmod 0 dir`); [`remove_tree`] gives the owner the
 //! bits it needs before removing.
 
+pub mod chown;
 pub mod diff;
 pub mod extract;
 pub mod userns;

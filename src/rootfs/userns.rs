@@ -23,8 +23,10 @@
 //! without build users) maps them one to one, so `chown alice` in the
 //! script gives the file alice's uid. Any other build user maps itself
 //! alone to root (after `deny` in `setgroups`, as the kernel requires):
-//! everything is root's inside, and a `chown` to another id fails with
-//! EINVAL.
+//! everything is root's inside, and a real `chown` to another id would
+//! fail with EINVAL; there the chown calls are answered by a supervisor
+//! that records the owners asked for ([`super::chown`]), and [`Chroot::run`]
+//! returns that record.
 
 use std::ffi::CString;
 use std::fs;
@@ -37,6 +39,8 @@ use std::process::{Command, ExitStatus, Stdio};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+
+use super::chown::{self, Owners};
 
 /// The ids a privileged helper maps one to one.
 const IDS: u64 = 65536;
@@ -132,6 +136,9 @@ struct ChildConfig {
     shell: String,
     script: String,
     identity: bool,
+    /// Where the supervisor of chown calls writes its record, in the
+    /// single-id mapping.
+    owners: Option<PathBuf>,
 }
 
 /// A root to run a script in, with the mounts it will get and the
@@ -228,14 +235,30 @@ impl Chroot {
     }
 
     /// Runs `shell -e script` as root in the root; `config` is a file
-    /// name for the child's instructions, outside the root.
-    pub fn run(&self, config: &Path, shell: &str, script: &str, mapping: IdMapping) -> Result<()> {
+    /// name for the child's instructions, outside the root (and, with
+    /// `.owners` added, for the record of chown calls). Returns the owners
+    /// the script gave with chown where the namespace could not (empty in
+    /// the identity mapping, where it can).
+    pub fn run(
+        &self,
+        config: &Path,
+        shell: &str,
+        script: &str,
+        mapping: IdMapping,
+    ) -> Result<Owners> {
+        let identity = mapping == IdMapping::Identity;
+        let owners_file = {
+            let mut name = config.as_os_str().to_owned();
+            name.push(".owners");
+            PathBuf::from(name)
+        };
         let child_config = ChildConfig {
             root: self.root.clone(),
             mounts: self.mounts.clone(),
             shell: shell.to_owned(),
             script: script.to_owned(),
-            identity: mapping == IdMapping::Identity,
+            identity,
+            owners: (!identity).then(|| owners_file.clone()),
         };
         fs::write(config, serde_json::to_vec(&child_config)?)
             .with_context(|| format!("writing {}", config.display()))?;
@@ -295,10 +318,21 @@ impl Chroot {
             }
             bail!("{message}");
         }
+        // The supervisor's own failure comes first: it ended the script.
+        let owners = if identity {
+            Ok(Owners::new())
+        } else {
+            match fs::read(&owners_file) {
+                Ok(bytes) => chown::read_report(&bytes),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Owners::new()),
+                Err(e) => Err(e).with_context(|| format!("reading {}", owners_file.display())),
+            }
+        };
+        let owners = owners?;
         if !status.success() {
             bail!("runAsRoot failed ({})", describe(status));
         }
-        Ok(())
+        Ok(owners)
     }
 }
 
@@ -412,12 +446,18 @@ pub fn child(config: &Path, status_fd: RawFd) -> ! {
         // The parent could not map the namespace and said so.
         std::process::exit(1);
     }
-    let mut shell = match enter(config) {
-        Ok(cmd) => cmd,
+    let (mut shell, supervision) = match enter(config) {
+        Ok(entered) => entered,
         Err(e) => fail(&mut status, format!("{e:#}")),
     };
     // SAFETY: a descriptor this process owns.
     unsafe { libc::fcntl(status_fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    if let Some(setup) = supervision {
+        // Returns in the process that executes the shell.
+        if let Err(e) = chown::fork_supervisor(setup, status_fd) {
+            fail(&mut status, format!("{e:#}"));
+        }
+    }
     let program = shell.get_program().to_string_lossy().into_owned();
     let err = shell.exec();
     fail(
@@ -438,12 +478,18 @@ fn check(ret: libc::c_int, what: impl FnOnce() -> String) -> Result<()> {
     Ok(())
 }
 
-/// Becomes root, mounts, chroots; returns the shell to execute.
-fn enter(config_path: &Path) -> Result<Command> {
+/// Becomes root, mounts, chroots; returns the shell to execute, and what
+/// the supervisor of chown calls needs from outside the root when there
+/// is to be one.
+fn enter(config_path: &Path) -> Result<(Command, Option<chown::Setup>)> {
     let text =
         fs::read(config_path).with_context(|| format!("reading {}", config_path.display()))?;
     let config: ChildConfig = serde_json::from_slice(&text)
         .with_context(|| format!("{}: not a namespace configuration", config_path.display()))?;
+    let supervision = match &config.owners {
+        Some(file) => Some(chown::Setup::open(file)?),
+        None => None,
+    };
     // SAFETY: plain system calls on values owned here.
     unsafe {
         if config.identity {
@@ -489,7 +535,7 @@ fn enter(config_path: &Path) -> Result<Command> {
         .env("PATH", SCRIPT_PATH)
         .env("HOME", "/root")
         .current_dir("/");
-    Ok(cmd)
+    Ok((cmd, supervision))
 }
 
 fn bind_mount(m: &Mount) -> Result<()> {

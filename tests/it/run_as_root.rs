@@ -14,8 +14,7 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::common::{
-    assert_one_line_error, build_example, busybox_store_path, example_build_cmd, nix_add,
-    realise_check, run, tempdir,
+    build_example, busybox_store_path, example_build_cmd, nix_add, realise_check, run, tempdir,
 };
 use crate::nix_examples::{archive_layers, evaluation_fails, podman_load, podman_run};
 
@@ -105,6 +104,69 @@ fn run_as_root_rebuilds_to_the_same_bytes() {
         .unwrap_or_else(|| panic!("no customisation layer among\n{refs}"));
     realise_check(&[layer, drv]);
     assert!(built.path.exists());
+}
+
+/// What the helper, which is not a Nix-built program, needs from the
+/// host inside the sandbox: its C library, and `/bin/sh` for the probe.
+const HOST_PATHS: &str = "/lib /lib64 /usr/lib /bin /usr/bin";
+
+/// Why this machine builds nothing in the Nix sandbox, if it does not: a
+/// trivial derivation (new each time) is built there.
+fn sandbox_refused() -> Option<String> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let expr = format!(
+        "derivation {{ name = \"stevedore-sandbox-probe\"; system = builtins.currentSystem; \
+         builder = \"/bin/sh\"; args = [ \"-c\" \"echo $nonce > $out\" ]; nonce = \"{nonce}\"; }}"
+    );
+    let out = Command::new("nix-build")
+        .args(["--no-out-link", "--option", "sandbox", "true"])
+        .args(["--option", "extra-sandbox-paths", HOST_PATHS])
+        .args(["-E", &expr])
+        .output()
+        .unwrap();
+    (!out.status.success()).then(|| String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn run_as_root_in_the_nix_sandbox_gives_the_same_layer_and_owners() {
+    if let Some(why) = sandbox_refused() {
+        println!("skipped: this machine builds nothing in the Nix sandbox:\n{why}");
+        return;
+    }
+    // Built as root first (ids mapped one to one, chown real), then
+    // rebuilt in the sandbox, where the builder is one mapped uid and
+    // chown is recorded: --check wants the same tree and owners.
+    build_example("runAsRoot");
+    let drv = String::from_utf8(
+        run(Command::new("nix-instantiate")
+            .args(["-A", "runAsRoot", "--arg", "helper", HELPER])
+            .arg(Path::new(REPO).join("examples")))
+        .stdout,
+    )
+    .unwrap();
+    let refs = String::from_utf8(
+        run(Command::new("nix-store").args(["-q", "--references", drv.trim()])).stdout,
+    )
+    .unwrap();
+    let layer = refs
+        .lines()
+        .find(|r| r.ends_with("-run-as-root-customisation-layer.drv"))
+        .unwrap_or_else(|| panic!("no customisation layer among\n{refs}"));
+    let out = Command::new("nix-store")
+        .args(["--realise", "--check", "--option", "sandbox", "true"])
+        .args(["--option", "extra-sandbox-paths", HOST_PATHS])
+        .arg(layer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "nix-store --realise --check in the sandbox {layer}:\n{stderr}"
+    );
+    assert!(!stderr.contains("warning: runAsRoot"), "{stderr}");
 }
 
 /// `nix-build -E` of `buildImage { name; contents = [ busybox ]; ARGS }`
@@ -289,16 +351,86 @@ fn run_as_root_as_a_build_user_is_root_inside_with_root_owned_files() {
 }
 
 #[test]
-fn run_as_root_as_a_build_user_cannot_chown_to_another_id() {
-    let build = DirectBuild::new("mkdir /data\nchmod 0 /data\nchown 1000 /data\n");
+fn run_as_root_as_a_build_user_records_chown_to_other_ids() {
+    // /bin is a directory of contents; /bin/ls a symlink into the store;
+    // /bin/echo follows into the read-only store mount.
+    let build = DirectBuild::new(
+        "mkdir /data\n\
+         chown 1000:1000 /data /bin\n\
+         chown -h 1000:1000 /bin/ls\n\
+         stat -c %u:%g /data > /data/seen\n\
+         touch /data/own && chown 2000:3000 /data/own\n\
+         cd /data && touch rel && chown 4000:4000 rel && cd /\n\
+         touch /tool && chmod 4755 /tool && chown 1000 /tool\n\
+         touch /gone && chown 1000 /gone && rm /gone && touch /new\n\
+         ! chown 70000 /data 2> /data/einval\n\
+         ! chown 1000 /bin/echo 2> /data/erofs\n\
+         ! chown 1000 /missing 2> /data/enoent\n",
+    );
     let out = build.run();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "chown to 1000 worked:\n{stderr}");
-    assert!(stderr.contains("Invalid argument"), "{stderr}");
-    let last = stderr.lines().last().unwrap_or_default();
-    assert_one_line_error(&format!("{last}\n"), "the helper");
-    assert_eq!(last, "stevedore: error: runAsRoot failed (exit status 1)");
+    assert!(out.status.success(), "{stderr}");
+    // The script sees root: ownership is recorded, not applied.
+    assert_eq!(
+        fs::read_to_string(build.out.join("data/seen")).unwrap(),
+        "0:0\n"
+    );
+    for (file, error) in [
+        ("einval", "Invalid argument"),
+        ("erofs", "Read-only file system"),
+        ("enoent", "No such file or directory"),
+    ] {
+        let said = fs::read_to_string(build.out.join("data").join(file)).unwrap();
+        assert!(said.contains(error), "{file}: {said}");
+    }
+    let metadata: Value = serde_json::from_slice(&fs::read(&build.metadata).unwrap()).unwrap();
+    let entries = &metadata["entries"];
+    let owner = |path: &str| {
+        let e = &entries[path];
+        assert!(e.is_object(), "{path} is not in the layer: {entries}");
+        (e["uid"].as_u64().unwrap(), e["gid"].as_u64().unwrap())
+    };
+    assert_eq!(owner("data"), (1000, 1000));
+    assert_eq!(owner("bin"), (1000, 1000));
+    assert_eq!(owner("bin/ls"), (1000, 1000));
+    assert_eq!(owner("data/own"), (2000, 3000));
+    assert_eq!(owner("data/rel"), (4000, 4000));
+    assert_eq!(owner("data/seen"), (0, 0));
+    // A chown clears the setuid bit, as it does as root.
+    assert_eq!(owner("tool"), (1000, 0));
+    assert_eq!(entries["tool"]["mode"], json!(0o755));
+    // A new file that may reuse a deleted one's inode is root's.
+    assert_eq!(owner("new"), (0, 0));
+    assert!(entries["gone"].is_null());
+    // Untouched symlinks of contents keep root's.
+    assert_eq!(owner("bin/cat"), (0, 0));
+    assert!(build.out.join("bin/ls").is_symlink());
+    build.assert_scratch_removed();
+}
+
+#[test]
+fn run_as_root_as_a_build_user_fails_with_the_scripts_status() {
+    let build = DirectBuild::new("mkdir /data\nchown 1000 /data\nchmod 0 /data\nexit 3\n");
+    let out = build.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "stevedore: error: runAsRoot failed (exit status 3)"
+    );
     // Nothing half-written, and the locked scratch tree is gone.
     assert!(!build.out.exists() && !build.metadata.exists());
+    build.assert_scratch_removed();
+}
+
+#[test]
+fn run_as_root_as_a_build_user_killed_by_a_signal_says_so() {
+    let build = DirectBuild::new("kill -9 $$\n");
+    let out = build.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        "stevedore: error: runAsRoot failed (killed by signal 9)"
+    );
     build.assert_scratch_removed();
 }
