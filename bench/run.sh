@@ -2,7 +2,8 @@
 # Builds the benchmark closure (../shared/bench/fixture.nix, `app`: 1.57 GiB,
 # 201 store paths) and the release helper, then runs bench/layers.py (the
 # helper's commands), or with --nix first, bench/nix_images.py (the Nix
-# library), or with --push first, bench/push.py (push against skopeo).
+# library), with --push first, bench/push.py (push against skopeo), or with
+# --base first, bench/base.py (images on a base, export).
 # Other arguments go to the script (e.g. --runs 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,10 @@ cargo build --release --locked
 if [ "${1:-}" = --push ]; then
   shift
   exec python3 bench/push.py --closure "$app" "$@"
+fi
+if [ "${1:-}" = --base ]; then
+  shift
+  exec python3 bench/base.py --closure "$app" "$@"
 fi
 if [ "${1:-}" = --nix ]; then
   shift

@@ -58,7 +58,7 @@ let
     mkdir -p $out/bin
     cp ${busyboxBin} $out/bin/busybox
     chmod 555 $out/bin/busybox
-    for a in sh echo cat ls id stat env pwd test wc head; do ln -s busybox $out/bin/$a; done
+    for a in sh echo cat ls id stat env pwd test wc head chown mkdir rm; do ln -s busybox $out/bin/$a; done
   '' { };
 
   # 30 store paths, each with a file and a reference to the one before.
@@ -79,13 +79,19 @@ let
   '' { };
   # A path that refers to a derivation file: its closure holds .drv files,
   # whose outputs a Nix database records.
+  # A store path the base examples do not have.
+  greeter = sh "greeter" ''
+    mkdir -p $out/bin
+    printf '#!${busybox}/bin/sh\necho "$GREETING from $(${busybox}/bin/cat /etc/layer-note)"\n' > $out/bin/greet
+    chmod 555 $out/bin/greet
+  '' { };
   drvRef = sh "drv-ref" ''
     mkdir -p $out/share
     echo ${builtins.unsafeDiscardOutputDependency app.drvPath} > $out/share/app-drv
   '' { };
 in
-{
-  inherit busybox app drvRef;
+rec {
+  inherit busybox app drvRef greeter;
 
   # A busybox image that says hello.
   hello = stevedore.streamLayeredImage {
@@ -259,5 +265,103 @@ in
       User = "1000:1000";
       Cmd = [ "${app}/bin/app" ];
     };
+  };
+
+  # `layered` as the base of another layered image: its four layers come
+  # first, unchanged, and count towards maxLayers; busybox and app, which
+  # the base has, are not written again.
+  onBase = stevedore.buildLayeredImage {
+    name = "stevedore-example-on-base";
+    tag = "latest";
+    fromImage = layered;
+    contents = [
+      busybox
+      greeter
+    ];
+    maxLayers = 7;
+    extraCommands = "mkdir -p etc && echo the layer on top > etc/layer-note";
+    config = {
+      Cmd = [ "${greeter}/bin/greet" ];
+      Env = [ "GREETING=hello" ];
+    };
+  };
+
+  # The same as a launcher on a launcher base (streamed, not stored).
+  onBaseStream = stevedore.streamLayeredImage {
+    name = "stevedore-example-on-base-stream";
+    tag = "latest";
+    fromImage = hello;
+    contents = [ greeter ];
+    extraCommands = "mkdir -p etc && echo a streamed layer > etc/layer-note";
+    config = {
+      Cmd = [ "${greeter}/bin/greet" ];
+      Env = [ "GREETING=hi" ];
+    };
+  };
+
+  # buildImage on a base: the base's layers, then one store layer and the
+  # customisation layer.
+  imageOnBase = stevedore.buildImage {
+    name = "stevedore-example-image-on-base";
+    tag = "latest";
+    fromImage = twoLayers;
+    copyToRoot = [ greeter ];
+    extraCommands = "mkdir -p etc && echo buildImage > etc/layer-note";
+    config.Cmd = [ "${greeter}/bin/greet" ];
+    config.Env = [ "GREETING=hey" ];
+  };
+
+  # A Nix database on top of a base's: both images have one, and the top
+  # one registers the base's paths (busybox, app and their closure) and
+  # its own (greeter).
+  nixDbOnBase = stevedore.buildLayeredImage {
+    name = "stevedore-example-nix-db-on-base";
+    tag = "latest";
+    fromImage = nixDb;
+    contents = [ greeter ];
+    maxLayers = 7;
+    includeNixDB = true;
+    config.Cmd = [ "${greeter}/bin/greet" ];
+  };
+
+  # The base of `runAsRoot`: busybox, a user database, and files that
+  # runAsRoot changes and deletes.
+  runAsRootBase = stevedore.buildLayeredImage {
+    name = "stevedore-example-run-as-root-base";
+    tag = "latest";
+    contents = [ busybox ];
+    maxLayers = 2;
+    extraCommands = ''
+      mkdir -p etc srv
+      echo 'root:x:0:0:root:/root:/bin/sh' > etc/passwd
+      echo 'root:x:0:' > etc/group
+      echo obsolete > srv/obsolete
+      echo kept > srv/kept
+    '';
+  };
+
+  # runAsRoot: a user and a directory it owns, made as root in a user
+  # namespace (no VM); a file of the base and one of contents deleted
+  # (whiteouts in the layer); then extraCommands in the layer, as in
+  # dockerTools.
+  runAsRoot = stevedore.buildImage {
+    name = "stevedore-example-run-as-root";
+    tag = "latest";
+    fromImage = runAsRootBase;
+    contents = [ busybox ];
+    runAsRoot = ''
+      [ -e /etc/passwd ] || echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd
+      [ -e /etc/group ] || echo 'root:x:0:' > /etc/group
+      echo 'alice:x:1000:1000:Alice:/home/alice:/bin/sh' >> /etc/passwd
+      echo 'alice:x:1000:' >> /etc/group
+      mkdir -p /home/alice /data
+      chown alice:alice /home/alice /data
+      rm /srv/obsolete /bin/wc
+    '';
+    extraCommands = ''
+      mkdir -p srv
+      echo made by extraCommands > srv/extra
+    '';
+    config.Cmd = [ "/bin/sh" ];
   };
 }

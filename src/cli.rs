@@ -245,6 +245,14 @@ pub enum Command {
         /// fakeroot by the builder itself).
         #[arg(long, num_args = 2, value_names = ["TREE", "OUT"])]
         record_metadata: Option<Vec<PathBuf>>,
+        /// Run the runAsRoot shell in the user namespace the builder made
+        /// for this process, as CONFIG says (started by the builder
+        /// itself).
+        #[arg(long, value_name = "CONFIG", requires = "status_fd")]
+        in_namespace: Option<PathBuf>,
+        /// The pipe that reports a failure before the shell runs.
+        #[arg(long, value_name = "FD")]
+        status_fd: Option<i32>,
     },
 }
 

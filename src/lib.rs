@@ -26,6 +26,7 @@ pub mod nixdb;
 pub mod output;
 pub mod reference;
 pub mod registry;
+pub mod rootfs;
 pub mod spec;
 
 use anyhow::{Context, Result};
@@ -149,8 +150,13 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         } => base::export::export(&image, &base::Pick::Named { name, tag }, &out),
         Command::Merge { images, out } => merge::merge(&images, &out),
         Command::Launch { script, args } => nix_builder::launch(&script, &args),
-        Command::NixBuilder { record_metadata } => match record_metadata.as_deref() {
-            Some([tree, out]) => nix_builder::record_metadata(tree, out, true),
+        Command::NixBuilder {
+            record_metadata,
+            in_namespace,
+            status_fd,
+        } => match (record_metadata.as_deref(), in_namespace, status_fd) {
+            (Some([tree, out]), _, _) => nix_builder::record_metadata(tree, out, true),
+            (_, Some(config), Some(fd)) => rootfs::userns::child(&config, fd),
             _ => nix_builder::run(),
         },
     }

@@ -9,6 +9,10 @@
 //! - `root`: the customisation tree, `contents` joined into one symlink
 //!   forest (as nixpkgs' `symlinkJoin`), then `extraCommands` and
 //!   `fakeRootCommands` run in it;
+//! - `run-as-root`: the customisation tree of `buildImage` with
+//!   `runAsRoot`: the script's changes to a root of `contents` (and the
+//!   base image), made in a user namespace ([`crate::rootfs`]), as a
+//!   layer; then `extraCommands` run in it;
 //! - `file`: a file with the given text (the image config);
 //! - `nix-db`: the Nix database and gcroots of an image
 //!   ([`crate::nixdb`]) as a tree for the customisation layer, with their
@@ -47,6 +51,7 @@ use crate::spec::{
 #[serde(tag = "job", rename_all = "kebab-case")]
 enum Job {
     Root(RootJob),
+    RunAsRoot(RunAsRootJob),
     Image(Box<ImageJob>),
     File(FileJob),
     NixDb(NixDbJob),
@@ -157,6 +162,9 @@ struct NixDbJob {
     uid: u64,
     #[serde(default)]
     gid: u64,
+    /// `fromImage`: the paths its database registers are registered too.
+    #[serde(default)]
+    base: Option<BaseAttrs>,
 }
 
 /// A file holding `text`: the image config, so that the store paths it
@@ -189,6 +197,32 @@ struct RootJob {
     fakeroot: Option<String>,
 }
 
+/// `buildImage` with `runAsRoot`: its customisation tree is what the
+/// script changed in the root, as a layer with whiteouts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct RunAsRootJob {
+    version: u64,
+    /// Store paths whose contents are joined into the root.
+    paths: Vec<String>,
+    /// The store file holding the script.
+    script: String,
+    /// The shell that runs it in the root: a store path, or a path that
+    /// the root has.
+    shell: String,
+    /// The `exportReferencesGraph` attribute: every store path the script
+    /// may need, mounted into the root.
+    graph: String,
+    /// The image the root starts from (`fromImage`).
+    #[serde(default)]
+    base: Option<BaseAttrs>,
+    #[serde(default)]
+    extra_commands: String,
+    /// `PATH` for `extraCommands`.
+    #[serde(default)]
+    script_path: String,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct ImageJob {
@@ -215,8 +249,41 @@ struct ImageJob {
     nix_db_metadata: Option<String>,
     #[serde(default = "yes")]
     include_store_paths: bool,
+    /// `fromImage`: its layers go first, and its store paths are left out.
+    #[serde(default)]
+    base: Option<BaseAttrs>,
     layering: Layering,
     image: ImageAttrs,
+}
+
+/// `fromImage`, `fromImageName`, `fromImageTag`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseAttrs {
+    pub path: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+impl BaseAttrs {
+    pub fn spec(&self) -> spec::BaseSpec {
+        spec::BaseSpec {
+            path: PathBuf::from(&self.path),
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+        }
+    }
+
+    /// Reads the base image.
+    pub fn open(&self, keep_tars: bool) -> Result<crate::base::Base> {
+        let pick = crate::base::Pick::Named {
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+        };
+        crate::base::Base::open(Path::new(&self.path), &pick, keep_tars)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +301,10 @@ struct Layering {
     /// `popularity`, `auto` or `explicit`.
     strategy: String,
     max_layers: usize,
+    /// Whether a base image's layers count towards `max_layers` (they do,
+    /// as in dockerTools, but for buildImage's fixed two new layers).
+    #[serde(default = "yes")]
+    count_base: bool,
     /// The store layers for `explicit`.
     #[serde(default)]
     layers: Vec<Vec<String>>,
@@ -284,8 +355,12 @@ fn linux() -> String {
 
 /// Runs the job of the derivation being built.
 pub fn run() -> Result<()> {
+    // Nix 2.8 sets NIX_ATTRS_JSON_FILE to the build directory's path
+    // outside the sandbox, where a sandboxed builder cannot see it; the
+    // file is also in the working directory, which is the build directory.
     let attrs_path = std::env::var_os("NIX_ATTRS_JSON_FILE")
         .map(PathBuf::from)
+        .filter(|p| p.exists())
         .unwrap_or_else(|| PathBuf::from(".attrs.json"));
     let text = fs::read(&attrs_path).with_context(|| {
         format!(
@@ -318,6 +393,13 @@ pub fn run() -> Result<()> {
                 .and_then(Value::as_str)
                 .context("the customisation derivation has no output `metadata`")?;
             root(&job, Path::new(&out), Path::new(metadata))
+        }
+        Job::RunAsRoot(job) => {
+            let metadata = attrs
+                .pointer("/outputs/metadata")
+                .and_then(Value::as_str)
+                .context("the customisation derivation has no output `metadata`")?;
+            run_as_root(&job, &attrs, Path::new(&out), Path::new(metadata))
         }
         Job::Image(job) => image(&job, &attrs, &out),
         Job::NixDb(job) => {
@@ -378,7 +460,10 @@ fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<
     check_version(job.version)?;
     let graph = exported_graph(attrs, &job.graph)?;
     let exclude: BTreeSet<String> = job.exclude.iter().cloned().collect();
-    let registration = crate::nixdb::Registration::from_graph(&graph, &exclude, &job.gc_roots)?;
+    let mut registration = crate::nixdb::Registration::from_graph(&graph, &exclude, &job.gc_roots)?;
+    if let Some(base) = &job.base {
+        registration.add_base(base_db_paths(base)?);
+    }
     let time = crate::image::file_mtime(job.created.as_deref(), job.mtime.as_deref())?;
     fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
     registration.write_tree(out, time)?;
@@ -386,21 +471,61 @@ fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<
     fs::write(metadata, metadata_json).with_context(|| format!("writing {}", metadata.display()))
 }
 
+/// What the Nix database of a base image registers; nothing when it has
+/// none.
+fn base_db_paths(attrs: &BaseAttrs) -> Result<Vec<crate::nixdb::ValidPath>> {
+    const DB: &[u8] = b"nix/var/nix/db/db.sqlite";
+    let base = attrs.open(true)?;
+    let Some(entry) = base.view.get(DB) else {
+        return Ok(Vec::new());
+    };
+    if entry.kind != crate::base::EntryKind::File {
+        bail!(
+            "fromImage {}: /nix/var/nix/db/db.sqlite is not a file",
+            attrs.path
+        );
+    }
+    let scratch = tempfile::NamedTempFile::new().context("creating a scratch file")?;
+    std::io::copy(&mut base.open_file(entry)?, &mut scratch.as_file())
+        .context("reading the base image's Nix database")?;
+    crate::nixdb::Registration::read_db(scratch.path())
+        .with_context(|| format!("fromImage {}: its Nix database", attrs.path))
+}
+
 fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
     check_version(job.version)?;
     let graph = exported_graph(attrs, &job.graph)?;
-    let exclude: BTreeSet<String> = job
+    let base = job.base.as_ref().map(|b| b.open(false)).transpose()?;
+    let mut exclude: BTreeSet<String> = job
         .customisation
         .iter()
         .chain(&job.exclude)
         .cloned()
         .collect();
+    // Store paths the base holds take no layer.
+    let store = Path::new("/nix/store");
+    for name in base.iter().flat_map(|b| b.store_names(store)) {
+        exclude.insert(format!("/nix/store/{}", String::from_utf8_lossy(&name)));
+    }
     let strategy = match job.layering.strategy.as_str() {
         "explicit" => Strategy::Explicit(job.layering.layers.clone()),
         name => name.parse()?,
     };
+    // The base's layers count towards maxLayers, as in dockerTools.
+    let base_layers = if job.layering.count_base {
+        base.as_ref().map_or(0, |b| b.layers.len())
+    } else {
+        0
+    };
+    let max_layers = job.layering.max_layers.checked_sub(base_layers).filter(|&n| n >= 2).ok_or_else(|| {
+        anyhow::anyhow!(
+            "maxLayers is {} but fromImage already has {base_layers} layers; raise maxLayers to at least {} (the base's layers count towards it)",
+            job.layering.max_layers,
+            base_layers + 2
+        )
+    })?;
     let layers = if job.include_store_paths {
-        layering::plan(&graph, &strategy, job.layering.max_layers, &exclude)?
+        layering::plan(&graph, &strategy, max_layers, &exclude)?
     } else {
         Vec::new()
     };
@@ -420,6 +545,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         os: a.os.clone(),
         variant: a.variant.clone(),
         config: a.config.clone(),
+        base: job.base.as_ref().map(BaseAttrs::spec),
         layers: layers
             .into_iter()
             .map(|paths| LayerSpec {
@@ -429,7 +555,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         customisation: customisation_spec(job),
     };
     let spec_json = serde_json::to_vec_pretty(&spec)?;
-    let image = Image::from_spec(spec)?;
+    let image = Image::from_spec_with_base(spec, base)?;
     let out = Path::new(out);
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     match job.output {
@@ -579,16 +705,14 @@ fn write_launcher(out: &Path, spec_json: &[u8]) -> Result<()> {
 fn root(job: &RootJob, out: &Path, metadata: &Path) -> Result<()> {
     check_version(job.version)?;
     fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?;
-    for path in &job.paths {
-        let src = Path::new(path);
-        let md = fs::metadata(src).with_context(|| format!("contents path {path}"))?;
-        if !md.is_dir() {
-            bail!("contents path {path} is not a directory; only directories are joined into /");
-        }
-        join_tree(src, out)?;
-    }
+    join_contents(&job.paths, out)?;
+    let tools = ScriptTools {
+        shell: job.shell.as_deref(),
+        script_path: &job.script_path,
+        fakeroot: job.fakeroot.as_deref(),
+    };
     if !job.extra_commands.is_empty() {
-        run_script(job, "extraCommands", &job.extra_commands, out, None)?;
+        run_script(&tools, "extraCommands", &job.extra_commands, out, None)?;
     }
     if job.fake_root_commands.is_empty() {
         // Owned by root in the image, whoever built it; modes as left.
@@ -596,7 +720,7 @@ fn root(job: &RootJob, out: &Path, metadata: &Path) -> Result<()> {
     } else {
         let state = std::env::current_dir()?.join("fakeroot.state");
         run_script(
-            job,
+            &tools,
             "fakeRootCommands",
             &job.fake_root_commands,
             out,
@@ -629,6 +753,20 @@ fn root(job: &RootJob, out: &Path, metadata: &Path) -> Result<()> {
 /// the store normalises the tree (modes 0444/0555, owner root). With
 /// `owners` false every entry is recorded as root's.
 pub fn record_metadata(tree: &Path, out: &Path, owners: bool) -> Result<()> {
+    write_metadata(tree_metadata(tree, owners)?, out)
+}
+
+fn write_metadata(entries: BTreeMap<String, EntryMetadata>, out: &Path) -> Result<()> {
+    let metadata = Metadata {
+        version: spec::VERSION,
+        entries,
+    };
+    fs::write(out, serde_json::to_vec_pretty(&metadata)?)
+        .with_context(|| format!("writing {}", out.display()))
+}
+
+/// The mode and owner of every entry below `tree`, by path relative to it.
+fn tree_metadata(tree: &Path, owners: bool) -> Result<BTreeMap<String, EntryMetadata>> {
     fn walk(
         dir: &Path,
         rel: &str,
@@ -668,18 +806,34 @@ pub fn record_metadata(tree: &Path, out: &Path, owners: bool) -> Result<()> {
     }
     let mut entries = BTreeMap::new();
     walk(tree, "", owners, &mut entries)?;
-    let metadata = Metadata {
-        version: spec::VERSION,
-        entries,
-    };
-    fs::write(out, serde_json::to_vec_pretty(&metadata)?)
-        .with_context(|| format!("writing {}", out.display()))
+    Ok(entries)
+}
+
+/// Joins each `contents` path into `dest`.
+fn join_contents(paths: &[String], dest: &Path) -> Result<()> {
+    for path in paths {
+        join_one(path, dest, &|_, _| false)?;
+    }
+    Ok(())
+}
+
+/// Joins one `contents` path into `dest`, replacing the entries for which
+/// `lower` says they come from a layer below.
+fn join_one(path: &str, dest: &Path, lower: &dyn Fn(&Path, &fs::Metadata) -> bool) -> Result<()> {
+    let src = Path::new(path);
+    let md = fs::metadata(src).with_context(|| format!("contents path {path}"))?;
+    if !md.is_dir() {
+        bail!("contents path {path} is not a directory; only directories are joined into /");
+    }
+    join_tree(src, dest, lower)
 }
 
 /// Adds `src`'s contents to `dest` as a symlink forest: directories are
 /// created, everything else becomes a symlink to the source. The first
-/// path to provide a name keeps it, as with `symlinkJoin`.
-fn join_tree(src: &Path, dest: &Path) -> Result<()> {
+/// path to provide a name keeps it, as with `symlinkJoin`; an entry of a
+/// lower layer (`lower`) is replaced, or merged into when both are
+/// directories.
+fn join_tree(src: &Path, dest: &Path, lower: &dyn Fn(&Path, &fs::Metadata) -> bool) -> Result<()> {
     let mut names = fs::read_dir(src)
         .with_context(|| format!("reading {}", src.display()))?
         .map(|e| e.map(|e| e.file_name()))
@@ -691,14 +845,25 @@ fn join_tree(src: &Path, dest: &Path) -> Result<()> {
         let to = dest.join(&name);
         let md =
             fs::symlink_metadata(&from).with_context(|| format!("reading {}", from.display()))?;
-        let existing = fs::symlink_metadata(&to).ok();
+        let mut existing = fs::symlink_metadata(&to).ok();
+        // A symlink the base has already, to the same file, stays.
+        let same_link = || !md.is_dir() && fs::read_link(&to).is_ok_and(|t| t == from);
+        if let Some(e) = &existing
+            && !(e.is_dir() && md.is_dir())
+            && lower(&to, e)
+            && !same_link()
+        {
+            crate::rootfs::remove_tree(&to)
+                .with_context(|| format!("replacing {}", to.display()))?;
+            existing = None;
+        }
         if md.is_dir() {
             match existing {
                 None => {
                     fs::create_dir(&to).with_context(|| format!("creating {}", to.display()))?;
-                    join_tree(&from, &to)?;
+                    join_tree(&from, &to, lower)?;
                 }
-                Some(e) if e.is_dir() => join_tree(&from, &to)?,
+                Some(e) if e.is_dir() => join_tree(&from, &to, lower)?,
                 Some(_) => {}
             }
         } else if existing.is_none() {
@@ -709,22 +874,29 @@ fn join_tree(src: &Path, dest: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The programs that run `extraCommands` and `fakeRootCommands`.
+struct ScriptTools<'a> {
+    shell: Option<&'a str>,
+    /// `PATH` for the commands.
+    script_path: &'a str,
+    fakeroot: Option<&'a str>,
+}
+
 /// Writes a script to a file in the build directory and runs it in `tree`.
 fn run_script(
-    job: &RootJob,
+    tools: &ScriptTools,
     what: &str,
     text: &str,
     tree: &Path,
     fakeroot_state: Option<&Path>,
 ) -> Result<()> {
-    let shell = job
+    let shell = tools
         .shell
-        .as_deref()
         .with_context(|| format!("{what} needs a shell; pass `shell` to the stevedore library"))?;
     let script = std::env::current_dir()?.join(format!("{what}.sh"));
     fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
     let mut cmd = if let Some(state) = fakeroot_state {
-        let fakeroot = job.fakeroot.as_deref().with_context(|| {
+        let fakeroot = tools.fakeroot.with_context(|| {
             format!("{what} needs fakeroot; pass `fakeroot` to the stevedore library")
         })?;
         let mut cmd = Command::new(fakeroot);
@@ -737,7 +909,7 @@ fn run_script(
     cmd.arg("-e")
         .arg(&script)
         .current_dir(tree)
-        .env("PATH", &job.script_path)
+        .env("PATH", tools.script_path)
         .env("out", tree);
     let status = cmd
         .status()
@@ -745,5 +917,97 @@ fn run_script(
     if !status.success() {
         bail!("{what} failed ({status})");
     }
+    Ok(())
+}
+
+/// The store path (`/nix/store/NAME`) that `path` is in, if any.
+fn store_path_of(path: &str) -> Option<String> {
+    let name = path.strip_prefix("/nix/store/")?.split('/').next()?;
+    (!name.is_empty()).then(|| format!("/nix/store/{name}"))
+}
+
+/// `runAsRoot`: the root is made in the build directory, snapshotted, the
+/// script run in it as root ([`crate::rootfs::userns`]), and what changed
+/// written to `$out` as a layer ([`crate::rootfs::diff`]).
+fn run_as_root(job: &RunAsRootJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<()> {
+    use crate::rootfs::userns::{Bind, Chroot, IdMapping};
+    use crate::rootfs::{Scratch, diff};
+
+    check_version(job.version)?;
+    let graph = exported_graph(attrs, &job.graph)?;
+    let mapping = IdMapping::for_this_process();
+    let scratch = Scratch::create(std::env::current_dir()?.join("run-as-root"))?;
+    let root = scratch.path().join("root");
+    fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
+    if let Some(base) = &job.base {
+        crate::rootfs::extract::extract(&base.open(true)?, &root, mapping)?;
+    }
+    // The lower layers: what the layer is the difference from. `contents`
+    // is new in this layer, as the script's changes are, and replaces
+    // what the base has at the same paths, as a layer above it would.
+    let before = diff::snapshot(&root)?;
+    let from_base = |path: &Path, md: &fs::Metadata| {
+        path.strip_prefix(&root)
+            .ok()
+            .and_then(|rel| rel.to_str())
+            .and_then(|rel| before.entries.get(rel))
+            .is_some_and(|e| e.dev == md.dev() && e.ino == md.ino())
+    };
+    for path in &job.paths {
+        join_one(path, &root, &from_base)?;
+    }
+
+    let mut chroot = Chroot::new(&root);
+    let mut store_paths: BTreeSet<String> = graph.paths().map(str::to_owned).collect();
+    store_paths.extend(store_path_of(&job.shell));
+    for path in &store_paths {
+        chroot.bind(Path::new(path), path, Bind::StorePath)?;
+    }
+    for device in ["/dev/null", "/dev/zero", "/dev/urandom"] {
+        chroot.bind(Path::new(device), device, Bind::Device)?;
+    }
+    chroot.bind(Path::new("/proc"), "/proc", Bind::Proc)?;
+    let ran = chroot.run(
+        &scratch.path().join("namespace.json"),
+        &job.shell,
+        &job.script,
+        mapping,
+    );
+    chroot.remove_mountpoints()?;
+    let owners = ran?;
+    let mut after = diff::snapshot(&root)?;
+    after.record_owners(&owners);
+    let layer = diff::diff(&before, &after);
+
+    let tree = Scratch::create(out.to_owned())?;
+    let written = diff::write_layer(&root, &after, &layer, out, &|uid, gid| {
+        mapping.inside(uid, gid)
+    })?;
+    drop(scratch);
+    let entries = if job.extra_commands.is_empty() {
+        written.into_iter().map(|(p, w)| (p, w.metadata)).collect()
+    } else {
+        let tools = ScriptTools {
+            shell: Some(&job.shell),
+            script_path: &job.script_path,
+            fakeroot: None,
+        };
+        run_script(&tools, "extraCommands", &job.extra_commands, out, None)?;
+        // What extraCommands made is root's; what it left keeps the owner
+        // the script gave, and its mode unless extraCommands changed it.
+        let mut entries = tree_metadata(out, false)?;
+        for (path, entry) in &mut entries {
+            if let Some(w) = written.get(path) {
+                entry.uid = w.metadata.uid;
+                entry.gid = w.metadata.gid;
+                if entry.mode == w.disk_mode {
+                    entry.mode = w.metadata.mode;
+                }
+            }
+        }
+        entries
+    };
+    write_metadata(entries, metadata)?;
+    tree.keep();
     Ok(())
 }

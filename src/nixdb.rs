@@ -12,7 +12,7 @@
 //! Nix's own `nix-store --load-db` would need a Nix at build time and writes
 //! registration times of its own; writing the tables directly needs neither.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -171,6 +171,89 @@ impl Registration {
             paths,
             gc_roots: roots.into_iter().collect(),
         })
+    }
+
+    /// Adds the paths a base image's database registers, so that one
+    /// database holds the base's paths and the new ones. A path in both
+    /// keeps the new registration (the same path has the same content).
+    pub fn add_base(&mut self, base: Vec<ValidPath>) {
+        let mut all: BTreeMap<String, ValidPath> =
+            base.into_iter().map(|p| (p.path.clone(), p)).collect();
+        for p in std::mem::take(&mut self.paths) {
+            all.insert(p.path.clone(), p);
+        }
+        self.paths = all.into_values().collect();
+    }
+
+    /// Reads the valid paths of an existing Nix database (schema 10).
+    pub fn read_db(file: &Path) -> Result<Vec<ValidPath>> {
+        let what = || format!("reading Nix database {}", file.display());
+        let db = Connection::open_with_flags(file, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(what)?;
+        let mut by_id: BTreeMap<i64, ValidPath> = BTreeMap::new();
+        let mut rows = db
+            .prepare("SELECT id, path, hash, deriver, narSize, ca FROM ValidPaths")
+            .with_context(what)?;
+        let found = rows
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    ValidPath {
+                        path: r.get(1)?,
+                        hash: r.get(2)?,
+                        deriver: r.get(3)?,
+                        nar_size: r.get::<_, Option<i64>>(4)?.unwrap_or(0).max(0) as u64,
+                        ca: r.get(5)?,
+                        references: Vec::new(),
+                        drv_outputs: Vec::new(),
+                    },
+                ))
+            })
+            .with_context(what)?;
+        for row in found {
+            let (id, p) = row.with_context(what)?;
+            by_id.insert(id, p);
+        }
+        let paths: BTreeMap<i64, String> =
+            by_id.iter().map(|(id, p)| (*id, p.path.clone())).collect();
+        let mut refs = db
+            .prepare("SELECT referrer, reference FROM Refs")
+            .with_context(what)?;
+        for row in refs
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+            .with_context(what)?
+        {
+            let (from, to) = row.with_context(what)?;
+            let (Some(to), Some(p)) = (paths.get(&to), by_id.get_mut(&from)) else {
+                bail!("{}: a reference names a path that is not valid", what());
+            };
+            p.references.push(to.clone());
+        }
+        let mut outputs = db
+            .prepare("SELECT drv, id, path FROM DerivationOutputs")
+            .with_context(what)?;
+        for row in outputs
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .with_context(what)?
+        {
+            let (drv, name, out) = row.with_context(what)?;
+            if let Some(p) = by_id.get_mut(&drv) {
+                p.drv_outputs.push((name, out));
+            }
+        }
+        let mut out: Vec<ValidPath> = by_id.into_values().collect();
+        for p in &mut out {
+            p.references.sort();
+            p.drv_outputs.sort();
+        }
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
     }
 
     /// Writes the database to `file`, which must not exist or be empty.

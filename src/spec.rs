@@ -52,12 +52,28 @@ pub struct Spec {
     pub variant: Option<String>,
     #[serde(default)]
     pub config: ConfigSpec,
+    /// An image whose layers go first, unchanged (`fromImage`).
+    #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseSpec>,
     /// Store layers, lowest first.
     pub layers: Vec<LayerSpec>,
     /// The top layer, built from directory trees.
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub customisation: Option<CustomisationSpec>,
+}
+
+/// The base image: a docker-archive (compressed or not), an OCI layout or
+/// oci-archive, or a launcher; `name` and `tag` pick one image of several.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseSpec {
+    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

@@ -130,4 +130,38 @@ in
       }
     else
       throw "${fn}: layering ${builtins.toJSON l} is unknown; use \"auto\", \"popularity\" or a list of lists of store paths";
+
+  # fromImage, fromImageName and fromImageTag as the helper's `base`, or
+  # null without a base.
+  fromImage =
+    fn: image: name: tag:
+    let
+      optString =
+        what: v:
+        if v == null || builtins.isString v then
+          v
+        else
+          throw "${fn}: ${what} must be a string or null";
+    in
+    if image == null then
+      (
+        if name != null || tag != null then
+          throw "${fn}: fromImageName and fromImageTag pick an image of fromImage; give fromImage too"
+        else
+          null
+      )
+    else if builtins.isAttrs image && image ? outPath || builtins.isPath image then
+      {
+        path = "${image}";
+        name = optString "fromImageName" name;
+        tag = optString "fromImageTag" tag;
+      }
+    else if builtins.isString image && builtins.substring 0 1 image == "/" then
+      {
+        path = image;
+        name = optString "fromImageName" name;
+        tag = optString "fromImageTag" tag;
+      }
+    else
+      throw "${fn}: fromImage must be an image (a derivation such as buildLayeredImage's or pullImage's result) or a path to a docker-archive or OCI layout";
 }

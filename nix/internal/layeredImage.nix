@@ -11,6 +11,11 @@ lib:
   compress ? "gzip",
   # The derivation name.
   drvName,
+  # buildImage's runAsRoot: shell commands run as root in the image root;
+  # null for none.
+  runAsRoot ? null,
+  # Whether fromImage's layers count towards maxLayers.
+  countBase ? true,
 }:
 {
   # Repository name, lowercase.
@@ -55,8 +60,13 @@ lib:
   layering ? "auto",
   passthru ? { },
   meta ? { },
-  # Not supported yet (base images).
+  # A base image: a docker-archive (compressed or not), an OCI layout or
+  # oci-archive, a pullImage result or another stevedore image. Its layers
+  # go under the new ones unchanged.
   fromImage ? null,
+  # Which image of a base archive holding several (by default the first).
+  fromImageName ? null,
+  fromImageTag ? null,
 }:
 let
   checks = lib.checks;
@@ -83,20 +93,49 @@ let
       else
         { fakeroot = "${lib.fakeroot}"; }
     );
-  customisation = lib.helperDerivation "${baseName}-customisation-layer" (
+  # The tree, and the modes and owners it had before the store normalised
+  # them.
+  customisationOutputs = [
+    "out"
+    "metadata"
+  ];
+  customisation =
+    if runAsRoot == null then
+      lib.helperDerivation "${baseName}-customisation-layer" (
+        {
+          job = "root";
+          paths = map (p: "${p}") contentsList;
+          inherit extraCommands fakeRootCommands;
+        }
+        // commandTools
+      ) { outputs = customisationOutputs; }
+    else
+      runAsRootLayer;
+  # runAsRoot: the script as a store file (so the store paths it names are
+  # its references), run by the helper in a user namespace; the layer is
+  # what it changed in the root.
+  runAsRootScript = lib.helperDerivation "${baseName}-run-as-root.sh" {
+    job = "file";
+    text = runAsRoot;
+  } { };
+  shellString = "${lib.shell}";
+  runAsRootLayer = lib.helperDerivation "${baseName}-customisation-layer" (
     {
-      job = "root";
+      job = "run-as-root";
       paths = map (p: "${p}") contentsList;
-      inherit extraCommands fakeRootCommands;
+      script = "${runAsRootScript}";
+      shell = shellString;
+      graph = "closure";
+      inherit extraCommands;
     }
-    // commandTools
+    // (if extraCommands != "" then { inherit (lib) scriptPath; } else { })
+    # The root starts from the base's file system.
+    // withBase
   ) {
-    # The tree, and the modes and owners it had before the store
-    # normalised them.
-    outputs = [
-      "out"
-      "metadata"
-    ];
+    outputs = customisationOutputs;
+    # Every store path the script may use, mounted into the root.
+    exportReferencesGraph.closure =
+      contentsList ++ [ runAsRootScript ] ++ (if builtins.hasContext shellString then [ shellString ] else [ ]);
   };
   # The config as a store file, so the paths it names join the closure.
   configFile = lib.helperDerivation "${baseName}-config.json" {
@@ -112,7 +151,7 @@ let
     configFile
   ];
   # The Nix database and gcroots, a second customisation tree.
-  nixDb = lib.helperDerivation "${baseName}-nix-db" {
+  nixDb = lib.helperDerivation "${baseName}-nix-db" ({
     job = "nix-db";
     graph = "closure";
     exclude = [
@@ -124,7 +163,7 @@ let
     mtime = mtimeChecked;
     uid = checks.id fn "nixUid" nixUid;
     gid = checks.id fn "nixGid" nixGid;
-  } {
+  } // withBase) {
     outputs = [
       "out"
       "metadata"
@@ -143,6 +182,8 @@ let
         nixDb = "${nixDb}";
         nixDbMetadata = "${nixDb.metadata}";
       };
+  base = checks.fromImage fn fromImage fromImageName fromImageTag;
+  withBase = if base == null then { } else { inherit base; };
   result = lib.helperDerivation drvName ({
     job = "image";
     inherit output compress includeStorePaths;
@@ -152,6 +193,7 @@ let
     exclude = [ "${configFile}" ];
     layering = checks.layering fn layering // {
       maxLayers = checks.maxLayers fn maxLayers;
+      inherit countBase;
     };
     image = {
       name = imageName;
@@ -167,12 +209,9 @@ let
         ;
       config = checks.config fn config;
     };
-  } // withNixDb) { exportReferencesGraph.closure = closureRoots; };
+  } // withNixDb // withBase) { exportReferencesGraph.closure = closureRoots; };
 in
-if fromImage != null then
-  throw "${fn}: fromImage is not supported yet; build the base's contents into this image instead"
-else
-  result
+result
   // {
     inherit meta;
     imageName = imageName;

@@ -57,6 +57,9 @@ pub struct LayerSource {
     pub covered: BTreeSet<OsString>,
     /// Modes and owners of tree entries by destination, over the trees'.
     pub metadata: BTreeMap<String, EntryMetadata>,
+    /// The base image's file system: a tree entry it already has, alike in
+    /// kind, mode, owner and content, is not written again.
+    pub base: Option<std::sync::Arc<crate::base::View>>,
 }
 
 /// Settings that shape every layer's bytes.
@@ -285,11 +288,16 @@ impl Merge<'_> {
             let covered = self.covered(&dest);
             if metas.iter().all(|m| m.is_dir()) {
                 match &covered {
-                    Covered::No => out.push(self.recorded(dir_entry(
-                        dest.clone(),
-                        metas[0].permissions().mode() & 0o7777,
-                        Role::Root,
-                    ))),
+                    Covered::No => {
+                        let entry = self.recorded(dir_entry(
+                            dest.clone(),
+                            metas[0].permissions().mode() & 0o7777,
+                            Role::Root,
+                        ));
+                        if !self.in_base(&entry)? {
+                            out.push(entry);
+                        }
+                    }
                     // The store layers made it 0755 and root's; metadata
                     // that says otherwise (the Nix database's owner, so
                     // that Nix can add paths) writes it again on top.
@@ -326,8 +334,10 @@ impl Merge<'_> {
             }
             match covered {
                 Covered::No => {
-                    let entry = entry_for(&sources[0], &metas[0], dest, Role::Root)?;
-                    out.push(self.recorded(entry));
+                    let entry = self.recorded(entry_for(&sources[0], &metas[0], dest, Role::Root)?);
+                    if !self.in_base(&entry)? {
+                        out.push(entry);
+                    }
                 }
                 Covered::StorePath(store) => {
                     if fs::symlink_metadata(&store).is_err() {
@@ -368,6 +378,43 @@ impl Merge<'_> {
             };
         }
         entry
+    }
+
+    /// Whether the base image already has this entry at its path, alike in
+    /// kind, mode, owner and content: then the layer leaves it out.
+    fn in_base(&self, entry: &Entry) -> Result<bool> {
+        use crate::base::EntryKind;
+        let Some(view) = &self.source.base else {
+            return Ok(false);
+        };
+        let path = entry.name.strip_suffix(b"/").unwrap_or(&entry.name);
+        let Some(have) = view.get(path) else {
+            return Ok(false);
+        };
+        let owner = self.ctx.owner(entry.role);
+        if (have.uid, have.gid) != (owner.uid, owner.gid) {
+            return Ok(false);
+        }
+        Ok(match entry.kind {
+            Kind::Dir => have.kind == EntryKind::Dir && have.mode == entry.mode,
+            Kind::Symlink => have.kind == EntryKind::Symlink && have.link == entry.link,
+            Kind::File => {
+                have.kind == EntryKind::File
+                    && have.mode == entry.mode
+                    && have.size == entry.size
+                    && match (&entry.source, have.sha256) {
+                        (Some(src), Some(want)) => file_sha256(src)? == want,
+                        _ => false,
+                    }
+            }
+            Kind::CharDevice { major, minor } => {
+                have.kind == EntryKind::CharDevice { major, minor } && have.mode == entry.mode
+            }
+            Kind::BlockDevice { major, minor } => {
+                have.kind == EntryKind::BlockDevice { major, minor } && have.mode == entry.mode
+            }
+            Kind::Fifo => have.kind == EntryKind::Fifo && have.mode == entry.mode,
+        })
     }
 
     fn covered(&self, dest: &[u8]) -> Covered {
@@ -427,6 +474,17 @@ fn same_content(a: &Path, b: &Path) -> Result<bool> {
             return Ok(true);
         }
     }
+}
+
+/// The SHA-256 of a file's content.
+fn file_sha256(path: &Path) -> Result<[u8; 32]> {
+    let mut f = fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hashing = crate::digest::HashingWriter::new(io::sink());
+    io::copy(&mut f, &mut hashing).with_context(|| format!("reading {}", path.display()))?;
+    let (_, digest, _) = hashing.finish();
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(digest.hex(), &mut out).expect("a digest is 64 hex digits");
+    Ok(out)
 }
 
 /// Reads until `buf` is full or the file ends.

@@ -63,7 +63,7 @@ pub struct Base {
     pub config: Value,
     pub layers: Vec<BaseLayer>,
     /// The file system its layers add up to.
-    pub view: View,
+    pub view: std::sync::Arc<View>,
     /// Holds decompressed archives and kept layer tars.
     _scratch: tempfile::TempDir,
 }
@@ -172,7 +172,7 @@ impl Base {
             path: path.to_owned(),
             config,
             layers,
-            view,
+            view: std::sync::Arc::new(view),
             _scratch: scratch,
         })
     }

@@ -73,6 +73,37 @@ pub fn write_layer_blobs(
     Ok(blobs)
 }
 
+/// Copies the base image's layer blobs, byte for byte, into `dir` as
+/// `<dir>/<hex digest>`.
+pub fn copy_base_blobs(image: &Image, dir: &Path) -> Result<Vec<LayerBlob>> {
+    let mut blobs = Vec::new();
+    for (i, layer) in image.base_layers().iter().enumerate() {
+        let path = dir.join(layer.digest.hex());
+        let tmp = dir.join(format!(".base-{i}.partial"));
+        let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let copied = std::io::copy(&mut layer.reader()?, &mut out)
+            .with_context(|| format!("copying base layer {}", i + 1))?;
+        if copied != layer.file.size {
+            bail!(
+                "base layer {} has {copied} bytes, not {}: it changed while being read",
+                i + 1,
+                layer.file.size
+            );
+        }
+        fs::rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
+        blobs.push(LayerBlob {
+            info: BlobInfo {
+                diff_id: layer.diff_id.clone(),
+                digest: layer.digest.clone(),
+                size: layer.file.size,
+                compression: layer.compression,
+            },
+            path,
+        });
+    }
+    Ok(blobs)
+}
+
 fn write_one(
     ctx: &LayerSettings,
     source: &LayerSource,
@@ -93,6 +124,7 @@ fn write_one(
             digest: diff_id.clone(),
             diff_id,
             size,
+            compression,
         };
         (file, info)
     } else {
@@ -107,6 +139,7 @@ fn write_one(
                 diff_id,
                 digest,
                 size,
+                compression,
             },
         )
     };

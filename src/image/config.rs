@@ -12,6 +12,7 @@ use oci_spec::image::{
     RootFsBuilder,
 };
 use serde::Serialize;
+use serde_json::Value;
 
 use super::{Image, canonical_json};
 use crate::compress::Compression;
@@ -25,6 +26,8 @@ pub struct BlobInfo {
     /// Digest and size of the blob as stored (compressed or not).
     pub digest: Digest,
     pub size: u64,
+    /// How the blob is compressed: its media type.
+    pub compression: Compression,
 }
 
 /// The image config.
@@ -84,20 +87,105 @@ pub fn image_config(image: &Image, diff_ids: &[Digest]) -> Result<Vec<u8>> {
     if let Some(v) = &image.variant {
         builder = builder.variant(v.clone());
     }
-    Ok(canonical_json(&builder.build()?))
+    let built = builder.build()?;
+    Ok(match &image.base {
+        None => canonical_json(&built),
+        Some(base) => canonical_json(&on_base(&base.config, serde_json::to_value(&built)?)),
+    })
+}
+
+/// A config on top of a base's: the base's runtime config with the new
+/// image's fields over it (`Env` merged by name, the new value winning;
+/// `Labels`, `ExposedPorts` and `Volumes` merged by key), the base's
+/// history followed by the new layers', and the new image's `rootfs`,
+/// times and platform. Fields the base has and stevedore does not write
+/// are kept, but for the build container's (`container`,
+/// `container_config`).
+pub fn on_base(base: &Value, new: Value) -> Value {
+    let Value::Object(mut out) = base.clone() else {
+        return new;
+    };
+    out.remove("container");
+    out.remove("container_config");
+    let Value::Object(new) = new else {
+        return Value::Object(out);
+    };
+    for (key, value) in new {
+        match key.as_str() {
+            "history" => {
+                let mut history = out
+                    .get("history")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
+                history.extend(value.as_array().cloned().unwrap_or_default());
+                out.insert(key, Value::Array(history));
+            }
+            "config" => {
+                let merged = merge_runtime(out.get("config"), value);
+                out.insert(key, merged);
+            }
+            _ => {
+                out.insert(key, value);
+            }
+        }
+    }
+    Value::Object(out)
+}
+
+fn merge_runtime(base: Option<&Value>, new: Value) -> Value {
+    let mut out = match base {
+        Some(Value::Object(m)) => m.clone(),
+        _ => serde_json::Map::new(),
+    };
+    let Value::Object(new) = new else {
+        return Value::Object(out);
+    };
+    for (key, value) in new {
+        let merged = match (key.as_str(), out.get(&key), value) {
+            ("Env", Some(Value::Array(old)), Value::Array(new)) => {
+                Value::Array(merge_env(old, &new))
+            }
+            (
+                "Labels" | "ExposedPorts" | "Volumes",
+                Some(Value::Object(old)),
+                Value::Object(new),
+            ) => {
+                let mut m = old.clone();
+                m.extend(new);
+                Value::Object(m)
+            }
+            (_, _, value) => value,
+        };
+        out.insert(key, merged);
+    }
+    Value::Object(out)
+}
+
+/// `NAME=VALUE` lists merged by name: the base's order, each name once,
+/// the new value where both have one, then the new names in their order.
+fn merge_env(old: &[Value], new: &[Value]) -> Vec<Value> {
+    fn name(v: &Value) -> &str {
+        let s = v.as_str().unwrap_or_default();
+        s.split_once('=').map_or(s, |(n, _)| n)
+    }
+    let mut out: Vec<Value> = Vec::new();
+    for v in old.iter().chain(new) {
+        match out.iter_mut().find(|o| name(o) == name(v)) {
+            Some(slot) => *slot = v.clone(),
+            None => out.push(v.clone()),
+        }
+    }
+    out
 }
 
 /// The OCI image manifest for a config blob and layer blobs.
-pub fn oci_manifest(
-    config: &[u8],
-    layers: &[BlobInfo],
-    compression: Compression,
-) -> Result<Vec<u8>> {
+pub fn oci_manifest(config: &[u8], layers: &[BlobInfo]) -> Result<Vec<u8>> {
     let layers = layers
         .iter()
         .map(|b| {
             DescriptorBuilder::default()
-                .media_type(MediaType::from(compression.oci_layer_media_type()))
+                .media_type(MediaType::from(b.compression.oci_layer_media_type()))
                 .digest(&b.digest)
                 .size(b.size)
                 .build()
@@ -156,11 +244,72 @@ pub fn legacy_layer_json(image: &Image, index: usize) -> Vec<u8> {
         architecture: &'a str,
         os: &'a str,
     }
+    let ids = image.layer_ids();
     canonical_json(&LegacyLayer {
-        id: &image.layers[index].id,
-        parent: index.checked_sub(1).map(|p| image.layers[p].id.as_str()),
+        id: ids[index],
+        parent: index.checked_sub(1).map(|p| ids[p]),
         created: &image.created,
         architecture: &image.architecture,
         os: &image.os,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn env_is_merged_by_name_with_the_new_value_winning() {
+        let old = [
+            json!("PATH=/bin"),
+            json!("A=1"),
+            json!("A=dup"),
+            json!("B=2"),
+        ];
+        let new = [json!("A=new"), json!("C=3")];
+        assert_eq!(
+            merge_env(&old, &new),
+            [
+                json!("PATH=/bin"),
+                json!("A=new"),
+                json!("B=2"),
+                json!("C=3")
+            ]
+        );
+    }
+
+    #[test]
+    fn config_on_a_base_keeps_what_the_new_image_leaves_unset() {
+        let base = json!({
+            "architecture": "arm64",
+            "author": "someone",
+            "container_config": { "Cmd": ["/bin/sh", "-c", "#(nop)"] },
+            "config": {
+                "Cmd": ["/bin/sh"], "WorkingDir": "/srv", "Env": ["PATH=/bin", "A=1"],
+                "Labels": { "a": "1", "b": "1" }
+            },
+            "history": [{ "created_by": "base" }],
+            "rootfs": { "type": "layers", "diff_ids": ["old"] }
+        });
+        let new = json!({
+            "architecture": "amd64",
+            "config": { "Env": ["A=2"], "Cmd": ["/app"], "Labels": { "b": "2" } },
+            "history": [{ "created_by": "stevedore" }],
+            "rootfs": { "type": "layers", "diff_ids": ["old", "new"] }
+        });
+        assert_eq!(
+            on_base(&base, new),
+            json!({
+                "architecture": "amd64",
+                "author": "someone",
+                "config": {
+                    "Cmd": ["/app"], "WorkingDir": "/srv", "Env": ["PATH=/bin", "A=2"],
+                    "Labels": { "a": "1", "b": "2" }
+                },
+                "history": [{ "created_by": "base" }, { "created_by": "stevedore" }],
+                "rootfs": { "type": "layers", "diff_ids": ["old", "new"] }
+            })
+        );
+    }
 }

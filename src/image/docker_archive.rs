@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
 use super::blobs::LayerBlob;
@@ -32,8 +32,10 @@ use crate::digest::{Digest, HashingWriter};
 /// holding no layer in memory or on disk.
 pub fn stream(image: &Image, w: impl Write) -> Result<()> {
     let mut tar = TarOut::new(w, image.ctx.mtime);
-    let mut diff_ids = Vec::with_capacity(image.layers.len());
+    let mut diff_ids = base_layers(image, &mut tar)?;
+    let below = diff_ids.len();
     for (i, layer) in image.layers.iter().enumerate() {
+        let i = below + i;
         layer_preamble(image, i, &mut tar)?;
         let plan = plan_layer(&image.ctx, &layer.source)?;
         tar.begin_file(&layer_name(image, i), plan.size)?;
@@ -56,20 +58,43 @@ pub fn stream(image: &Image, w: impl Write) -> Result<()> {
 /// Writes a docker-archive from layer blobs already on disk.
 pub fn from_blobs(image: &Image, blobs: &[LayerBlob], w: impl Write) -> Result<()> {
     let mut tar = TarOut::new(w, image.ctx.mtime);
+    let mut diff_ids = base_layers(image, &mut tar)?;
+    let below = diff_ids.len();
     for (i, blob) in blobs.iter().enumerate() {
-        layer_preamble(image, i, &mut tar)?;
-        tar.file_from(&layer_name(image, i), &blob.path)?;
+        layer_preamble(image, below + i, &mut tar)?;
+        tar.file_from(&layer_name(image, below + i), &blob.path)?;
+        diff_ids.push(blob.info.diff_id.clone());
     }
-    let diff_ids: Vec<Digest> = blobs.iter().map(|b| b.info.diff_id.clone()).collect();
     finish(image, &diff_ids, tar)
 }
 
+/// Copies the base image's layers, byte for byte; returns their diff_ids.
+fn base_layers(image: &Image, tar: &mut TarOut<impl Write>) -> Result<Vec<Digest>> {
+    let mut diff_ids = Vec::new();
+    for (i, layer) in image.base_layers().iter().enumerate() {
+        layer_preamble(image, i, tar)?;
+        tar.begin_file(&layer_name(image, i), layer.file.size)?;
+        let copied = std::io::copy(&mut layer.reader()?, tar.inner())
+            .with_context(|| format!("copying base layer {}", i + 1))?;
+        if copied != layer.file.size {
+            bail!(
+                "base layer {} has {copied} bytes, not {}: it changed while being read",
+                i + 1,
+                layer.file.size
+            );
+        }
+        tar.end_file(layer.file.size)?;
+        diff_ids.push(layer.diff_id.clone());
+    }
+    Ok(diff_ids)
+}
+
 fn layer_name(image: &Image, index: usize) -> String {
-    format!("{}/layer.tar", image.layers[index].id)
+    format!("{}/layer.tar", image.layer_ids()[index])
 }
 
 fn layer_preamble(image: &Image, index: usize, tar: &mut TarOut<impl Write>) -> Result<()> {
-    let id = &image.layers[index].id;
+    let id = image.layer_ids()[index];
     tar.file(&format!("{id}/VERSION"), b"1.0")?;
     tar.file(&format!("{id}/json"), &legacy_layer_json(image, index))
 }
@@ -85,18 +110,17 @@ fn finish(image: &Image, diff_ids: &[Digest], mut tar: TarOut<impl Write>) -> Re
     let config = image_config(image, diff_ids)?;
     let config_name = format!("{}.json", Digest::of(&config).hex());
     tar.file(&config_name, &config)?;
+    let ids = image.layer_ids();
     let manifest = [ManifestEntry {
         config: config_name,
         repo_tags: vec![image.reference()],
-        layers: (0..image.layers.len())
-            .map(|i| layer_name(image, i))
-            .collect(),
+        layers: (0..ids.len()).map(|i| layer_name(image, i)).collect(),
     }];
     tar.file("manifest.json", &canonical_json(&manifest))?;
-    if let Some(top) = image.layers.last() {
+    if let Some(top) = ids.last() {
         let repositories = BTreeMap::from([(
             image.name.as_str(),
-            BTreeMap::from([(image.tag.as_str(), top.id.as_str())]),
+            BTreeMap::from([(image.tag.as_str(), *top)]),
         )]);
         tar.file("repositories", &canonical_json(&repositories))?;
     }

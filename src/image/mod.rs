@@ -15,8 +15,11 @@ use serde::Serialize;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use std::os::unix::ffi::OsStringExt;
+
 use crate::archive::Owner;
 use crate::archive::plan::{LayerSettings, LayerSource};
+use crate::base::{Base, BaseLayer, Pick};
 use crate::digest::Digest;
 use crate::reference;
 use crate::spec::{self, Spec};
@@ -33,6 +36,11 @@ pub struct Image {
     pub os: String,
     pub variant: Option<String>,
     pub config: spec::ConfigSpec,
+    /// The base image (`fromImage`), whose layers go first, unchanged.
+    pub base: Option<Base>,
+    /// Ids of the base's layers in a docker-archive, lowest first.
+    pub base_ids: Vec<String>,
+    /// The new layers, lowest first.
     pub layers: Vec<Layer>,
 }
 
@@ -50,6 +58,11 @@ impl Image {
     /// Checks a spec: names, times, and that every path exists where it
     /// should. A store path already held by a lower layer is dropped.
     pub fn from_spec(spec: Spec) -> Result<Image> {
+        Image::from_spec_with_base(spec, None)
+    }
+
+    /// As [`Image::from_spec`], with the spec's base already read.
+    pub fn from_spec_with_base(spec: Spec, opened: Option<Base>) -> Result<Image> {
         reference::check_name(&spec.name).map_err(|e| anyhow::anyhow!("field name: {e}"))?;
         reference::check_tag(&spec.tag).map_err(|e| anyhow::anyhow!("field tag: {e}"))?;
         let created = match spec.created.as_deref() {
@@ -72,9 +85,30 @@ impl Image {
             }
         }
 
+        let base = match (&spec.base, opened) {
+            (Some(_), Some(opened)) => Some(opened),
+            (None, _) => None,
+            (Some(b), None) => {
+                let pick = Pick::Named {
+                    name: b.name.clone(),
+                    tag: b.tag.clone(),
+                };
+                Some(Base::open(&b.path, &pick, false).context("field base")?)
+            }
+        };
         let mut layers = Vec::new();
-        let mut covered: BTreeSet<OsString> = BTreeSet::new();
+        // Store paths the base holds are not written again.
+        let mut covered: BTreeSet<OsString> = base
+            .iter()
+            .flat_map(|b| b.store_names(&store_dir))
+            .map(OsString::from_vec)
+            .collect();
         let mut parent_id = String::new();
+        let mut base_ids = Vec::new();
+        for layer in base.iter().flat_map(|b| &b.layers) {
+            parent_id = base_layer_id(&parent_id, &layer.digest);
+            base_ids.push(parent_id.clone());
+        }
         for (i, layer) in spec.layers.iter().enumerate() {
             let mut paths = BTreeSet::new();
             for (j, raw) in layer.paths.iter().enumerate() {
@@ -100,9 +134,7 @@ impl Image {
             };
             let source = LayerSource {
                 store_paths,
-                trees: Vec::new(),
-                covered: BTreeSet::new(),
-                metadata: Default::default(),
+                ..Default::default()
             };
             parent_id = layer_id(&parent_id, &source);
             layers.push(Layer {
@@ -135,6 +167,7 @@ impl Image {
                 trees,
                 covered: covered.clone(),
                 metadata,
+                base: base.as_ref().map(|b| b.view.clone()),
             };
             parent_id = layer_id(&parent_id, &source);
             layers.push(Layer {
@@ -164,6 +197,8 @@ impl Image {
             os: spec.os,
             variant: spec.variant,
             config: spec.config,
+            base,
+            base_ids,
             layers,
         })
     }
@@ -171,6 +206,20 @@ impl Image {
     /// `name:tag`.
     pub fn reference(&self) -> String {
         format!("{}:{}", self.name, self.tag)
+    }
+
+    /// Every layer's docker-archive id, the base's first.
+    pub fn layer_ids(&self) -> Vec<&str> {
+        self.base_ids
+            .iter()
+            .map(String::as_str)
+            .chain(self.layers.iter().map(|l| l.id.as_str()))
+            .collect()
+    }
+
+    /// The base's layers, lowest first (none without a base).
+    pub fn base_layers(&self) -> &[BaseLayer] {
+        self.base.as_ref().map_or(&[], |b| &b.layers)
     }
 }
 
@@ -250,6 +299,21 @@ fn layer_id(parent: &str, source: &LayerSource) -> String {
         parent,
         store_paths: &source.store_paths,
         trees: &source.trees,
+    };
+    Digest::of(&canonical_json(&id)).hex().to_owned()
+}
+
+/// The id of a base layer: its blob digest chained to its parent's id, so
+/// that equal blobs (empty layers) still get distinct ids.
+fn base_layer_id(parent: &str, digest: &Digest) -> String {
+    #[derive(Serialize)]
+    struct Id<'a> {
+        parent: &'a str,
+        blob: String,
+    }
+    let id = Id {
+        parent,
+        blob: digest.to_string(),
     };
     Digest::of(&canonical_json(&id)).hex().to_owned()
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 
 use super::Image;
-use super::blobs::{LayerBlob, write_layer_blobs};
+use super::blobs::{LayerBlob, copy_base_blobs, write_layer_blobs};
 use super::config::{BlobInfo, image_config, oci_index, oci_manifest};
 use crate::archive::TarOut;
 use crate::compress::Compression;
@@ -27,8 +27,9 @@ const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 pub fn write_dir(image: &Image, compression: Compression, dir: &Path, jobs: usize) -> Result<()> {
     let blob_dir = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blob_dir).with_context(|| format!("creating {}", blob_dir.display()))?;
-    let layers = write_layer_blobs(image, compression, &blob_dir, jobs)?;
-    let docs = documents(image, &layers, compression)?;
+    let mut layers = copy_base_blobs(image, &blob_dir)?;
+    layers.extend(write_layer_blobs(image, compression, &blob_dir, jobs)?);
+    let docs = documents(image, &layers)?;
     for bytes in [&docs.config, &docs.manifest] {
         let path = blob_dir.join(Digest::of(bytes).hex());
         fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -48,8 +49,9 @@ pub fn write_archive(
     jobs: usize,
     w: impl Write,
 ) -> Result<()> {
-    let layers = write_layer_blobs(image, compression, scratch, jobs)?;
-    let docs = documents(image, &layers, compression)?;
+    let mut layers = copy_base_blobs(image, scratch)?;
+    layers.extend(write_layer_blobs(image, compression, scratch, jobs)?);
+    let docs = documents(image, &layers)?;
     // Every blob by digest, so a layer that appears twice is stored once,
     // in name order.
     let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
@@ -89,11 +91,11 @@ struct Documents {
     index: Vec<u8>,
 }
 
-fn documents(image: &Image, layers: &[LayerBlob], compression: Compression) -> Result<Documents> {
+fn documents(image: &Image, layers: &[LayerBlob]) -> Result<Documents> {
     let infos: Vec<BlobInfo> = layers.iter().map(|l| l.info.clone()).collect();
     let diff_ids: Vec<Digest> = infos.iter().map(|i| i.diff_id.clone()).collect();
     let config = image_config(image, &diff_ids)?;
-    let manifest = oci_manifest(&config, &infos, compression)?;
+    let manifest = oci_manifest(&config, &infos)?;
     let index = oci_index(image, &manifest)?;
     Ok(Documents {
         config,

@@ -104,9 +104,32 @@ pub fn push(
     let (config, layers) = match &source {
         Source::Blobs(image) => pusher.push_blob_layers(image)?,
         Source::Launcher { image, .. } => {
-            let progress = Progress::new(image.layers.len());
-            let layers = super::for_each_index(image.layers.len(), opts.jobs, |i| {
-                pusher.push_streamed_layer(i, &image.ctx, &image.layers[i].source, &progress)
+            // The base's layers as they are stored, then the new ones made
+            // from the store while they are sent.
+            let base = image.base_layers();
+            let progress = Progress::new(base.len() + image.layers.len());
+            let layers = super::for_each_index(base.len() + image.layers.len(), opts.jobs, |i| {
+                if let Some(layer) = base.get(i) {
+                    let started = Instant::now();
+                    let what = format!("base layer {}", i + 1);
+                    let pushed = pusher
+                        .push_file(&layer.file, &layer.digest, &progress)
+                        .map_err(|e| pusher.name_layer(e, &what, &layer.digest))?;
+                    progress.layer(
+                        i,
+                        &layer.digest.to_string(),
+                        pusher.outcome(pushed),
+                        started.elapsed(),
+                    );
+                    return Ok(Done {
+                        size: layer.file.size,
+                        digest: layer.digest.clone(),
+                        diff_id: Some(layer.diff_id.clone()),
+                        compression: layer.compression,
+                    });
+                }
+                let n = i - base.len();
+                pusher.push_streamed_layer(i, &image.ctx, &image.layers[n].source, &progress)
             })?;
             progress.finish();
             let diff_ids: Vec<Digest> = layers
@@ -167,9 +190,14 @@ fn check_docker_compressions(source: &Source, opts: &PushOptions) -> Result<()> 
             .iter()
             .find(|l| l.compression == Compression::Zstd)
             .map(|l| l.what.clone()),
-        Source::Launcher { .. } => {
-            (opts.compression == Compression::Zstd).then(|| "--compress zstd".to_owned())
-        }
+        Source::Launcher { image, .. } => image
+            .base_layers()
+            .iter()
+            .position(|l| l.compression == Compression::Zstd)
+            .map(|i| format!("base layer {}", i + 1))
+            .or_else(|| {
+                (opts.compression == Compression::Zstd).then(|| "--compress zstd".to_owned())
+            }),
     };
     if let Some(what) = zstd {
         bail!(
@@ -610,6 +638,7 @@ impl Pusher<'_> {
                     diff_id,
                     digest,
                     size,
+                    compression,
                 })
             });
             let sent = self.send_stream(&rx, progress, counted);

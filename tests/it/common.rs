@@ -129,6 +129,21 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     names
 }
 
+/// The members of a tar file by name (without `./`), with their data.
+pub fn tar_members(path: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = std::collections::BTreeMap::new();
+    let mut archive = tar::Archive::new(fs::File::open(path).unwrap());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).unwrap();
+        out.insert(name.trim_start_matches("./").to_owned(), data);
+    }
+    out
+}
+
 /// The SHA-256 of some bytes, as `sha256:<hex>`.
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;

@@ -50,7 +50,7 @@ fn podman_store_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 /// A loaded podman image, removed when dropped (also when a test fails).
-struct PodmanImage(String);
+pub(crate) struct PodmanImage(String);
 
 impl Drop for PodmanImage {
     fn drop(&mut self) {
@@ -76,7 +76,7 @@ fn loaded(out: &Output, reference: &str) -> PodmanImage {
 }
 
 /// `podman load -i ARCHIVE`, which must name the image `reference`.
-fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
+pub(crate) fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
     let _guard = podman_store_lock();
     let out = podman()
         .arg("load")
@@ -109,7 +109,7 @@ fn podman_load_stream(launcher: &Path, reference: &str) -> PodmanImage {
 }
 
 /// `podman run --rm --network none IMAGE ARGS...`, its standard output.
-fn podman_run(image: &PodmanImage, args: &[&str]) -> String {
+pub(crate) fn podman_run(image: &PodmanImage, args: &[&str]) -> String {
     stdout_of(
         podman()
             .args(["run", "--rm", "--network", "none", &image.0])
@@ -137,13 +137,16 @@ fn layer_count(inspect: &Value) -> usize {
 
 /// A layer of a docker-archive: how it was compressed and its entry names
 /// (without a leading `./`).
-struct Layer {
-    compression: &'static str,
-    entries: Vec<String>,
+pub(crate) struct Layer {
+    pub(crate) compression: &'static str,
+    pub(crate) entries: Vec<String>,
+    /// `sha256:...` of the blob as stored, and of its tar.
+    digest: String,
+    diff_id: String,
 }
 
 /// The layers of a docker-archive, in `manifest.json` order.
-fn archive_layers(archive: &Path) -> Vec<Layer> {
+pub(crate) fn archive_layers(archive: &Path) -> Vec<Layer> {
     let mut files = std::collections::BTreeMap::new();
     let mut outer = tar::Archive::new(fs::File::open(archive).unwrap());
     for entry in outer.entries().unwrap() {
@@ -177,6 +180,8 @@ fn archive_layers(archive: &Path) -> Vec<Layer> {
             Layer {
                 compression,
                 entries,
+                digest: crate::common::sha256(blob),
+                diff_id: crate::common::sha256(&tar_bytes),
             }
         })
         .collect()
@@ -449,6 +454,9 @@ fn image_derivations_rebuild_to_the_same_bytes() {
         "fakeRoot",
         "configOnly",
         "untagged",
+        "onBase",
+        "onBaseStream",
+        "imageOnBase",
     ];
     let first = stdout_of(example_build_cmd(&attrs).arg("--no-out-link"));
     assert_eq!(first.lines().count(), attrs.len(), "{first}");
@@ -496,7 +504,7 @@ fn image_derivations_rebuild_to_the_same_bytes() {
 /// `nix-instantiate -E '(import REPO/nix { helper = HELPER; }).CALL'`,
 /// which must fail at evaluation with every one of `needles` in its
 /// message. Returns standard error.
-fn evaluation_fails(call: &str, needles: &[&str]) -> String {
+pub(crate) fn evaluation_fails(call: &str, needles: &[&str]) -> String {
     let expr = format!("(import {REPO}/nix {{ helper = {HELPER}; }}).{call}");
     let stderr = run_fail(Command::new("nix-instantiate").arg("-E").arg(&expr));
     assert!(stderr.contains("error: "), "{expr}:\n{stderr}");
@@ -622,21 +630,161 @@ fn unknown_layering_is_refused() {
 }
 
 #[test]
-fn build_image_run_as_root_is_not_supported_yet() {
-    evaluation_fails(
-        r#"buildImage { name = "myapp"; runAsRoot = "chown 1000 /data"; }"#,
-        &["buildImage: runAsRoot is not supported yet; use fakeRootCommands"],
+fn from_image_arguments_are_checked_at_evaluation() {
+    for f in ["buildLayeredImage", "buildImage", "streamLayeredImage"] {
+        evaluation_fails(
+            &format!(r#"{f} {{ name = "myapp"; fromImageTag = "1"; }}"#),
+            &[&format!(
+                "{f}: fromImageName and fromImageTag pick an image of fromImage; give fromImage too"
+            )],
+        );
+        evaluation_fails(
+            &format!(r#"{f} {{ name = "myapp"; fromImage = "base.tar"; }}"#),
+            &[&format!("{f}: fromImage must be an image")],
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Images on a base
+
+/// The layers of `image` start with those of `base`, byte for byte.
+fn assert_base_layers_unchanged(base: &[Layer], image: &[Layer]) {
+    assert!(image.len() > base.len(), "no layers on top of the base");
+    for (i, (b, l)) in base.iter().zip(image).enumerate() {
+        assert_eq!(
+            (&b.digest, &b.diff_id),
+            (&l.digest, &l.diff_id),
+            "base layer {}",
+            i + 1
+        );
+    }
+}
+
+/// The image config of a docker-archive.
+fn archive_config(archive: &Path) -> Value {
+    let files = crate::common::tar_members(archive);
+    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
+    let config = manifest[0]["Config"].as_str().unwrap();
+    serde_json::from_slice(&files[config]).unwrap()
+}
+
+#[test]
+fn layered_image_on_a_stevedore_base_keeps_its_layers_and_runs() {
+    let base = build_example("layered");
+    let image = build_example("onBase");
+    let base_layers = archive_layers(&base.path);
+    let layers = archive_layers(&image.path);
+    assert_base_layers_unchanged(&base_layers, &layers);
+    // maxLayers = 7: the base's four, then busybox and app are in the
+    // base already, so one store layer (greeter) and the customisation
+    // layer.
+    assert_eq!(layers.len(), 6);
+    let [store, custom] = &layers[4..] else {
+        unreachable!()
+    };
+    let [greeter] = nix_build_paths(&["greeter"]).try_into().unwrap();
+    let busybox = nix_build_paths(&["busybox"]).remove(0);
+    assert_eq!(
+        store_paths_in(store),
+        BTreeSet::from([greeter.display().to_string()]),
+        "the store layer holds only what the base lacks"
+    );
+    // The customisation tree links bin/sh to busybox as the base's does:
+    // the same symlink is not written again; etc/layer-note is new.
+    assert!(
+        !custom.entries.iter().any(|e| e == "bin/sh"),
+        "{:?}",
+        custom.entries
+    );
+    assert!(custom.entries.iter().any(|e| e == "etc/layer-note"));
+    assert!(custom.entries.iter().any(|e| e == "bin/greet"));
+    assert!(!store_paths_in(custom).contains(&busybox.display().to_string()));
+
+    let config = archive_config(&image.path);
+    let base_config = archive_config(&base.path);
+    let history = config["history"].as_array().unwrap();
+    assert_eq!(
+        history[..4],
+        base_config["history"].as_array().unwrap()[..],
+        "the base's history comes first"
+    );
+    assert_eq!(history.len(), 6);
+
+    let loaded = podman_load(&image.path, "localhost/stevedore-example-on-base:latest");
+    assert_eq!(podman_run(&loaded, &[]), "hello from the layer on top\n");
+    // The base's files are there too.
+    assert!(podman_run(&loaded, &["/bin/sh", "-c", "ls /bin"]).contains("busybox"));
+}
+
+#[test]
+fn stream_on_a_launcher_base_keeps_its_layers() {
+    let base = build_example("hello");
+    let image = build_example("onBaseStream");
+    // The launcher base's layers are what streaming it gives.
+    let dir = crate::common::tempdir();
+    let (base_tar, image_tar) = (dir.path().join("base.tar"), dir.path().join("image.tar"));
+    for (launcher, out) in [(&base.path, &base_tar), (&image.path, &image_tar)] {
+        let bytes = run(&mut Command::new(launcher)).stdout;
+        fs::write(out, bytes).unwrap();
+    }
+    assert_base_layers_unchanged(&archive_layers(&base_tar), &archive_layers(&image_tar));
+    let env = &archive_config(&image_tar)["config"]["Env"];
+    assert_eq!(env, &json!(["GREETING=hi"]));
+    let loaded = podman_load_stream(
+        &image.path,
+        "localhost/stevedore-example-on-base-stream:latest",
+    );
+    assert_eq!(podman_run(&loaded, &[]), "hi from a streamed layer\n");
+    assert_eq!(
+        podman_run(&loaded, &["/bin/sh", "-c", "echo hello from stevedore"]),
+        "hello from stevedore\n"
     );
 }
 
 #[test]
-fn from_image_is_not_supported_yet() {
-    for f in ["buildLayeredImage", "buildImage", "streamLayeredImage"] {
-        evaluation_fails(
-            &format!(r#"{f} {{ name = "myapp"; fromImage = "/nix/store/base.tar"; }}"#),
-            &[&format!("{f}: fromImage is not supported yet")],
-        );
-    }
+fn build_image_on_a_base_adds_two_layers() {
+    let base = build_example("twoLayers");
+    let image = build_example("imageOnBase");
+    let base_layers = archive_layers(&base.path);
+    let layers = archive_layers(&image.path);
+    assert_base_layers_unchanged(&base_layers, &layers);
+    assert_eq!(layers.len(), base_layers.len() + 2);
+    // The base's zstd layers stay zstd; the new ones are gzip.
+    assert_eq!(layers[0].compression, "zstd");
+    assert_eq!(layers[3].compression, "gzip");
+    let loaded = podman_load(
+        &image.path,
+        "localhost/stevedore-example-image-on-base:latest",
+    );
+    assert_eq!(podman_run(&loaded, &[]), "hey from buildImage\n");
+}
+
+#[test]
+fn base_layers_count_towards_max_layers() {
+    let e = build_fails_with(
+        r#"buildLayeredImage { name = "x"; fromImage = (import EXAMPLES { inherit helper; }).layered; maxLayers = 5; }"#,
+    );
+    assert!(
+        e.contains(
+            "maxLayers is 5 but fromImage already has 4 layers; raise maxLayers to at least 6"
+        ),
+        "{e}"
+    );
+}
+
+/// Builds `call` (a library call, with `EXAMPLES` standing for the
+/// examples' file) and returns the build's error output.
+fn build_fails_with(call: &str) -> String {
+    let call = call.replace("EXAMPLES", &examples().display().to_string());
+    let expr =
+        format!("{{ helper }}: let s = import {REPO}/nix {{ inherit helper; }}; in s.{call}");
+    let out = Command::new("nix-build")
+        .args(["--no-out-link", "-E", &expr, "--arg", "helper", HELPER])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{call} built");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

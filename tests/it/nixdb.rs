@@ -253,6 +253,20 @@ fn layered_image_database_verifies_and_agrees_with_the_host() {
     assert!(dead.is_empty(), "{dead:#?}");
 }
 
+/// With `includeNixDB` on a base that has a Nix database, one database
+/// registers the base's paths and the new ones, as the host's Nix has
+/// them, and the gcroots of both images keep them alive.
+#[test]
+fn database_on_a_base_database_registers_both() {
+    let built = build_example("nixDbOnBase");
+    let roots = example_paths(&["busybox", "app", "greeter"]);
+    let closure = host_closure(&roots);
+    assert_eq!(closure.len(), 32, "{closure:#?}");
+    let image = unpack(&built.path);
+    let dead = check_database(&image, &roots, &closure, 1);
+    assert!(dead.is_empty(), "{dead:#?}");
+}
+
 #[test]
 fn streamed_image_has_the_same_database() {
     let built = build_example("nixDb.stream");
@@ -511,7 +525,7 @@ fn images_without_include_nix_db_have_no_nix_var() {
 
 #[test]
 fn nix_db_images_rebuild_to_the_same_bytes() {
-    let attrs = ["nixDb", "nixDbDrv", "nixDbNonRoot"];
+    let attrs = ["nixDb", "nixDbDrv", "nixDbNonRoot", "nixDbOnBase"];
     let mut drvs = Vec::new();
     for attr in attrs {
         let first = build_example(attr);

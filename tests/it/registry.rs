@@ -1191,6 +1191,172 @@ fn pull_image_is_reproducible_and_runs() {
     );
 }
 
+/// A base written by another tool: a busybox root file system imported
+/// into podman, saved by `podman save`, pushed by skopeo, pulled with
+/// pullImage and extended with buildLayeredImage. The base's layer keeps
+/// its digest, and podman runs the result.
+#[test]
+fn base_from_a_registry_pushed_by_skopeo_is_pulled_and_extended() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let rootfs = dir.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "cat", "echo"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
+    }
+    fs::write(rootfs.join("etc/base-note"), "from the imported base\n").unwrap();
+    let rootfs_tar = dir.path().join("rootfs.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&rootfs_tar)
+        .arg("."));
+    let imported = format!("localhost/stevedore-it/imported-{}:1", unique());
+    run(podman().arg("import").arg(&rootfs_tar).arg(&imported));
+    let saved = dir.path().join("saved.tar");
+    run(podman()
+        .args(["save", "--format", "docker-archive", "-o"])
+        .arg(&saved)
+        .arg(&imported));
+    let _ = podman().args(["rmi", "-f", &imported]).output();
+    let dest = reg.reference("imported/base", "1");
+    skopeo(
+        &reg,
+        &["copy", "-q"],
+        "dest",
+        &[format!("docker-archive:{}", saved.display()), dest.clone()],
+    );
+    let manifest = raw_manifest(&reg, &dest);
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&manifest))
+    );
+    let manifest: Value = serde_json::from_slice(&manifest).unwrap();
+    let base_layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
+
+    let name = format!("stevedore-it/on-pulled-{}", unique());
+    let expected = dir.path().join("expected.tar");
+    pull(
+        &reg,
+        &format!("docker://{}/imported/base@{digest}", reg.host()),
+        &expected,
+        &["--tag", "imported/base:1"],
+    );
+    let hash = sri_sha256(&fs::read(&expected).unwrap());
+    let extra = {
+        let d = tempdir();
+        let root = d.path().join("extra");
+        fs::create_dir_all(root.join("share")).unwrap();
+        fs::write(root.join("share/extra-note"), "and a layer on top\n").unwrap();
+        nix_add(&root)
+    };
+    let file = nix_file(
+        dir.path(),
+        "name, digest, hash, host, extra",
+        r#"s.buildLayeredImage {
+  inherit name;
+  tag = "v1";
+  fromImage = s.pullImage {
+    imageName = "${host}/imported/base";
+    imageDigest = digest;
+    inherit hash;
+    finalImageName = "imported/base";
+    finalImageTag = "1";
+    tlsVerify = false;
+  };
+  contents = [ (builtins.storePath extra) ];
+  config.Cmd = [ "/bin/sh" "-c" "cat /etc/base-note /share/extra-note" ];
+}"#,
+    );
+    let host = reg.host();
+    let extra = extra.display().to_string();
+    let args = [
+        ("name", name.as_str()),
+        ("digest", digest.as_str()),
+        ("hash", hash.as_str()),
+        ("host", host.as_str()),
+        ("extra", extra.as_str()),
+    ];
+    let built = nix_build(&file, "", &args, &[]);
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let image = PathBuf::from(String::from_utf8_lossy(&built.stdout).trim());
+    // The base's layer, as the registry has it, is the image's first.
+    let members = crate::common::tar_members(&image);
+    let top: Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
+    let first = top[0]["Layers"][0].as_str().unwrap();
+    assert_eq!(sha256(&members[first]), base_layer);
+
+    run(podman().arg("load").arg("-i").arg(&image));
+    assert_eq!(
+        podman_run_once(&format!("localhost/{name}:v1")),
+        "from the imported base\nand a layer on top\n"
+    );
+}
+
+/// A launcher on a base pushes the base's blobs as they are, then its own
+/// layers made while they are sent; skopeo pulls the result back.
+#[test]
+fn launcher_on_a_base_pushes_the_base_blobs_unchanged() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let busybox = busybox_store_path();
+    let base_spec = write_spec(
+        dir.path(),
+        &spec(
+            "pushed-base",
+            &[vec![&busybox]],
+            json!({ "config": { "Cmd": [busybox.join("bin/echo"), "base"] } }),
+        ),
+    );
+    let base = dir.path().join("base.tar");
+    build(&base_spec, "docker-archive", "zstd", &base);
+    let base_members = crate::common::tar_members(&base);
+    let base_manifest: Value = serde_json::from_slice(&base_members["manifest.json"]).unwrap();
+    let base_blob = sha256(&base_members[base_manifest[0]["Layers"][0].as_str().unwrap()]);
+
+    let top_dir = dir.path().join("top");
+    fs::create_dir(&top_dir).unwrap();
+    let note = top_dir.join("tree/etc");
+    fs::create_dir_all(&note).unwrap();
+    fs::write(note.join("note"), "pushed on a base\n").unwrap();
+    let top_spec = write_spec(
+        &top_dir,
+        &spec(
+            "pushed-top",
+            &[],
+            json!({
+                "base": { "path": base },
+                "customisation": { "trees": [top_dir.join("tree")] },
+                "config": { "Cmd": [busybox.join("bin/cat"), "/etc/note"] }
+            }),
+        ),
+    );
+    let dest = reg.reference("stacked/top", "v1");
+    push(&reg, &top_spec, &dest, &[]);
+    let manifest: Value = serde_json::from_slice(&raw_manifest(&reg, &dest)).unwrap();
+    assert_eq!(manifest["layers"][0]["digest"], base_blob.as_str());
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
+    let name = format!("localhost/stevedore-it/stacked-{}:v1", unique());
+    skopeo(
+        &reg,
+        &["copy", "-q"],
+        "src",
+        &[dest, format!("containers-storage:{name}")],
+    );
+    assert_eq!(podman_run_once(&name), "pushed on a base\n");
+}
+
 /// copyToPodman streams a streamLayeredImage into `podman load`, and
 /// copyToRegistry pushes it (run with `nix run`, as users do).
 #[test]
