@@ -7,6 +7,9 @@ and peak RSS are printed as a Markdown table (bench/layers.py's compare):
 
   build on the base (one small new layer), docker-archive
       vs  skopeo copy docker-archive:BASE oci:DIR  (the base's blobs alone)
+      and vs  each layer (unpacked beforehand): openssl dgst -sha256, zstd -dc |
+          openssl dgst -sha256  (the least a reader that checks digests and diff_ids
+          does, with no entry read)
   export the base as one root file system tar
       vs  umoci unpack of the base, then tar of the root
 
@@ -68,7 +71,19 @@ def main():
 
     subprocess.run(["skopeo", "copy", "-q", f"docker-archive:{base}",
                     f"oci:{work}/base-oci:latest"], check=True)
+    import tarfile
+    with tarfile.open(base) as t:
+        layers = json.load(t.extractfile("manifest.json"))[0]["Layers"]
+        blobs = os.path.join(work, "blobs")
+        t.extractall(blobs, members=[t.getmember(l) for l in layers])
+    hashed = " && ".join(
+        f"openssl dgst -sha256 {blobs}/{l} >/dev/null && zstd -dc {blobs}/{l} | openssl dgst -sha256 >/dev/null"
+        for l in layers)
     pairs = [
+        ("build on the base, docker-archive",
+         f"{sd} build {top_spec} --out {out}",
+         "per layer: openssl dgst -sha256, zstd -dc | openssl dgst -sha256",
+         f"bash -c '{hashed}'"),
         ("build on the base, docker-archive",
          f"{sd} build {top_spec} --out {out}",
          "skopeo copy docker-archive: oci:",
