@@ -24,7 +24,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -32,11 +32,10 @@ use serde_json::Value;
 
 use crate::archive::TarOut;
 use crate::base::scan::{self, Limits};
-use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::image::canonical_json;
 use crate::output::AtomicFile;
-use crate::registry::source::{BlobFile, tar_index};
+use crate::registry::source::{BlobFile, Blobs, DirBlobs, TarBlobs, tar_index};
 
 /// mtime of every member of the merged archive.
 const MTIME: u64 = 1;
@@ -62,21 +61,10 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
             .with_context(|| what.clone())?
             .is_dir()
         {
-            let root = input.clone();
-            oci_input(&move |name: &str| {
-                let path = root.join(name);
-                let size = std::fs::metadata(&path)
-                    .with_context(|| format!("{name} is missing"))?
-                    .len();
-                Ok(BlobFile {
-                    path,
-                    offset: 0,
-                    size,
-                })
-            })
-            .with_context(|| format!("{what} (an OCI layout)"))?
+            oci_input(&DirBlobs(input.clone()))
+                .with_context(|| format!("{what} (an OCI layout)"))?
         } else {
-            let readable = readable(
+            let readable = crate::base::readable(
                 input,
                 &scratch.path().join(format!("input-{i}.tar")),
                 limits,
@@ -88,13 +76,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
                     .with_context(|| format!("{what}: manifest.json is not a list of images"))?;
                 (index, entries)
             } else if index.contains_key("index.json") {
-                oci_input(&|name: &str| {
-                    index
-                        .get(name)
-                        .cloned()
-                        .with_context(|| format!("{name} is missing"))
-                })
-                .with_context(|| format!("{what} (an oci-archive)"))?
+                oci_input(&TarBlobs(index.clone()))
+                    .with_context(|| format!("{what} (an oci-archive)"))?
             } else {
                 bail!(
                     "{what} is not a docker-archive or OCI layout: it has no manifest.json or index.json"
@@ -304,9 +287,7 @@ fn member_name(value: &Value) -> Result<String> {
 /// image of `index.json`, tagged with its `io.containerd.image.name`
 /// annotation (or its ref name when that is a whole `name:tag`), untagged
 /// otherwise.
-fn oci_input(
-    file: &dyn Fn(&str) -> Result<BlobFile>,
-) -> Result<(BTreeMap<String, BlobFile>, Vec<Value>)> {
+fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value>)> {
     #[derive(serde::Deserialize)]
     struct Descriptor {
         #[serde(rename = "mediaType", default)]
@@ -330,7 +311,7 @@ fn oci_input(
             .digest
             .parse()
             .map_err(|e: String| anyhow::anyhow!("{what}: {e}"))?;
-        let f = file(&format!("blobs/sha256/{}", digest.hex()))?;
+        let f = blobs.file(&format!("blobs/sha256/{}", digest.hex()))?;
         if f.size != d.size {
             bail!(
                 "{what} ({digest}) has {} bytes but its descriptor says {}",
@@ -340,7 +321,7 @@ fn oci_input(
         }
         Ok((digest, f))
     };
-    let index: Doc = serde_json::from_slice(&file("index.json")?.read()?)
+    let index: Doc = serde_json::from_slice(&blobs.file("index.json")?.read()?)
         .context("index.json is not an OCI index")?;
     let mut members = BTreeMap::new();
     let mut entries = Vec::new();
@@ -398,43 +379,4 @@ fn copy_member(file: &BlobFile, w: &mut impl Write) -> Result<()> {
         bail!("the archive is shorter than its index says");
     }
     Ok(())
-}
-
-/// An uncompressed docker-archive for `input`: the file itself, or one
-/// decompressed or streamed to `scratch`.
-fn readable(input: &Path, scratch: &Path, limits: Limits) -> Result<PathBuf> {
-    let mut head = [0u8; 4];
-    let n = File::open(input)?.read(&mut head)?;
-    let head = &head[..n];
-    if head.starts_with(b"#!") || head.starts_with(b"{") {
-        let image = crate::image::Image::from_spec(crate::spec::Spec::load(input)?)?;
-        let mut w = BufWriter::new(File::create(scratch)?);
-        crate::image::docker_archive::stream(&image, &mut w)?;
-        w.flush()?;
-        return Ok(scratch.to_owned());
-    }
-    if scan::sniff(head) == Compression::None {
-        return Ok(input.to_owned());
-    }
-    let mut r = scan::decoder(head, BufReader::new(File::open(input)?))?;
-    let mut w = BufWriter::new(File::create(scratch)?);
-    let mut copied = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = r.read(&mut buf).context("decompressing")?;
-        if n == 0 {
-            break;
-        }
-        copied += n as u64;
-        if copied > limits.max_layer_bytes {
-            bail!(
-                "expands to more than {} bytes (the limit; set {} to change it)",
-                limits.max_layer_bytes,
-                scan::MAX_LAYER_BYTES_VAR
-            );
-        }
-        w.write_all(&buf[..n])?;
-    }
-    w.flush()?;
-    Ok(scratch.to_owned())
 }

@@ -475,7 +475,7 @@ fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<
 /// none.
 fn base_db_paths(attrs: &BaseAttrs) -> Result<Vec<crate::nixdb::ValidPath>> {
     const DB: &[u8] = b"nix/var/nix/db/db.sqlite";
-    let base = attrs.open(true)?;
+    let base = attrs.open(false)?;
     let Some(entry) = base.view.get(DB) else {
         return Ok(Vec::new());
     };

@@ -14,7 +14,7 @@ pub mod export;
 pub mod scan;
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -78,7 +78,7 @@ impl Base {
             .tempdir()
             .context("creating a scratch directory")?;
         let limits = Limits::from_env()?;
-        let readable = prepare(path, scratch.path(), limits)
+        let readable = readable(path, &scratch.path().join("base.tar"), limits)
             .with_context(|| format!("fromImage {}", path.display()))?;
         let blobs = source::open_blobs(&readable, pick, "fromImage")?;
         let config: Value = serde_json::from_slice(&blobs.config)
@@ -185,16 +185,25 @@ impl Base {
         self.view.children(rel.as_os_str().as_bytes())
     }
 
-    /// The data of a file of the view, from the kept layer tars.
-    pub fn open_file(&self, entry: &ViewEntry) -> Result<impl Read + use<>> {
+    /// The data of a file of the view: read from the kept layer tar, or
+    /// else by decompressing its layer again up to the file (cheap for one
+    /// file, such as the Nix database; keep the tars to read many).
+    pub fn open_file(&self, entry: &ViewEntry) -> Result<Box<dyn Read>> {
         let layer = &self.layers[entry.layer];
-        let tar = layer
-            .tar
-            .as_ref()
-            .context("the base was opened without its layer tars")?;
-        let mut f = File::open(tar).with_context(|| format!("reading {}", tar.display()))?;
-        f.seek(SeekFrom::Start(entry.offset))?;
-        Ok(f.take(entry.size))
+        if let Some(tar) = &layer.tar {
+            let mut f = File::open(tar).with_context(|| format!("reading {}", tar.display()))?;
+            f.seek(SeekFrom::Start(entry.offset))?;
+            return Ok(Box::new(f.take(entry.size)));
+        }
+        let mut blob = BufReader::new(layer.reader()?);
+        let head = blob.fill_buf()?.get(..4).unwrap_or_default().to_vec();
+        let mut tar = scan::decoder(&head, blob)?;
+        let skipped = std::io::copy(&mut (&mut tar).take(entry.offset), &mut std::io::sink())
+            .with_context(|| format!("reading {}", self.path.display()))?;
+        if skipped != entry.offset {
+            bail!("{}: a layer changed while it was read", self.path.display());
+        }
+        Ok(Box::new(tar.take(entry.size)))
     }
 
     /// The history entries of the base's config.
@@ -207,9 +216,11 @@ impl Base {
     }
 }
 
-/// A file stevedore can index: a compressed archive is decompressed into
-/// `scratch`, and a launcher streamed there.
-fn prepare(path: &Path, scratch: &Path, limits: Limits) -> Result<PathBuf> {
+/// A file stevedore can index for `path`: a directory (an OCI layout) or
+/// an uncompressed archive as it is; an archive compressed as a whole is
+/// decompressed, and a launcher or spec streamed, to the new file
+/// `scratch`.
+pub fn readable(path: &Path, scratch: &Path, limits: Limits) -> Result<PathBuf> {
     let md = std::fs::metadata(path)?;
     if md.is_dir() {
         return Ok(path.to_owned());
@@ -220,17 +231,15 @@ fn prepare(path: &Path, scratch: &Path, limits: Limits) -> Result<PathBuf> {
     if head.starts_with(b"#!") || head.starts_with(b"{") {
         let spec = crate::spec::Spec::load(path)?;
         let image = crate::image::Image::from_spec(spec)?;
-        let out = scratch.join("launcher.tar");
-        let mut w = BufWriter::new(File::create(&out)?);
+        let mut w = BufWriter::new(File::create(scratch)?);
         crate::image::docker_archive::stream(&image, &mut w)?;
         w.flush()?;
-        return Ok(out);
+        return Ok(scratch.to_owned());
     }
     if scan::sniff(head) == Compression::None {
         return Ok(path.to_owned());
     }
-    let out = scratch.join("archive.tar");
-    let mut w = BufWriter::new(File::create(&out)?);
+    let mut w = BufWriter::new(File::create(scratch)?);
     let mut r = scan::decoder(head, BufReader::new(File::open(path)?))?;
     let mut copied = 0u64;
     let mut buf = vec![0u8; 256 * 1024];
@@ -250,5 +259,5 @@ fn prepare(path: &Path, scratch: &Path, limits: Limits) -> Result<PathBuf> {
         w.write_all(&buf[..n])?;
     }
     w.flush()?;
-    Ok(out)
+    Ok(scratch.to_owned())
 }

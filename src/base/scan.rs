@@ -908,39 +908,29 @@ mod tests {
             e.write_all(&tar).unwrap();
             e.finish().unwrap()
         };
-        let limits = Limits {
+        let refused = |limits: Limits| {
+            let err = scan_layer(
+                &mut View::default(),
+                "layer 1",
+                0,
+                &gz[..],
+                Some(gz.len() as u64),
+                limits,
+                None,
+            )
+            .unwrap_err();
+            format!("{err:#}")
+        };
+        let err = refused(Limits {
             max_layer_bytes: 1 << 20,
             ..Limits::default()
-        };
-        let err = scan_layer(
-            &mut View::default(),
-            "layer 1",
-            0,
-            &gz[..],
-            Some(gz.len() as u64),
-            limits,
-            None,
-        )
-        .unwrap_err();
-        assert!(
-            format!("{err:#}").contains("more than 1048576 bytes"),
-            "{err:#}"
-        );
-        let limits = Limits {
+        });
+        assert!(err.contains("more than 1048576 bytes"), "{err}");
+        let err = refused(Limits {
             ratio_floor: 1 << 20,
             ..Limits::default()
-        };
-        let err = scan_layer(
-            &mut View::default(),
-            "layer 1",
-            0,
-            &gz[..],
-            Some(gz.len() as u64),
-            limits,
-            None,
-        )
-        .unwrap_err();
-        assert!(format!("{err:#}").contains("compression bomb"), "{err:#}");
+        });
+        assert!(err.contains("compression bomb"), "{err}");
     }
 
     /// A valid GNU long-name header (`L`) that claims `size` bytes.

@@ -289,11 +289,11 @@ pub fn tar_index(path: &Path) -> Result<BTreeMap<String, BlobFile>> {
 }
 
 /// Where an OCI layout's files are.
-trait Blobs {
+pub trait Blobs {
     fn file(&self, name: &str) -> Result<BlobFile>;
 }
 
-struct DirBlobs(PathBuf);
+pub struct DirBlobs(pub PathBuf);
 
 impl Blobs for DirBlobs {
     fn file(&self, name: &str) -> Result<BlobFile> {
@@ -309,7 +309,7 @@ impl Blobs for DirBlobs {
     }
 }
 
-struct TarBlobs(BTreeMap<String, BlobFile>);
+pub struct TarBlobs(pub BTreeMap<String, BlobFile>);
 
 impl Blobs for TarBlobs {
     fn file(&self, name: &str) -> Result<BlobFile> {
