@@ -71,7 +71,7 @@ pub struct Base {
 impl Base {
     /// Reads the image at `path`. With `keep_tars`, each layer's
     /// uncompressed tar is kept in a scratch directory, so files can be read
-    /// back ([`Base::read_file`]).
+    /// back quickly ([`Base::open_file`]).
     pub fn open(path: &Path, pick: &Pick, keep_tars: bool) -> Result<Base> {
         let scratch = tempfile::Builder::new()
             .prefix("stevedore-base-")
