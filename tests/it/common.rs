@@ -119,6 +119,54 @@ pub fn podman() -> Command {
     cmd
 }
 
+/// Held while a command adds images to or removes them from podman's store.
+///
+/// containers/storage shares layers between images: a `podman load` that
+/// finds a layer already present can fail with "layer not known" when a
+/// concurrent `podman rmi` of another image removes that layer meanwhile.
+/// Tests run in parallel threads of one process, so one lock serialises
+/// every load, import, save and removal.
+static PODMAN_STORE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the podman store lock (see [`PODMAN_STORE`]).
+pub fn podman_store_lock() -> std::sync::MutexGuard<'static, ()> {
+    PODMAN_STORE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs a command that changes podman's image store (`podman load`,
+/// `import`, `save`, `stevedore load --into podman`, a skopeo copy to
+/// `containers-storage:`) under the store lock, panicking if it fails.
+pub fn run_in_podman_store(cmd: &mut Command) -> Output {
+    let _guard = podman_store_lock();
+    run(cmd)
+}
+
+/// `podman rmi -f REFERENCE` under the store lock; a missing image is fine.
+pub fn podman_rmi(reference: &str) {
+    let _guard = podman_store_lock();
+    let _ = podman().args(["rmi", "-f", reference]).output();
+}
+
+/// A podman image that is removed when dropped (also when a test fails).
+pub struct PodmanImage(pub String);
+
+impl Drop for PodmanImage {
+    fn drop(&mut self) {
+        podman_rmi(&self.0);
+    }
+}
+
+/// The `CONTAINERS_CONF` that [`podman`] sets, for other programs that
+/// talk to podman's store.
+pub fn containers_conf() -> std::ffi::OsString {
+    podman()
+        .get_envs()
+        .find(|(k, _)| *k == "CONTAINERS_CONF")
+        .and_then(|(_, v)| v)
+        .expect("podman() sets CONTAINERS_CONF")
+        .to_owned()
+}
+
 /// The names in a directory, sorted.
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)

@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{
-    Registry, build, busybox_store_path, nix_add, podman, run, spec, stevedore, tempdir, write_spec,
+    PodmanImage, Registry, build, busybox_store_path, nix_add, podman, podman_store_lock, run,
+    run_in_podman_store, spec, stevedore, tempdir, write_spec,
 };
 
 /// The `created` every image here is given, as podman and skopeo print it.
@@ -40,15 +41,6 @@ fn unique_mtime() -> String {
         .unwrap()
 }
 
-/// A loaded podman image, removed when dropped (also when a test fails).
-struct PodmanImage(String);
-
-impl Drop for PodmanImage {
-    fn drop(&mut self) {
-        let _ = podman().args(["rmi", "-f", &self.0]).output();
-    }
-}
-
 fn stdout_of(cmd: &mut Command) -> String {
     String::from_utf8(run(cmd).stdout).unwrap()
 }
@@ -73,7 +65,7 @@ fn podman_inspect(image: &str) -> Value {
 /// Loads a docker-archive with `podman load -i` and checks podman names it
 /// `localhost/NAME:TAG`.
 fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
-    let out = run(podman().arg("load").arg("-i").arg(archive));
+    let out = run_in_podman_store(podman().arg("load").arg("-i").arg(archive));
     let image = PodmanImage(reference.to_owned());
     let said = format!(
         "{}{}",
@@ -167,7 +159,9 @@ fn stream_piped_into_podman_load_runs() {
         .spawn()
         .unwrap();
     let pipe = producer.stdout.take().unwrap();
+    let guard = podman_store_lock();
     let load = podman().arg("load").stdin(pipe).output().unwrap();
+    drop(guard);
     let reference = format!("localhost/{name}:streamed");
     let image = PodmanImage(reference.clone());
     let produced = producer.wait_with_output().unwrap();

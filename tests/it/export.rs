@@ -7,7 +7,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::{
-    assert_one_line_error, build_example, dir_names, podman, run, run_fail, stevedore, tempdir,
+    PodmanImage, assert_one_line_error, build_example, dir_names, podman, run, run_fail,
+    run_in_podman_store, stevedore, tempdir,
 };
 use crate::hostile::{Blob, docker_archive, raw_entry, raw_layer};
 
@@ -222,7 +223,8 @@ fn export_image_nix_matches_the_command_and_runs() {
 
     // podman runs the flattened file system.
     let name = "localhost/stevedore-export-test:latest";
-    run(podman().arg("import").arg(path).arg(name));
+    run_in_podman_store(podman().arg("import").arg(path).arg(name));
+    let image = PodmanImage(name.to_owned());
     let said = run(podman().args([
         "run",
         "--rm",
@@ -233,7 +235,7 @@ fn export_image_nix_matches_the_command_and_runs() {
         "-c",
         "echo exported",
     ]));
-    let _ = podman().args(["rmi", "-f", name]).output();
+    drop(image);
     assert_eq!(String::from_utf8_lossy(&said.stdout).trim(), "exported");
 }
 

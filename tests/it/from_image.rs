@@ -11,8 +11,8 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::common::{
-    build, busybox_store_path, podman, run, run_fail, sha256, spec, stevedore, tar_members,
-    tempdir, write_spec,
+    PodmanImage, build, busybox_store_path, podman, run, run_fail, run_in_podman_store, sha256,
+    spec, stevedore, tar_members, tempdir, write_spec,
 };
 
 /// A layer made here: `(name, contents)` files and `name/` directories.
@@ -90,13 +90,14 @@ fn archive_layers(path: &Path) -> (Vec<String>, Value) {
 /// `podman load -i ARCHIVE`, then `podman run` of `reference` with
 /// `args`; the image is removed afterwards.
 fn load_and_run(archive: &Path, reference: &str, args: &[&str]) -> String {
-    run(podman().arg("load").arg("-i").arg(archive));
+    let image = PodmanImage(reference.to_owned());
+    run_in_podman_store(podman().arg("load").arg("-i").arg(archive));
     let out = podman()
         .args(["run", "--rm", "--network", "none", reference])
         .args(args)
         .output()
         .unwrap();
-    let _ = podman().args(["rmi", "-f", reference]).output();
+    drop(image);
     assert!(
         out.status.success(),
         "podman run {reference}: {}",
@@ -248,6 +249,7 @@ fn compressed_archive_base_and_a_pick_from_several_images() {
     let busybox = busybox_store_path();
     // Two images in one archive, written by podman.
     let mut digests = Vec::new();
+    let mut loaded = Vec::new();
     for (name, word) in [("first", "one"), ("second", "two")] {
         let d = dir.path().join(name);
         fs::create_dir(&d).unwrap();
@@ -262,26 +264,20 @@ fn compressed_archive_base_and_a_pick_from_several_images() {
         );
         let out = d.join("image.tar");
         build(&s, "docker-archive", "none", &out);
-        run(podman().arg("load").arg("-i").arg(&out));
+        run_in_podman_store(podman().arg("load").arg("-i").arg(&out));
+        loaded.push(PodmanImage(format!(
+            "localhost/stevedore-it/pick-{name}:v1"
+        )));
         digests.push(archive_layers(&out).0);
     }
     let both = dir.path().join("both.tar");
-    run(podman()
-        .args(["save", "--multi-image-archive", "-o"])
-        .arg(&both)
-        .args([
-            "localhost/stevedore-it/pick-first:v1",
-            "localhost/stevedore-it/pick-second:v1",
-        ]));
-    for name in ["first", "second"] {
-        let _ = podman()
-            .args([
-                "rmi",
-                "-f",
-                &format!("localhost/stevedore-it/pick-{name}:v1"),
-            ])
-            .output();
-    }
+    run_in_podman_store(
+        podman()
+            .args(["save", "--multi-image-archive", "-o"])
+            .arg(&both)
+            .args(loaded.iter().map(|image| &image.0)),
+    );
+    drop(loaded);
     // The whole archive gzip-compressed, as dockerTools' buildImage
     // writes it with a compressor.
     let gz = dir.path().join("both.tar.gz");

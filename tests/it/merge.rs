@@ -9,8 +9,8 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::common::{
-    assert_one_line_error, build, busybox_store_path, dir_names, podman, run, run_fail, spec,
-    stevedore, tempdir, write_spec,
+    PodmanImage, assert_one_line_error, build, busybox_store_path, dir_names, podman, run,
+    run_fail, run_in_podman_store, spec, stevedore, tempdir, write_spec,
 };
 use crate::hostile::{Blob, Members, docker_members, raw_entry, raw_layer, tar_of};
 
@@ -295,10 +295,15 @@ fn merge_takes_oci_layouts_and_podman_runs_them() {
         .args(&inputs)
         .arg("--out")
         .arg(&merged));
-    let load = run(podman().arg("load").arg("-i").arg(&merged));
+    let names = ["docker", "oci-archive", "oci-dir"];
+    let _loaded: Vec<PodmanImage> = names
+        .iter()
+        .map(|n| PodmanImage(format!("localhost/stevedore-merge-{n}:latest")))
+        .collect();
+    let load = run_in_podman_store(podman().arg("load").arg("-i").arg(&merged));
     let said = String::from_utf8_lossy(&load.stdout).into_owned();
     let mut failures = Vec::new();
-    for n in ["docker", "oci-archive", "oci-dir"] {
+    for n in names {
         let image = format!("localhost/stevedore-merge-{n}:latest");
         if !said.contains(&image) {
             failures.push(format!("podman load did not load {image}: {said}"));
@@ -311,7 +316,6 @@ fn merge_takes_oci_layouts_and_podman_runs_them() {
         if String::from_utf8_lossy(&ran.stdout).trim() != format!("from {n}") {
             failures.push(format!("{image}: {ran:?}"));
         }
-        let _ = podman().args(["rmi", "-f", &image]).output();
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
@@ -355,7 +359,11 @@ fn merge_images_nix_loads_and_runs_in_podman() {
         path.display()
     );
     let names = ["gz", "zstd", "none", "whole"];
-    let load = run(podman().arg("load").arg("-i").arg(path));
+    let _loaded: Vec<PodmanImage> = names
+        .iter()
+        .map(|n| PodmanImage(format!("localhost/stevedore-merge-{n}:latest")))
+        .collect();
+    let load = run_in_podman_store(podman().arg("load").arg("-i").arg(path));
     let said = String::from_utf8_lossy(&load.stdout).into_owned();
     let mut failures = Vec::new();
     for n in names {
@@ -375,15 +383,6 @@ fn merge_images_nix_loads_and_runs_in_podman() {
                 String::from_utf8_lossy(&ran.stderr)
             ));
         }
-    }
-    for n in names {
-        let _ = podman()
-            .args([
-                "rmi",
-                "-f",
-                &format!("localhost/stevedore-merge-{n}:latest"),
-            ])
-            .output();
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }

@@ -13,11 +13,13 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
 
 use serde_json::{Value, json};
 
-use crate::common::{build_example, example_build_cmd, podman, realise_check, run, run_fail};
+use crate::common::{
+    PodmanImage, build_example, example_build_cmd, podman, podman_store_lock, realise_check, run,
+    run_fail,
+};
 
 /// The library's checkout.
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -41,23 +43,6 @@ fn nix_build_paths(attrs: &[&str]) -> Vec<PathBuf> {
 
 // ---------------------------------------------------------------------------
 // podman
-
-/// Held while an image is loaded or removed.
-static PODMAN_STORE: Mutex<()> = Mutex::new(());
-
-fn podman_store_lock() -> std::sync::MutexGuard<'static, ()> {
-    PODMAN_STORE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A loaded podman image, removed when dropped (also when a test fails).
-pub(crate) struct PodmanImage(String);
-
-impl Drop for PodmanImage {
-    fn drop(&mut self) {
-        let _guard = podman_store_lock();
-        let _ = podman().args(["rmi", "-f", &self.0]).output();
-    }
-}
 
 /// Checks that podman load succeeded and reported `reference`.
 fn loaded(out: &Output, reference: &str) -> PodmanImage {

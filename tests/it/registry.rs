@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 use crate::common::{
-    Auth, CuttingProxy, HtmlServer, PASSWORD, Registry, USER, assert_one_line_error, build,
-    busybox_store_path, dir_names, nix_add, podman, run, sha256, spec, stevedore, tempdir,
-    write_spec,
+    Auth, CuttingProxy, HtmlServer, PASSWORD, PodmanImage, Registry, USER, assert_one_line_error,
+    build, busybox_store_path, containers_conf, dir_names, nix_add, podman, podman_store_lock, run,
+    run_in_podman_store, sha256, spec, stevedore, tempdir, write_spec,
 };
 
 /// A number no other test (or concurrent test run) uses.
@@ -948,25 +948,20 @@ fn load_into_podman_runs() {
             json!({ "config": { "Cmd": [busybox.join("bin/busybox"), "echo", "loaded by stevedore"] } }),
         ),
     );
-    let conf = podman()
-        .get_envs()
-        .find(|(k, _)| *k == "CONTAINERS_CONF")
-        .unwrap()
-        .1
-        .unwrap()
-        .to_owned();
-    run(stevedore().env("CONTAINERS_CONF", conf).args([
+    let conf = containers_conf();
+    let reference = format!("localhost/{name}:latest");
+    let image = PodmanImage(reference.clone());
+    run_in_podman_store(stevedore().env("CONTAINERS_CONF", conf).args([
         "load",
         spec_path.to_str().unwrap(),
         "--into",
         "podman",
     ]));
-    let reference = format!("localhost/{name}:latest");
     let out = podman()
         .args(["run", "--rm", "--network", "none", &reference])
         .output()
         .unwrap();
-    let _ = podman().args(["rmi", "-f", &reference]).output();
+    drop(image);
     assert!(
         out.status.success(),
         "{}",
@@ -1098,11 +1093,12 @@ fn sri_sha256(bytes: &[u8]) -> String {
 
 /// Runs an image in podman and removes it.
 fn podman_run_once(reference: &str) -> String {
+    let image = PodmanImage(reference.to_owned());
     let out = podman()
         .args(["run", "--rm", "--network", "none", reference])
         .output()
         .unwrap();
-    let _ = podman().args(["rmi", "-f", reference]).output();
+    drop(image);
     assert!(
         out.status.success(),
         "podman run {reference}: {}",
@@ -1184,7 +1180,7 @@ fn pull_image_is_reproducible_and_runs() {
     assert!(!failed.status.success());
     assert!(stderr.contains("hash mismatch"), "{stderr}");
 
-    run(podman().arg("load").arg("-i").arg(&path));
+    run_in_podman_store(podman().arg("load").arg("-i").arg(&path));
     assert_eq!(
         podman_run_once(&format!("localhost/{name}:v1")),
         format!("{message}\n")
@@ -1215,13 +1211,16 @@ fn base_from_a_registry_pushed_by_skopeo_is_pulled_and_extended() {
         .arg(&rootfs_tar)
         .arg("."));
     let imported = format!("localhost/stevedore-it/imported-{}:1", unique());
-    run(podman().arg("import").arg(&rootfs_tar).arg(&imported));
+    let imported_image = PodmanImage(imported.clone());
+    run_in_podman_store(podman().arg("import").arg(&rootfs_tar).arg(&imported));
     let saved = dir.path().join("saved.tar");
-    run(podman()
-        .args(["save", "--format", "docker-archive", "-o"])
-        .arg(&saved)
-        .arg(&imported));
-    let _ = podman().args(["rmi", "-f", &imported]).output();
+    run_in_podman_store(
+        podman()
+            .args(["save", "--format", "docker-archive", "-o"])
+            .arg(&saved)
+            .arg(&imported),
+    );
+    drop(imported_image);
     let dest = reg.reference("imported/base", "1");
     skopeo(
         &reg,
@@ -1293,7 +1292,7 @@ fn base_from_a_registry_pushed_by_skopeo_is_pulled_and_extended() {
     let first = top[0]["Layers"][0].as_str().unwrap();
     assert_eq!(sha256(&members[first]), base_layer);
 
-    run(podman().arg("load").arg("-i").arg(&image));
+    run_in_podman_store(podman().arg("load").arg("-i").arg(&image));
     assert_eq!(
         podman_run_once(&format!("localhost/{name}:v1")),
         "from the imported base\nand a layer on top\n"
@@ -1348,12 +1347,14 @@ fn launcher_on_a_base_pushes_the_base_blobs_unchanged() {
     );
     assert_eq!(manifest["layers"].as_array().unwrap().len(), 2);
     let name = format!("localhost/stevedore-it/stacked-{}:v1", unique());
+    let guard = podman_store_lock();
     skopeo(
         &reg,
         &["copy", "-q"],
         "src",
         &[dest, format!("containers-storage:{name}")],
     );
+    drop(guard);
     assert_eq!(podman_run_once(&name), "pushed on a base\n");
 }
 
@@ -1390,14 +1391,8 @@ s.streamLayeredImage {
     );
     let launcher =
         PathBuf::from(String::from_utf8_lossy(&built.stdout).trim()).join("bin/copy-to-podman");
-    let conf = podman()
-        .get_envs()
-        .find(|(k, _)| *k == "CONTAINERS_CONF")
-        .unwrap()
-        .1
-        .unwrap()
-        .to_owned();
-    run(Command::new(&launcher).env("CONTAINERS_CONF", conf));
+    let conf = containers_conf();
+    run_in_podman_store(Command::new(&launcher).env("CONTAINERS_CONF", conf));
     assert_eq!(
         podman_run_once(&format!("localhost/{name}:v1")),
         format!("{message}\n")
