@@ -930,6 +930,7 @@ fn store_path_of(path: &str) -> Option<String> {
 /// script run in it as root ([`crate::rootfs::userns`]), and what changed
 /// written to `$out` as a layer ([`crate::rootfs::diff`]).
 fn run_as_root(job: &RunAsRootJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<()> {
+    use crate::rootfs::chown::BaseOwner;
     use crate::rootfs::userns::{Bind, Chroot, IdMapping};
     use crate::rootfs::{Scratch, diff};
 
@@ -939,13 +940,30 @@ fn run_as_root(job: &RunAsRootJob, attrs: &Value, out: &Path, metadata: &Path) -
     let scratch = Scratch::create(std::env::current_dir()?.join("run-as-root"))?;
     let root = scratch.path().join("root");
     fs::create_dir(&root).with_context(|| format!("creating {}", root.display()))?;
-    if let Some(base) = &job.base {
-        crate::rootfs::extract::extract(&base.open(true)?, &root, mapping)?;
-    }
+    let not_given = match &job.base {
+        Some(base) => crate::rootfs::extract::extract(&base.open(true)?, &root, mapping)?,
+        None => BTreeMap::new(),
+    };
     // The lower layers: what the layer is the difference from. `contents`
     // is new in this layer, as the script's changes are, and replaces
     // what the base has at the same paths, as a layer above it would.
-    let before = diff::snapshot(&root)?;
+    let mut before = diff::snapshot(&root)?;
+    // Owners of the base that the build user could not give: the lower
+    // layer has them, and the supervisor starts with them recorded.
+    let base_owners: Vec<BaseOwner> = not_given
+        .into_iter()
+        .filter_map(|(path, (uid, gid))| {
+            let e = before.entries.get(&path)?;
+            Some(BaseOwner {
+                dev: e.dev,
+                ino: e.ino,
+                path,
+                uid,
+                gid,
+            })
+        })
+        .collect();
+    before.record_owners(&base_owners.iter().map(BaseOwner::owner).collect());
     let from_base = |path: &Path, md: &fs::Metadata| {
         path.strip_prefix(&root)
             .ok()
@@ -972,6 +990,7 @@ fn run_as_root(job: &RunAsRootJob, attrs: &Value, out: &Path, metadata: &Path) -
         &job.shell,
         &job.script,
         mapping,
+        base_owners,
     );
     chroot.remove_mountpoints()?;
     let owners = ran?;

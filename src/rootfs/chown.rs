@@ -1,53 +1,67 @@
-//! `chown` in a namespace that maps one id: the calls are answered by a
-//! supervisor that records the owners they ask for, and the layer takes
-//! its owners from that record.
+//! `chown` and `stat` in a namespace that maps one id: the calls are
+//! answered by a supervisor that records the owners chown asks for and
+//! shows them to stat, and the layer takes its owners from that record.
 //!
 //! Where the builder is a single mapped uid (a Nix build user, the Nix
 //! sandbox), the script's namespace can map only `0 <uid> 1`, and a real
 //! `chown` to any other id fails with EINVAL. Instead, just before the
-//! shell is executed, its process installs a seccomp filter that sends
-//! `chown`, `fchown`, `lchown` and `fchownat` (those the architecture
-//! has) to a listener (`SECCOMP_RET_USER_NOTIF`, Linux 5.0) and allows
-//! every other call, then forks: the new process executes the shell,
-//! which with everything it starts inherits the filter; the old one is
-//! the supervisor. Being in the kernel, this covers static binaries
+//! shell is executed, its process forks: the new process installs a
+//! seccomp filter that sends `chown`, `fchown`, `lchown`, `fchownat` and
+//! the stat family (`stat`, `fstat`, `lstat`, `newfstatat`, `statx`;
+//! those the architecture has) to a listener (`SECCOMP_RET_USER_NOTIF`,
+//! Linux 5.0) and allows every other call, hands the listener to the old
+//! process over a socket (`SCM_RIGHTS`), and executes the shell, which
+//! with everything it starts inherits the filter. The old process is the
+//! supervisor; it is not under the filter, so its own stat calls do not
+//! wait for itself. Being in the kernel, this covers static binaries
 //! (busybox) as well as dynamic ones, which an `LD_PRELOAD` fakeroot
 //! would not.
 //!
-//! For each call the supervisor reads the path from the caller's memory
-//! (`/proc/PID/mem`, then checks that the notification is still valid, as
-//! seccomp_unotify(2) says), finds the object as the kernel would (an
-//! absolute path in the root both share, a relative one from
-//! `/proc/PID/cwd` or `/proc/PID/fd/N`, following the last symlink or not,
-//! `AT_EMPTY_PATH`) through `/proc` opened before `chroot`, and records
-//! `(st_dev, st_ino) -> (uid, gid)`, where `-1` keeps what an earlier call
-//! recorded. It answers success, or the error the real call would give:
-//! those of the lookup (ENOENT, ENOTDIR, ELOOP, ...), EROFS on a
-//! read-only mount (the store paths), EINVAL for an id the identity map
-//! would not have (65536 and above), EPERM for an object whose owner is
-//! not mapped (the host's `/dev/null`). As a real `chown` does, it clears
-//! the setuid bit, and the setgid bit of a group-executable file, of what
-//! is not a directory. The owner on disk does not change: inside the
-//! script `stat` still shows root. The supervisor is under the filter too
-//! (it is inherited across `fork`), and never calls chown.
+//! For each chown call the supervisor reads the path from the caller's
+//! memory (`/proc/PID/mem`, then checks that the notification is still
+//! valid, as seccomp_unotify(2) says), finds the object as the kernel
+//! would (an absolute path in the root both share, a relative one from
+//! `/proc/PID/cwd` or `/proc/PID/fd/N`, following the last symlink or
+//! not, `AT_EMPTY_PATH`) through `/proc` opened before `chroot`, and
+//! records `(st_dev, st_ino) -> (uid, gid)`, where `-1` keeps what an
+//! earlier call recorded. It answers success, or the error the real call
+//! would give: those of the lookup (ENOENT, ENOTDIR, ELOOP, ...), EROFS
+//! on a read-only mount (the store paths), EINVAL for an id the identity
+//! map would not have (65536 and above), EPERM for an object whose owner
+//! is not mapped (the host's `/dev/null`). As a real `chown` does, it
+//! clears the setuid bit, and the setgid bit of a group-executable file,
+//! of what is not a directory. The owner on disk does not change.
+//!
+//! A stat call's object is found the same way. When it has a recorded
+//! owner, the supervisor makes the call itself, puts that owner in the
+//! result and writes the result into the caller's buffer; otherwise, and
+//! whenever the lookup fails, it lets the kernel make the call
+//! (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`, Linux 5.5; older kernels get no
+//! stat calls in the filter). So the script sees the owners it gave, and
+//! tools that keep an owner by reading it first (`chgrp`, `chown :g`,
+//! `sed -i`, `cp -p`) keep the recorded one rather than root. The record
+//! starts with the owners of the base image that extraction as the build
+//! user could not give ([`BaseOwner`]), so a file of the base that the
+//! script changes keeps its owner in the layer, and the script sees it.
 //!
 //! Limits: calls through another ABI (32-bit programs) are not sent to
-//! the supervisor and fail as before; paths are resolved in the
-//! supervisor's root, so a script that chroots again has its absolute
-//! paths (and `..` above its new root) looked up in the image root.
+//! the supervisor: their chown fails as before and their stat shows root;
+//! paths are resolved in the supervisor's root, so a script that chroots
+//! again has its absolute paths (and `..` above its new root) looked up
+//! in the image root.
 //!
 //! The supervisor keeps an `O_PATH` descriptor of every inode it records,
 //! so that a recorded file the script deletes cannot free its inode number
 //! for a new file while the script runs; those whose link count is 0 at
 //! the end (deleted) are left out of the record. When the shell exits, the
 //! record is written as JSON to a file opened before `chroot`, and the
-//! supervisor exits with the shell's status. The builder reads the record,
-//! treats every recorded inode as changed and gives it the recorded owner
-//! in the layer.
+//! supervisor exits with the shell's status. The builder reads the record
+//! and gives every recorded inode the recorded owner in the layer; those
+//! whose owner differs from the lower layer's are changes.
 //!
 //! Written by hand on `libc`: no maintained crate supervises seccomp user
-//! notifications in this shape (a filter installed by the supervisor just
-//! before it forks the process it watches, answered through `/proc`
+//! notifications in this shape (a filter installed by the process it
+//! watches just before it executes the shell, answered through `/proc`
 //! opened before `chroot`); `libc` has the structures, the ioctls and the
 //! BPF opcodes, and the constants it lacks (`AUDIT_ARCH_*`,
 //! `__X32_SYSCALL_BIT`) are defined below.
@@ -157,13 +171,29 @@ const IDS: u32 = 65536;
 // ---------------------------------------------------------------------------
 // The calls and where their objects are.
 
-/// A call of the chown family.
+/// A call the supervisor answers: the chown family, which it records,
+/// and the stat family, whose owners it gives as recorded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Call {
     Chown,
     Fchown,
     Lchown,
     Fchownat,
+    Stat,
+    Fstat,
+    Lstat,
+    /// `newfstatat` (`fstatat` of the C library).
+    Fstatat,
+    Statx,
+}
+
+impl Call {
+    fn is_stat(self) -> bool {
+        matches!(
+            self,
+            Call::Stat | Call::Fstat | Call::Lstat | Call::Fstatat | Call::Statx
+        )
+    }
 }
 
 /// `AUDIT_ARCH_X86_64` (linux/audit.h: `EM_X86_64 | __AUDIT_ARCH_64BIT |
@@ -183,53 +213,101 @@ const AUDIT_ARCH: Option<u32> = None;
 #[cfg(target_arch = "x86_64")]
 const X32_BIT: u32 = 0x4000_0000;
 
-/// The chown calls of this architecture by number.
+/// The calls of this architecture by number: chown's, and with `stat`
+/// the stat family's. x32 programs have their chown calls answered; their
+/// stat calls go to the kernel (their `struct stat` is another).
 #[cfg(target_arch = "x86_64")]
-fn calls() -> Vec<(u32, Call)> {
+fn calls(stat: bool) -> Vec<(u32, Call)> {
     let native = [
         (libc::SYS_chown as u32, Call::Chown),
         (libc::SYS_fchown as u32, Call::Fchown),
         (libc::SYS_lchown as u32, Call::Lchown),
         (libc::SYS_fchownat as u32, Call::Fchownat),
     ];
+    let stats = [
+        (libc::SYS_stat as u32, Call::Stat),
+        (libc::SYS_fstat as u32, Call::Fstat),
+        (libc::SYS_lstat as u32, Call::Lstat),
+        (libc::SYS_newfstatat as u32, Call::Fstatat),
+        (libc::SYS_statx as u32, Call::Statx),
+    ];
     native
         .into_iter()
         .chain(native.into_iter().map(|(nr, c)| (nr | X32_BIT, c)))
+        .chain(stats.into_iter().filter(|_| stat))
         .collect()
 }
 
-/// The chown calls of this architecture by number (aarch64 has no
-/// `chown` or `lchown`: C libraries call `fchownat`).
+/// The calls of this architecture by number (aarch64 has no `chown`,
+/// `lchown`, `stat` or `lstat`: C libraries call the `at` forms).
 #[cfg(target_arch = "aarch64")]
-fn calls() -> Vec<(u32, Call)> {
-    vec![
+fn calls(stat: bool) -> Vec<(u32, Call)> {
+    let stats = [
+        (libc::SYS_fstat as u32, Call::Fstat),
+        (libc::SYS_newfstatat as u32, Call::Fstatat),
+        (libc::SYS_statx as u32, Call::Statx),
+    ];
+    [
         (libc::SYS_fchown as u32, Call::Fchown),
         (libc::SYS_fchownat as u32, Call::Fchownat),
     ]
+    .into_iter()
+    .chain(stats.into_iter().filter(|_| stat))
+    .collect()
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-fn calls() -> Vec<(u32, Call)> {
+fn calls(_stat: bool) -> Vec<(u32, Call)> {
     Vec::new()
 }
 
 fn call_of(nr: i32) -> Option<Call> {
-    calls()
+    calls(true)
         .into_iter()
         .find(|&(n, _)| n as i32 == nr)
         .map(|(_, c)| c)
+}
+
+/// Whether the kernel lets a notified call go on as if unfiltered
+/// (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`, Linux 5.5), which the stat calls
+/// need for every object that has no recorded owner.
+fn kernel_continues_calls() -> bool {
+    // SAFETY: a zeroed utsname is valid, and filled by the call.
+    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: a struct owned here.
+    if unsafe { libc::uname(&mut uts) } != 0 {
+        return false;
+    }
+    // SAFETY: the kernel NUL-terminates the release.
+    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
+    release_at_least(&release.to_string_lossy(), (5, 5))
+}
+
+/// Whether a kernel release (`6.1.0-13-amd64`) is at least `major.minor`.
+fn release_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().unwrap_or(0));
+    let major = parts.next().unwrap_or(0);
+    let minor = parts.next().unwrap_or(0);
+    (major, minor) >= want
 }
 
 /// A call's arguments, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Request {
     pub call: Call,
-    /// `fchown`'s descriptor, or `fchownat`'s directory (`AT_FDCWD`).
+    /// The descriptor of `fchown` and `fstat`, or the directory of the
+    /// `at` calls (`AT_FDCWD`).
     pub fd: i32,
     /// Where the path is in the caller's memory.
     pub path_addr: Option<u64>,
     pub owner: Owner,
     pub flags: i32,
+    /// Where a stat call's result goes in the caller's memory.
+    pub buf: u64,
+    /// `statx`'s mask.
+    pub mask: u32,
 }
 
 impl Request {
@@ -241,27 +319,57 @@ impl Request {
             uid: id(u),
             gid: id(g),
         };
+        let request = Request {
+            call,
+            fd: libc::AT_FDCWD,
+            path_addr: None,
+            owner: Owner::default(),
+            flags: 0,
+            buf: 0,
+            mask: 0,
+        };
         match call {
             Call::Chown | Call::Lchown => Request {
-                call,
-                fd: libc::AT_FDCWD,
                 path_addr: Some(args[0]),
                 owner: owner(args[1], args[2]),
-                flags: 0,
+                ..request
             },
             Call::Fchown => Request {
-                call,
                 fd: int(args[0]),
-                path_addr: None,
                 owner: owner(args[1], args[2]),
-                flags: 0,
+                ..request
             },
             Call::Fchownat => Request {
-                call,
                 fd: int(args[0]),
                 path_addr: Some(args[1]),
                 owner: owner(args[2], args[3]),
                 flags: int(args[4]),
+                ..request
+            },
+            Call::Stat | Call::Lstat => Request {
+                path_addr: Some(args[0]),
+                buf: args[1],
+                ..request
+            },
+            Call::Fstat => Request {
+                fd: int(args[0]),
+                buf: args[1],
+                ..request
+            },
+            Call::Fstatat => Request {
+                fd: int(args[0]),
+                path_addr: Some(args[1]),
+                buf: args[2],
+                flags: int(args[3]),
+                ..request
+            },
+            Call::Statx => Request {
+                fd: int(args[0]),
+                path_addr: Some(args[1]),
+                flags: int(args[2]),
+                mask: args[3] as u32,
+                buf: args[4],
+                ..request
             },
         }
     }
@@ -325,9 +433,9 @@ pub fn resolve(pid: u32, request: &Request, path: Option<&[u8]>) -> Result<Targe
     };
     let path = path.unwrap_or_default();
     match request.call {
-        Call::Chown => lookup(libc::AT_FDCWD, path, true),
-        Call::Lchown => lookup(libc::AT_FDCWD, path, false),
-        Call::Fchown => {
+        Call::Chown | Call::Stat => lookup(libc::AT_FDCWD, path, true),
+        Call::Lchown | Call::Lstat => lookup(libc::AT_FDCWD, path, false),
+        Call::Fchown | Call::Fstat => {
             if request.fd < 0 {
                 return Err(libc::EBADF);
             }
@@ -337,8 +445,19 @@ pub fn resolve(pid: u32, request: &Request, path: Option<&[u8]>) -> Result<Targe
                 follow: true,
             })
         }
-        Call::Fchownat => {
-            let known = libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH;
+        Call::Fchownat | Call::Fstatat | Call::Statx => {
+            let known = match request.call {
+                Call::Fchownat => libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH,
+                Call::Fstatat => {
+                    libc::AT_SYMLINK_NOFOLLOW | libc::AT_EMPTY_PATH | libc::AT_NO_AUTOMOUNT
+                }
+                _ => {
+                    libc::AT_SYMLINK_NOFOLLOW
+                        | libc::AT_EMPTY_PATH
+                        | libc::AT_NO_AUTOMOUNT
+                        | libc::AT_STATX_SYNC_TYPE
+                }
+            };
             if request.flags & !known != 0 {
                 return Err(libc::EINVAL);
             }
@@ -430,7 +549,10 @@ fn install_filter() -> io::Result<Option<OwnedFd>> {
     let Some(arch) = AUDIT_ARCH else {
         return Ok(None);
     };
-    let nrs: Vec<u32> = calls().into_iter().map(|(n, _)| n).collect();
+    let nrs: Vec<u32> = calls(kernel_continues_calls())
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
     let mut filter = program(arch, &nrs);
     let prog = libc::sock_fprog {
         len: filter.len() as u16,
@@ -460,16 +582,46 @@ fn install_filter() -> io::Result<Option<OwnedFd>> {
 // ---------------------------------------------------------------------------
 // The supervisor.
 
+/// An entry of a base image whose owner the build user could not give it
+/// when the base was extracted: the supervisor starts with it recorded,
+/// so that the script sees it and the layer keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseOwner {
+    /// The path in the root, without a leading `/`.
+    pub path: String,
+    /// The inode it was extracted as: a path that `contents` replaced
+    /// since is not the base's entry any more.
+    pub dev: u64,
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+impl BaseOwner {
+    /// The recorded owner, by inode.
+    pub fn owner(&self) -> ((u64, u64), Owner) {
+        (
+            (self.dev, self.ino),
+            Owner {
+                uid: Some(self.uid),
+                gid: Some(self.gid),
+            },
+        )
+    }
+}
+
 /// What the supervisor needs from before `chroot`.
 pub struct Setup {
     /// `/proc` as the builder sees it (`O_PATH`).
     pub proc_dir: OwnedFd,
     /// Where the record goes.
     pub report: fs::File,
+    pub base_owners: Vec<BaseOwner>,
 }
 
 impl Setup {
-    pub fn open(report: &Path) -> Result<Setup> {
+    pub fn open(report: &Path, base_owners: Vec<BaseOwner>) -> Result<Setup> {
         let proc_dir = open_path(libc::AT_FDCWD, b"/proc", true)
             .map_err(io::Error::from_raw_os_error)
             .context("runAsRoot: opening /proc")?;
@@ -479,28 +631,29 @@ impl Setup {
             .truncate(true)
             .open(report)
             .with_context(|| format!("creating {}", report.display()))?;
-        Ok(Setup { proc_dir, report })
+        Ok(Setup {
+            proc_dir,
+            report,
+            base_owners,
+        })
     }
 }
 
-/// Installs the filter and forks. Returns in the process that is to run
-/// the shell; the supervisor never returns: it answers the calls until
-/// that process exits, writes the record and exits with its status. On
-/// an architecture without a filter, or a kernel without user
-/// notification (which is then named on standard error), it returns
-/// without a fork, and chown to another id fails as the namespace has it.
+/// Forks; the new process installs the filter, hands its listener to
+/// this one over a socket and returns, to run the shell. This process
+/// becomes the supervisor, which is not under the filter (its own stat
+/// calls would wait for itself): it answers the calls until the shell's
+/// process exits, writes the record and exits with its status. On an
+/// architecture without a filter it returns without a fork; on a kernel
+/// without user notification (which is then named on standard error) it
+/// only waits, and chown to another id fails as the namespace has it.
 /// `status_fd` is closed in the supervisor.
 pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
-    let listener = match install_filter() {
-        Ok(Some(fd)) => fd,
-        Ok(None) => return Ok(()),
-        Err(e) => {
-            eprintln!(
-                "stevedore: warning: runAsRoot: seccomp user notification is not available ({e}), so chown to ids other than 0 fails"
-            );
-            return Ok(());
-        }
-    };
+    if AUDIT_ARCH.is_none() {
+        return Ok(());
+    }
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair()
+        .context("runAsRoot: making a socket for the chown supervisor")?;
     // SAFETY: this process has one thread; both sides go on with their
     // own copies of what is here.
     let pid = unsafe { libc::fork() };
@@ -508,20 +661,37 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
         bail!("runAsRoot: fork: {}", io::Error::last_os_error());
     }
     if pid == 0 {
-        drop(listener);
+        drop(ours);
         drop(setup);
+        let listener = match install_filter() {
+            Ok(listener) => listener,
+            Err(e) => {
+                eprintln!(
+                    "stevedore: warning: runAsRoot: seccomp user notification is not available ({e}), so chown to ids other than 0 fails"
+                );
+                None
+            }
+        };
+        send_fd(&theirs, listener.as_ref().map(AsRawFd::as_raw_fd))
+            .context("runAsRoot: handing the seccomp listener to the supervisor")?;
         return Ok(());
     }
+    drop(theirs);
     // SAFETY: the supervisor's copy of a descriptor it does not use; the
     // builder sees the pipe's end when the shell starts.
     unsafe { libc::close(status_fd) };
     let Setup {
         proc_dir,
         mut report,
+        base_owners,
     } = setup;
-    let result = Supervisor::new(listener, proc_dir, pid as u32)
-        .and_then(|mut s| s.run())
-        .map_err(|e| format!("{e:#}"));
+    let result = match receive_fd(&ours) {
+        Ok(Some(listener)) => Supervisor::new(listener, proc_dir, pid as u32, &base_owners)
+            .and_then(|mut s| s.run())
+            .map_err(|e| format!("{e:#}")),
+        Ok(None) => wait_for(pid).map(|status| (Owners::new(), status)),
+        Err(e) => Err(format!("runAsRoot: receiving the seccomp listener: {e}")),
+    };
     let (owners, status) = match result {
         Ok((owners, status)) => (Ok(owners), Some(status)),
         Err(e) => {
@@ -542,6 +712,103 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
     }
     drop(report);
     exit_as(status)
+}
+
+/// Waits for a child; its wait status.
+fn wait_for(pid: libc::pid_t) -> Result<libc::c_int, String> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waits for this process's own child.
+        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
+            return Ok(status);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(format!("runAsRoot: waiting for the shell: {e}"));
+        }
+    }
+}
+
+/// Sends one byte over a Unix socket, with `fd` attached
+/// (`SCM_RIGHTS`) when there is one.
+fn send_fd(socket: &std::os::unix::net::UnixStream, fd: Option<RawFd>) -> io::Result<()> {
+    let mut byte = [u8::from(fd.is_some())];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    // u64 words: aligned for a cmsghdr.
+    let mut control = [0u64; 4];
+    // SAFETY: a zeroed msghdr is valid; its pointers are set to buffers
+    // owned here, which outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if let Some(fd) = fd {
+        // SAFETY: CMSG_SPACE is arithmetic; the control buffer holds one
+        // header and one int, which the macros place within it.
+        unsafe {
+            let space = libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) as usize;
+            assert!(space <= std::mem::size_of_val(&control));
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = space as _;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>(), fd);
+        }
+    }
+    // SAFETY: a socket and a message owned here.
+    if unsafe { libc::sendmsg(socket.as_raw_fd(), &msg, 0) } != 1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Receives what [`send_fd`] sent: the descriptor, or `None` when the
+/// other side had none (or went away without a word).
+fn receive_fd(socket: &std::os::unix::net::UnixStream) -> io::Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: byte.as_mut_ptr().cast(),
+        iov_len: 1,
+    };
+    let mut control = [0u64; 4];
+    // SAFETY: a zeroed msghdr is valid; its pointers are set to buffers
+    // owned here, which outlive the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    let n = loop {
+        // SAFETY: a socket and a message owned here.
+        let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break n;
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    };
+    if n == 0 || byte[0] == 0 {
+        return Ok(None);
+    }
+    // SAFETY: the kernel filled the control buffer; the macros walk it
+    // within `msg_controllen`.
+    unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        if cmsg.is_null()
+            || (*cmsg).cmsg_level != libc::SOL_SOCKET
+            || (*cmsg).cmsg_type != libc::SCM_RIGHTS
+        {
+            return Err(io::Error::other("no descriptor came with the message"));
+        }
+        let fd = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<RawFd>());
+        Ok(Some(OwnedFd::from_raw_fd(fd)))
+    }
 }
 
 /// Exits with the shell's wait status: its code, or the signal that
@@ -622,7 +889,12 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn new(listener: OwnedFd, proc_dir: OwnedFd, child: u32) -> Result<Supervisor> {
+    fn new(
+        listener: OwnedFd,
+        proc_dir: OwnedFd,
+        child: u32,
+        base_owners: &[BaseOwner],
+    ) -> Result<Supervisor> {
         let mut sizes = libc::seccomp_notif_sizes {
             seccomp_notif: 0,
             seccomp_notif_resp: 0,
@@ -664,7 +936,7 @@ impl Supervisor {
                 1024
             }
         };
-        Ok(Supervisor {
+        let mut supervisor = Supervisor {
             listener,
             proc_dir,
             child,
@@ -681,7 +953,20 @@ impl Supervisor {
             open_fds: 0,
             // Headroom for the lookups themselves.
             max_fds: max_fds.saturating_sub(64),
-        })
+        };
+        for b in base_owners {
+            let path = [b"/".as_slice(), b.path.as_bytes()].concat();
+            // The root is this process's: the path is where the base put
+            // it, unless `contents` replaced it.
+            let Ok(fd) = open_path(libc::AT_FDCWD, &path, false) else {
+                continue;
+            };
+            let Ok(st) = fstat(&fd) else { continue };
+            if (st.st_dev, st.st_ino) == (b.dev, b.ino) {
+                supervisor.record(fd, &st, b.owner().1);
+            }
+        }
+        Ok(supervisor)
     }
 
     /// Answers calls until the child exits; its wait status and the
@@ -766,6 +1051,11 @@ impl Supervisor {
             // No longer valid: nobody waits for an answer.
             None => return Ok(()),
         };
+        let (error, flags) = match answer {
+            Answer::Done(Ok(())) => (0, 0),
+            Answer::Done(Err(e)) => (-e, 0),
+            Answer::Continue => (0, libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32),
+        };
         let mut resp = vec![0u64; self.resp_words];
         // SAFETY: the buffer is aligned for and holds a seccomp_notif_resp.
         unsafe {
@@ -774,8 +1064,8 @@ impl Supervisor {
                 libc::seccomp_notif_resp {
                     id: notif.id,
                     val: 0,
-                    error: answer.err().map_or(0, |e| -e),
-                    flags: 0,
+                    error,
+                    flags,
                 },
             );
         }
@@ -809,15 +1099,18 @@ impl Supervisor {
     }
 
     /// The answer to one call, `None` if it is no longer valid.
-    fn handle(&mut self, notif: &libc::seccomp_notif) -> Option<Result<(), i32>> {
+    fn handle(&mut self, notif: &libc::seccomp_notif) -> Option<Answer> {
         let Some(call) = call_of(notif.data.nr) else {
-            return Some(Err(libc::ENOSYS));
+            return Some(Answer::Done(Err(libc::ENOSYS)));
         };
         let request = Request::decode(call, notif.data.args);
+        if call.is_stat() {
+            return self.answer_stat(notif, &request);
+        }
         let path = match request.path_addr {
             None => None,
             Some(addr) => {
-                let mem = open_path_rw(&self.proc_dir, &format!("{}/mem", notif.pid));
+                let mem = open_proc_file(&self.proc_dir, &format!("{}/mem", notif.pid), false);
                 let read = mem
                     .map_err(|_| libc::EFAULT)
                     .and_then(|m| read_path(&m, addr));
@@ -827,7 +1120,7 @@ impl Supervisor {
                 }
                 match read {
                     Ok(p) => Some(p),
-                    Err(e) => return Some(Err(e)),
+                    Err(e) => return Some(Answer::Done(Err(e))),
                 }
             }
         };
@@ -836,11 +1129,84 @@ impl Supervisor {
         if !self.id_valid(notif.id) {
             return None;
         }
-        Some(found.and_then(|(fd, st)| {
+        Some(Answer::Done(found.and_then(|(fd, st)| {
             self.clear_set_id_bits(&fd, &st)?;
             self.record(fd, &st, request.owner);
             Ok(())
-        }))
+        })))
+    }
+
+    /// A stat call: the kernel answers it, unless its object has a
+    /// recorded owner; then the supervisor makes the same call on the
+    /// object, puts the recorded owner in the result and writes that into
+    /// the caller's buffer. Whatever cannot be looked up here (a bad
+    /// address, a missing path, a descriptor of no file) goes to the
+    /// kernel too, which gives the error.
+    fn answer_stat(&mut self, notif: &libc::seccomp_notif, request: &Request) -> Option<Answer> {
+        let empty_path_allowed = request.flags & libc::AT_EMPTY_PATH != 0;
+        let mem = open_proc_file(&self.proc_dir, &format!("{}/mem", notif.pid), true);
+        // The pid may have been reused, and the memory another's.
+        if !self.id_valid(notif.id) {
+            return None;
+        }
+        let Ok(mem) = mem else {
+            return Some(Answer::Continue);
+        };
+        let path = match request.path_addr {
+            None => None,
+            // Linux 6.11 takes NULL for "" with AT_EMPTY_PATH.
+            Some(0) if empty_path_allowed => Some(Vec::new()),
+            Some(addr) => match read_path(&mem, addr) {
+                Ok(p) => Some(p),
+                Err(_) => return Some(Answer::Continue),
+            },
+        };
+        let Ok(target) = resolve(notif.pid, request, path.as_deref()) else {
+            return Some(Answer::Continue);
+        };
+        let dir = match target.base {
+            Base::Root => libc::AT_FDCWD,
+            Base::Proc => self.proc_dir.as_raw_fd(),
+        };
+        let Ok(fd) = open_path(dir, &target.path, target.follow) else {
+            return Some(Answer::Continue);
+        };
+        let Ok(mut st) = fstat(&fd) else {
+            return Some(Answer::Continue);
+        };
+        let Some(owner) = self.kept.get(&(st.st_dev, st.st_ino)).map(|k| k.owner) else {
+            return Some(Answer::Continue);
+        };
+        let written = if request.call == Call::Statx {
+            let sync = request.flags & libc::AT_STATX_SYNC_TYPE;
+            // SAFETY: a zeroed statx is valid, and filled by the call.
+            let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+            // SAFETY: a descriptor, an empty C string and a struct owned
+            // here.
+            let r = unsafe {
+                libc::statx(
+                    fd.as_raw_fd(),
+                    c"".as_ptr(),
+                    libc::AT_EMPTY_PATH | sync,
+                    request.mask,
+                    &mut stx,
+                )
+            };
+            if r != 0 {
+                return Some(Answer::Continue);
+            }
+            stx.stx_uid = owner.uid.unwrap_or(stx.stx_uid);
+            stx.stx_gid = owner.gid.unwrap_or(stx.stx_gid);
+            mem.write_at(as_bytes(&stx), request.buf)
+        } else {
+            st.st_uid = owner.uid.unwrap_or(st.st_uid);
+            st.st_gid = owner.gid.unwrap_or(st.st_gid);
+            mem.write_at(as_bytes(&st), request.buf)
+        };
+        Some(match written {
+            Ok(n) if n > 0 => Answer::Done(Ok(())),
+            _ => Answer::Done(Err(libc::EFAULT)),
+        })
     }
 
     /// The object of a call, open, and its `fstat`; or the error the call
@@ -932,22 +1298,36 @@ impl Supervisor {
     }
 }
 
+/// How a call is answered.
+enum Answer {
+    /// Done here: success, or the errno.
+    Done(Result<(), i32>),
+    /// Made by the kernel, as if no filter had stopped it.
+    Continue,
+}
+
+/// The bytes of a plain C struct (`stat`, `statx`), as the kernel writes
+/// them.
+fn as_bytes<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: `T` is a C struct of integers, read as its bytes for its
+    // size; the reference keeps it alive.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    }
+}
+
 /// Whether an inode still has a name.
 fn linked(fd: &OwnedFd) -> bool {
     fstat(fd).map_or(true, |st| st.st_nlink > 0)
 }
 
-/// Opens `PATH` under `/proc` for reading (`PID/mem`).
-fn open_path_rw(proc_dir: &OwnedFd, path: &str) -> io::Result<fs::File> {
+/// Opens `PATH` under `/proc` (`PID/mem`) for reading, and for writing
+/// with `write`.
+fn open_proc_file(proc_dir: &OwnedFd, path: &str, write: bool) -> io::Result<fs::File> {
     let c = CString::new(path.as_bytes()).expect("no NUL");
+    let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
     // SAFETY: a C string owned here.
-    let fd = unsafe {
-        libc::openat(
-            proc_dir.as_raw_fd(),
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-        )
-    };
+    let fd = unsafe { libc::openat(proc_dir.as_raw_fd(), c.as_ptr(), access | libc::O_CLOEXEC) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -969,6 +1349,8 @@ mod tests {
                 gid: None,
             },
             flags,
+            buf: 0,
+            mask: 0,
         }
     }
 
@@ -1086,6 +1468,108 @@ mod tests {
                 gid: Some(7)
             }
         );
+    }
+
+    #[test]
+    fn stat_arguments_decode_to_the_buffer_and_flags() {
+        let r = Request::decode(Call::Lstat, [0x1000, 0x2000, 0, 0, 0, 0]);
+        assert_eq!(
+            (r.fd, r.path_addr, r.buf),
+            (libc::AT_FDCWD, Some(0x1000), 0x2000)
+        );
+        let r = Request::decode(Call::Fstat, [4, 0x3000, 0, 0, 0, 0]);
+        assert_eq!((r.fd, r.path_addr, r.buf), (4, None, 0x3000));
+        let at_fdcwd = libc::AT_FDCWD as i64 as u64;
+        let r = Request::decode(
+            Call::Fstatat,
+            [at_fdcwd, 0x1000, 0x2000, libc::AT_EMPTY_PATH as u64, 0, 0],
+        );
+        assert_eq!(
+            (r.fd, r.path_addr, r.buf, r.flags),
+            (libc::AT_FDCWD, Some(0x1000), 0x2000, libc::AT_EMPTY_PATH)
+        );
+        let r = Request::decode(
+            Call::Statx,
+            [
+                5,
+                0x1000,
+                libc::AT_SYMLINK_NOFOLLOW as u64,
+                0x7ff,
+                0x4000,
+                0,
+            ],
+        );
+        assert_eq!(
+            (r.fd, r.flags, r.mask, r.buf),
+            (5, libc::AT_SYMLINK_NOFOLLOW, 0x7ff, 0x4000)
+        );
+    }
+
+    #[test]
+    fn stat_calls_find_their_objects_as_chown_calls_do() {
+        let stat = |call, fd, flags| Request {
+            flags,
+            fd,
+            ..Request::decode(call, [0; 6])
+        };
+        assert_eq!(
+            resolve(7, &stat(Call::Stat, libc::AT_FDCWD, 0), Some(b"etc")),
+            proc("7/cwd/etc", true)
+        );
+        assert_eq!(
+            resolve(7, &stat(Call::Lstat, libc::AT_FDCWD, 0), Some(b"/bin/sh")),
+            Ok(Target {
+                base: Base::Root,
+                path: b"/bin/sh".to_vec(),
+                follow: false,
+            })
+        );
+        assert_eq!(
+            resolve(7, &stat(Call::Fstat, 3, 0), None),
+            proc("7/fd/3", true)
+        );
+        assert_eq!(
+            resolve(7, &stat(Call::Fstatat, 3, libc::AT_EMPTY_PATH), Some(b"")),
+            proc("7/fd/3", true)
+        );
+        let nofollow = libc::AT_SYMLINK_NOFOLLOW | libc::AT_STATX_SYNC_TYPE;
+        assert_eq!(
+            resolve(7, &stat(Call::Statx, 3, nofollow), Some(b"x")),
+            proc("7/fd/3/x", false)
+        );
+        // A flag fstatat does not know.
+        assert_eq!(
+            resolve(
+                7,
+                &stat(Call::Fstatat, 3, libc::AT_STATX_SYNC_TYPE),
+                Some(b"x")
+            ),
+            Err(libc::EINVAL)
+        );
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(release_at_least("6.1.0-13-amd64", (5, 5)));
+        assert!(release_at_least("5.5.0", (5, 5)));
+        assert!(release_at_least("5.10", (5, 5)));
+        assert!(!release_at_least("5.4.0-150-generic", (5, 5)));
+        assert!(!release_at_least("4.19.0", (5, 5)));
+        assert!(!release_at_least("", (5, 5)));
+    }
+
+    #[test]
+    fn a_descriptor_crosses_the_socket() {
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        send_fd(&a, Some(file.as_raw_fd())).unwrap();
+        let got = receive_fd(&b).unwrap().expect("a descriptor");
+        let (x, y) = (fstat(&got).unwrap(), fstat(&OwnedFd::from(file)).unwrap());
+        assert_eq!((x.st_dev, x.st_ino), (y.st_dev, y.st_ino));
+        send_fd(&a, None).unwrap();
+        assert!(receive_fd(&b).unwrap().is_none());
+        drop(a);
+        assert!(receive_fd(&b).unwrap().is_none());
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //! In a namespace that maps one id, a chown changes nothing on disk; its
 //! owner is recorded ([`super::chown`]) and set on the entries of the
 //! after-snapshot with that inode ([`Snapshot::record_owners`]), which
-//! makes them changes and gives them that owner in the layer.
+//! gives them that owner in the layer. The owners of the base that could
+//! not be given at extraction are set on the before-snapshot the same
+//! way, so an entry is a change when its recorded owner differs.
 
 use std::collections::BTreeMap;
 use std::fs;

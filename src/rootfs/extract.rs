@@ -2,13 +2,16 @@
 //! whiteouts applied) written into a directory, as the root `runAsRoot`
 //! starts from.
 //!
-//! Owners are kept only when the helper maps ids one to one
+//! Owners are set only when the helper maps ids one to one
 //! ([`IdMapping::Identity`]); a build user cannot give files away, so
-//! there everything is its own, which its namespace shows as root's.
+//! there everything is its own, which its namespace shows as root's, and
+//! the owners it could not give are returned, for the chown supervisor to
+//! start with ([`super::chown::BaseOwner`]).
 //! For the same reason device nodes are made only by a privileged helper,
 //! and directories stay writable by the build user, who joins `contents`
 //! into them from outside the namespace.
 
+use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
@@ -20,9 +23,16 @@ use anyhow::{Context, Result};
 use super::userns::IdMapping;
 use crate::base::{Base, EntryKind};
 
-/// Writes every entry of `base` into the empty directory `root`.
-pub fn extract(base: &Base, root: &Path, mapping: IdMapping) -> Result<()> {
+/// Writes every entry of `base` into the empty directory `root`. Returns
+/// the owners other than root's that were not given, by path relative to
+/// the root: none in the identity mapping.
+pub fn extract(
+    base: &Base,
+    root: &Path,
+    mapping: IdMapping,
+) -> Result<BTreeMap<String, (u32, u32)>> {
     let privileged = mapping == IdMapping::Identity;
+    let mut not_given = BTreeMap::new();
     // Directory modes go last, deepest first, so that a read-only
     // directory is still filled.
     let mut dir_modes = Vec::new();
@@ -81,9 +91,13 @@ pub fn extract(base: &Base, root: &Path, mapping: IdMapping) -> Result<()> {
                 make_node(&path, kind, libc::makedev(*major, *minor)).with_context(what)?;
             }
         }
+        let owner = (id(entry.uid)?, id(entry.gid)?);
         if privileged {
-            std::os::unix::fs::lchown(&path, Some(id(entry.uid)?), Some(id(entry.gid)?))
-                .with_context(what)?;
+            std::os::unix::fs::lchown(&path, Some(owner.0), Some(owner.1)).with_context(what)?;
+        } else if owner != (0, 0)
+            && let Ok(rel) = String::from_utf8(rel.to_vec())
+        {
+            not_given.insert(rel, owner);
         }
         // After the owner: a chown clears setuid and setgid.
         if !matches!(entry.kind, EntryKind::Dir | EntryKind::Symlink) {
@@ -95,7 +109,7 @@ pub fn extract(base: &Base, root: &Path, mapping: IdMapping) -> Result<()> {
         fs::set_permissions(&path, fs::Permissions::from_mode(mode))
             .with_context(|| format!("setting the mode of {}", path.display()))?;
     }
-    Ok(())
+    Ok(not_given)
 }
 
 fn id(n: u64) -> Result<u32> {

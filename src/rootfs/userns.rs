@@ -139,6 +139,10 @@ struct ChildConfig {
     /// Where the supervisor of chown calls writes its record, in the
     /// single-id mapping.
     owners: Option<PathBuf>,
+    /// The base's owners that extraction could not give, in the
+    /// single-id mapping.
+    #[serde(default)]
+    base_owners: Vec<chown::BaseOwner>,
 }
 
 /// A root to run a script in, with the mounts it will get and the
@@ -238,13 +242,15 @@ impl Chroot {
     /// name for the child's instructions, outside the root (and, with
     /// `.owners` added, for the record of chown calls). Returns the owners
     /// the script gave with chown where the namespace could not (empty in
-    /// the identity mapping, where it can).
+    /// the identity mapping, where it can), and `base_owners`, those
+    /// extraction could not give, where the script left them.
     pub fn run(
         &self,
         config: &Path,
         shell: &str,
         script: &str,
         mapping: IdMapping,
+        base_owners: Vec<chown::BaseOwner>,
     ) -> Result<Owners> {
         let identity = mapping == IdMapping::Identity;
         let owners_file = {
@@ -259,6 +265,7 @@ impl Chroot {
             script: script.to_owned(),
             identity,
             owners: (!identity).then(|| owners_file.clone()),
+            base_owners: if identity { Vec::new() } else { base_owners },
         };
         fs::write(config, serde_json::to_vec(&child_config)?)
             .with_context(|| format!("writing {}", config.display()))?;
@@ -487,7 +494,7 @@ fn enter(config_path: &Path) -> Result<(Command, Option<chown::Setup>)> {
     let config: ChildConfig = serde_json::from_slice(&text)
         .with_context(|| format!("{}: not a namespace configuration", config_path.display()))?;
     let supervision = match &config.owners {
-        Some(file) => Some(chown::Setup::open(file)?),
+        Some(file) => Some(chown::Setup::open(file, config.base_owners.clone())?),
         None => None,
     };
     // SAFETY: plain system calls on values owned here.

@@ -14,7 +14,8 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::common::{
-    build_example, busybox_store_path, example_build_cmd, nix_add, realise_check, run, tempdir,
+    build, build_example, busybox_store_path, example_build_cmd, nix_add, realise_check, run, spec,
+    tempdir, write_spec,
 };
 use crate::nix_examples::{archive_layers, evaluation_fails, podman_load, podman_run};
 
@@ -259,6 +260,11 @@ struct DirectBuild {
 
 impl DirectBuild {
     fn new(script: &str) -> DirectBuild {
+        DirectBuild::on(script, None)
+    }
+
+    /// With `base` (a docker-archive) as `fromImage`.
+    fn on(script: &str, base: Option<&Path>) -> DirectBuild {
         let dir = tempdir();
         // Writable by the unprivileged user the helper runs as.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
@@ -269,7 +275,7 @@ impl DirectBuild {
         let script_path = nix_add(&script_file);
         let out = dir.path().join("out");
         let metadata = dir.path().join("metadata");
-        let attrs = json!({
+        let mut attrs = json!({
             "outputs": { "out": out, "metadata": metadata },
             "stevedore": {
                 "job": "run-as-root",
@@ -284,6 +290,9 @@ impl DirectBuild {
                 { "path": script_path, "references": [] },
             ],
         });
+        if let Some(base) = base {
+            attrs["stevedore"]["base"] = json!({ "path": base });
+        }
         fs::write(
             dir.path().join(".attrs.json"),
             serde_json::to_vec(&attrs).unwrap(),
@@ -370,10 +379,10 @@ fn run_as_root_as_a_build_user_records_chown_to_other_ids() {
     let out = build.run();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    // The script sees root: ownership is recorded, not applied.
+    // Ownership is recorded, not applied, and the script sees it.
     assert_eq!(
         fs::read_to_string(build.out.join("data/seen")).unwrap(),
-        "0:0\n"
+        "1000:1000\n"
     );
     for (file, error) in [
         ("einval", "Invalid argument"),
@@ -405,6 +414,83 @@ fn run_as_root_as_a_build_user_records_chown_to_other_ids() {
     // Untouched symlinks of contents keep root's.
     assert_eq!(owner("bin/cat"), (0, 0));
     assert!(build.out.join("bin/ls").is_symlink());
+    build.assert_scratch_removed();
+}
+
+/// As a build user, the base's files keep owners the build user cannot
+/// give: the script sees them (`stat`, and the tools that keep an owner
+/// by reading it first, `chgrp` and `sed -i`), and the files it changes
+/// keep them in the layer.
+#[test]
+fn run_as_root_as_a_build_user_sees_and_keeps_the_owners_of_the_base() {
+    let dir = tempdir();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let busybox = busybox_store_path();
+    let tree = dir.path().join("tree");
+    fs::create_dir_all(tree.join("home/alice")).unwrap();
+    fs::create_dir_all(tree.join("srv/shared")).unwrap();
+    fs::write(tree.join("home/alice/.profile"), "export A=1\n").unwrap();
+    fs::write(tree.join("home/alice/notes"), "base notes\n").unwrap();
+    fs::write(tree.join("home/alice/untouched"), "as it was\n").unwrap();
+    let metadata = dir.path().join("metadata.json");
+    let alice = json!({ "mode": 0o644, "uid": 1000, "gid": 1000 });
+    fs::write(
+        &metadata,
+        serde_json::to_vec(&json!({ "version": 1, "entries": {
+            "home/alice": { "mode": 0o755, "uid": 1000, "gid": 1000 },
+            "home/alice/.profile": alice,
+            "home/alice/notes": alice,
+            "home/alice/untouched": alice,
+            "srv/shared": { "mode": 0o775, "uid": 2000, "gid": 2000 },
+        } }))
+        .unwrap(),
+    )
+    .unwrap();
+    let spec_path = write_spec(
+        dir.path(),
+        &spec(
+            "stevedore-it/owned-base",
+            &[vec![&busybox]],
+            json!({ "customisation": { "trees": [tree], "metadata": metadata } }),
+        ),
+    );
+    let base = dir.path().join("base.tar");
+    build(&spec_path, "docker-archive", "none", &base);
+
+    let build = DirectBuild::on(
+        "stat -c %u:%g /home/alice /home/alice/.profile /srv/shared > /seen\n\
+         echo 'export B=2' >> /home/alice/.profile\n\
+         sed -i s/base/edited/ /home/alice/notes\n\
+         chgrp 50 /srv/shared\n\
+         touch /home/alice/new && chown 1000 /home/alice/new && chgrp 100 /home/alice/new\n\
+         stat -c %u:%g /home/alice/notes /srv/shared /home/alice/new >> /seen\n",
+        Some(&base),
+    );
+    let out = build.run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        fs::read_to_string(build.out.join("seen")).unwrap(),
+        "1000:1000\n1000:1000\n2000:2000\n1000:1000\n2000:50\n1000:100\n"
+    );
+    assert_eq!(
+        fs::read_to_string(build.out.join("home/alice/notes")).unwrap(),
+        "edited notes\n"
+    );
+    let metadata: Value = serde_json::from_slice(&fs::read(&build.metadata).unwrap()).unwrap();
+    let entries = &metadata["entries"];
+    let owner = |path: &str| {
+        let e = &entries[path];
+        assert!(e.is_object(), "{path} is not in the layer: {entries}");
+        (e["uid"].as_u64().unwrap(), e["gid"].as_u64().unwrap())
+    };
+    assert_eq!(owner("home/alice/.profile"), (1000, 1000));
+    assert_eq!(owner("home/alice/notes"), (1000, 1000));
+    assert_eq!(owner("srv/shared"), (2000, 50));
+    assert_eq!(owner("home/alice/new"), (1000, 100));
+    assert_eq!(owner("seen"), (0, 0));
+    // What the script left alone is the base's, and not in the layer.
+    assert!(!build.out.join("home/alice/untouched").exists());
     build.assert_scratch_removed();
 }
 
