@@ -1009,7 +1009,7 @@ mod tests {
             mine["digest"]
         );
         // One entry alone is the image, whatever its platform.
-        assert!(layout.open(&[other.clone()]).is_ok());
+        assert!(layout.open(std::slice::from_ref(&other)).is_ok());
 
         let third = named(layout.image("ppc64le"));
         let err = format!("{:#}", layout.open(&[other, third]).err().unwrap());
