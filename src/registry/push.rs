@@ -17,6 +17,10 @@
 //!   the next push of the same layer checks it with HEAD and reads nothing
 //!   when the registry has it, and stops, naming the layer, if the store
 //!   gives other bytes than before.
+//! - An OCI layout whose image is an index of images for several platforms
+//!   is pushed as it is: every platform's blobs, then each manifest by
+//!   digest, then the index under the tag, all byte for byte, so the
+//!   pushed index has the layout's digest.
 //! - The manifest is put only when every blob is in the registry under the
 //!   digest the manifest names. A layer whose bytes do not match the digest
 //!   the image records stops the push before the manifest, naming the

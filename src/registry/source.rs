@@ -2,6 +2,10 @@
 //!
 //! - An OCI layout directory, or an `oci-archive` (that layout in a tar):
 //!   the manifest, config and layer blobs as they are, named by digest.
+//!   A multi-platform image (an index of images, nested or not, or
+//!   `index.json` entries that differ by platform) is read for this
+//!   machine's platform ([`Platform::host`]) when one image is wanted, and
+//!   whole when it is pushed ([`IndexImage`]).
 //! - A docker-archive: `manifest.json`, the config and each `layer.tar`
 //!   (compressed or not); the config's `diff_ids` are what the build
 //!   recorded.
@@ -169,7 +173,7 @@ pub struct Document {
     pub bytes: Vec<u8>,
 }
 
-#[derive(Clone, Deserialize)]
+#[derive(Deserialize)]
 struct Descriptor {
     #[serde(rename = "mediaType", default)]
     media_type: String,
@@ -718,7 +722,7 @@ fn oci_layout(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<BlobImage> 
     let groups = images(&index.manifests);
     let group = match (groups.as_slice(), pick) {
         ([], _) => bail!("index.json names no manifest"),
-        ([one], _) => one,
+        ([one], Pick::Only) => one,
         (many, Pick::Only) => bail!(
             "index.json names {} images; push takes a layout with one image",
             many.len()
