@@ -35,7 +35,8 @@ use crate::base::scan::{self, Limits};
 use crate::digest::Digest;
 use crate::image::canonical_json;
 use crate::output::AtomicFile;
-use crate::registry::source::{BlobFile, Blobs, DirBlobs, TarBlobs, tar_index};
+use crate::registry::platform::Platform;
+use crate::registry::source::{self, BlobFile, Blobs, DirBlobs, TarBlobs, tar_index};
 
 /// mtime of every member of the merged archive.
 const MTIME: u64 = 1;
@@ -286,7 +287,9 @@ fn member_name(value: &Value) -> Result<String> {
 /// that are the blobs, byte for byte, and one `manifest.json` entry per
 /// image of `index.json`, tagged with its `io.containerd.image.name`
 /// annotation (or its ref name when that is a whole `name:tag`), untagged
-/// otherwise.
+/// otherwise. An image for several platforms (an index of images, or
+/// entries that differ by platform) gives its image for this machine, as
+/// a base image does ([`source::layout_manifests`]).
 fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value>)> {
     #[derive(serde::Deserialize)]
     struct Descriptor {
@@ -294,13 +297,9 @@ fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value
         media_type: String,
         digest: String,
         size: u64,
-        #[serde(default)]
-        annotations: BTreeMap<String, String>,
     }
     #[derive(serde::Deserialize)]
-    struct Doc {
-        #[serde(default)]
-        manifests: Vec<Descriptor>,
+    struct Manifest {
         #[serde(default)]
         config: Option<Descriptor>,
         #[serde(default)]
@@ -321,36 +320,26 @@ fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value
         }
         Ok((digest, f))
     };
-    let index: Doc = serde_json::from_slice(&blobs.file("index.json")?.read()?)
-        .context("index.json is not an OCI index")?;
     let mut members = BTreeMap::new();
     let mut entries = Vec::new();
-    for (n, m) in index.manifests.iter().enumerate() {
-        let what = format!("manifest {} of index.json", n + 1);
-        if m.media_type == crate::registry::OCI_INDEX
-            || m.media_type == crate::registry::DOCKER_LIST
-        {
-            bail!("{what} is an index of images; merge takes image manifests");
-        }
-        let (digest, f) = blob(m, &what)?;
-        let bytes = f.read()?;
-        if Digest::of(&bytes) != digest {
-            bail!("{what} ({digest}) does not match its digest");
-        }
-        let doc: Doc = serde_json::from_slice(&bytes)
-            .with_context(|| format!("{what} ({digest}) is not an image manifest"))?;
+    for (n, m) in source::layout_manifests(blobs, &Platform::host())?
+        .into_iter()
+        .enumerate()
+    {
+        let what = format!("image {} of index.json (manifest {})", n + 1, m.digest);
+        let doc: Manifest = serde_json::from_slice(&m.bytes)
+            .with_context(|| format!("{what} is not an image manifest"))?;
         let config = doc
             .config
             .as_ref()
-            .with_context(|| format!("{what} ({digest}) has no config"))?;
+            .with_context(|| format!("{what} has no config"))?;
         let (config_digest, config_file) = blob(config, &format!("the config of {what}"))?;
         let config_name = format!("{}.json", config_digest.hex());
         members.insert(config_name.clone(), config_file);
         let mut layers = Vec::new();
         for (k, layer) in doc.layers.iter().enumerate() {
             let at = format!("layer {} of {what}", k + 1);
-            crate::registry::source::layer_compression(&layer.media_type)
-                .with_context(|| at.clone())?;
+            source::layer_compression(&layer.media_type).with_context(|| at.clone())?;
             let (d, f) = blob(layer, &at)?;
             let name = format!("{}/layer.tar", d.hex());
             members.insert(name.clone(), f);

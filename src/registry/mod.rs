@@ -4,9 +4,9 @@
 //!
 //! [`client`] owns HTTP, TLS, retries and authentication; [`credentials`]
 //! finds what users already configured for podman, skopeo and Docker;
-//! [`source`] reads every image stevedore writes; [`layer_cache`] keeps
-//! the digests of layers made from the store; [`progress`] reports per
-//! layer. The protocol is small and its failure modes matter (resuming,
+//! [`source`] reads every image stevedore writes; [`platform`] chooses
+//! the image of a multi-platform index; [`layer_cache`] keeps the digests
+//! of layers made from the store; [`progress`] reports per layer. The protocol is small and its failure modes matter (resuming,
 //! never pushing a broken manifest, never printing a credential), so it is
 //! written here on an HTTP library (`ureq`) rather than through a registry
 //! crate that would hide them.
@@ -14,6 +14,7 @@
 pub mod client;
 pub mod credentials;
 pub mod layer_cache;
+pub mod platform;
 pub mod progress;
 pub mod pull;
 pub mod push;

@@ -40,12 +40,7 @@ pub enum PullFormat {
 }
 
 /// The platform to pick from an index.
-#[derive(Clone, Debug)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
+pub use super::platform::Platform;
 
 #[derive(Clone, Debug)]
 pub struct PullOptions {
@@ -66,17 +61,7 @@ struct Descriptor {
     digest: String,
     size: u64,
     #[serde(default)]
-    platform: Option<PlatformDoc>,
-}
-
-#[derive(Clone, Debug, Deserialize)]
-struct PlatformDoc {
-    #[serde(default)]
-    os: String,
-    #[serde(default)]
-    architecture: String,
-    #[serde(default)]
-    variant: Option<String>,
+    platform: Option<Platform>,
 }
 
 #[derive(Deserialize)]
@@ -130,8 +115,11 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
     let mut doc = parse_document(&manifest, &src.to_string())?;
     let mut digest = Digest::of(&manifest);
     if media_type == OCI_INDEX || media_type == DOCKER_LIST || doc.manifests.is_some() {
-        let entry = choose_platform(doc.manifests.as_deref().unwrap_or(&[]), &opts.platform)
-            .with_context(|| format!("{src}"))?;
+        let entries = doc.manifests.as_deref().unwrap_or(&[]);
+        let entry = super::platform::choose(entries, |d| d.platform.as_ref(), &opts.platform)
+            .map_err(|e| {
+                anyhow::anyhow!("{src}: the index {e}; choose one with --os, --arch and --variant")
+            })?;
         let want: Digest = entry
             .digest
             .parse()
@@ -284,36 +272,6 @@ fn fetch_manifest(client: &Client, target: &str) -> Result<(Vec<u8>, String)> {
         t => t.to_owned(),
     };
     Ok((bytes, media_type))
-}
-
-/// The index entry for the platform asked for: os and architecture must
-/// match; a variant, when asked for, too.
-fn choose_platform<'a>(entries: &'a [Descriptor], want: &Platform) -> Result<&'a Descriptor> {
-    let fits = |d: &&Descriptor| {
-        d.platform.as_ref().is_some_and(|p| {
-            p.os == want.os
-                && p.architecture == want.architecture
-                && (want.variant.is_none() || p.variant == want.variant)
-        })
-    };
-    entries.iter().find(fits).with_context(|| {
-        let have: Vec<String> = entries
-            .iter()
-            .filter_map(|d| d.platform.as_ref())
-            .map(|p| match &p.variant {
-                Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
-                None => format!("{}/{}", p.os, p.architecture),
-            })
-            .collect();
-        let asked = match &want.variant {
-            Some(v) => format!("{}/{}/{v}", want.os, want.architecture),
-            None => format!("{}/{}", want.os, want.architecture),
-        };
-        format!(
-            "the index has no image for {asked} (it has {}); choose one with --os, --arch and --variant",
-            if have.is_empty() { "none".to_owned() } else { have.join(", ") }
-        )
-    })
 }
 
 /// The work directory of a pull into `out`: the same for a rerun, so

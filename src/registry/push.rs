@@ -17,6 +17,10 @@
 //!   the next push of the same layer checks it with HEAD and reads nothing
 //!   when the registry has it, and stops, naming the layer, if the store
 //!   gives other bytes than before.
+//! - An OCI layout whose image is an index of images for several platforms
+//!   is pushed as it is: every platform's blobs, then each manifest by
+//!   digest, then the index under the tag, all byte for byte, so the
+//!   pushed index has the layout's digest.
 //! - The manifest is put only when every blob is in the registry under the
 //!   digest the manifest names. A layer whose bytes do not match the digest
 //!   the image records stops the push before the manifest, naming the
@@ -33,12 +37,13 @@ use serde_json::{Value, json};
 use super::client::{Body, Client, backoff, header};
 use super::layer_cache::{CachedLayer, LayerCache};
 use super::progress::{Outcome, Progress};
-use super::source::{self, BlobFile, BlobImage, Source};
+use super::source::{self, BlobFile, BlobImage, IndexImage, NamedBlob, Source};
 use super::{Connection, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, OCI_MANIFEST, Reference, Target};
 use crate::archive::plan::{LayerSettings, plan_layer};
 use crate::archive::{LayerSource, write_layer};
 use crate::compress::Compression;
 use crate::digest::{Digest, HashingWriter};
+use crate::image::Image;
 use crate::image::canonical_json;
 use crate::image::config::{BlobInfo, image_config};
 
@@ -87,7 +92,7 @@ pub fn push(
 ) -> Result<String> {
     let source = source::open(source_path)?;
     if opts.docker_format {
-        check_docker_compressions(&source, opts)?;
+        check_docker_format(&source, source_path, opts)?;
     }
     let mut scopes = vec![format!("repository:{}:pull,push", dest.repo)];
     if let Some(from) = &opts.mount_from {
@@ -101,90 +106,164 @@ pub fn push(
         retries: conn.retries,
         cache: LayerCache::open(),
     };
-    let (config, layers) = match &source {
-        Source::Blobs(image) => pusher.push_blob_layers(image)?,
+    let (manifest, media_type) = match &source {
+        Source::Index(index) => {
+            pusher.push_index_parts(index)?;
+            (index.index.bytes.clone(), index.index.media_type.clone())
+        }
+        Source::Blobs(image) => {
+            pusher.push_image(pusher.push_blob_layers(image)?, image.oci_manifest.as_ref())?
+        }
         Source::Launcher { image, .. } => {
-            // The base's layers as they are stored, then the new ones made
-            // from the store while they are sent.
-            let base = image.base_layers();
-            let progress = Progress::new(base.len() + image.layers.len());
-            let layers = super::for_each_index(base.len() + image.layers.len(), opts.jobs, |i| {
-                if let Some(layer) = base.get(i) {
-                    let started = Instant::now();
-                    let what = format!("base layer {}", i + 1);
-                    let pushed = pusher
-                        .push_file(&layer.file, &layer.digest, &progress)
-                        .map_err(|e| pusher.name_layer(e, &what, &layer.digest))?;
-                    progress.layer(
-                        i,
-                        &layer.digest.to_string(),
-                        pusher.outcome(pushed),
-                        started.elapsed(),
-                    );
-                    return Ok(Done {
-                        size: layer.file.size,
-                        digest: layer.digest.clone(),
-                        diff_id: Some(layer.diff_id.clone()),
-                        compression: layer.compression,
-                    });
-                }
-                let n = i - base.len();
-                pusher.push_streamed_layer(i, &image.ctx, &image.layers[n].source, &progress)
-            })?;
-            progress.finish();
-            let diff_ids: Vec<Digest> = layers
-                .iter()
-                .map(|l| l.diff_id.clone().expect("streamed layers have diff_ids"))
-                .collect();
-            (image_config(image, &diff_ids)?, layers)
+            pusher.push_image(pusher.push_launcher_layers(image)?, None)?
         }
     };
-    let config_digest = Digest::of(&config);
-    pusher
-        .push_bytes(&config, &config_digest)
-        .context("pushing the image config")?;
-
-    let manifest = match &source {
-        Source::Blobs(BlobImage {
-            oci_manifest: Some(m),
-            ..
-        }) if !opts.docker_format => m.clone(),
-        _ => manifest(&config, &layers, opts.docker_format)?,
-    };
-    let media_type = if opts.docker_format {
-        super::DOCKER_MANIFEST
-    } else {
-        OCI_MANIFEST
-    };
-    let digest = Digest::of(&manifest);
-    let url = client.url(&format!("manifests/{}", dest.target_str()));
-    let reply = client.send(
-        "PUT",
-        &url,
-        &[("content-type", media_type.to_owned())],
-        Body::Bytes(&manifest),
-    )?;
-    let reply = client.expect(
-        &format!("putting the manifest {}", client.describe(&url)),
-        reply,
-        &[200, 201, 202],
-    )?;
-    if let Some(said) = header(&reply, "docker-content-digest")
-        && said != digest.to_string()
-    {
-        bail!(
-            "the registry stored the manifest as {said}, but its digest is {digest}; the registry changed it"
-        );
-    }
+    let digest = pusher.put_manifest(&dest.target_str(), &manifest, &media_type)?;
     Ok(match &dest.target {
         Target::Tag(t) => format!("{}:{t}@{digest}", dest.name()),
         Target::Digest(_) => format!("{}@{digest}", dest.name()),
     })
 }
 
-/// Docker schema 2 has no zstd layers: refuse before anything is sent.
-fn check_docker_compressions(source: &Source, opts: &PushOptions) -> Result<()> {
+impl Pusher<'_> {
+    /// Pushes the layers of a launcher: the base's as they are stored,
+    /// then the new ones made from the store while they are sent. Returns
+    /// the config for them and the layers.
+    fn push_launcher_layers(&self, image: &Image) -> Result<(Vec<u8>, Vec<Done>)> {
+        let (pusher, opts) = (self, self.opts);
+        let base = image.base_layers();
+        let progress = Progress::new(base.len() + image.layers.len());
+        let layers = super::for_each_index(base.len() + image.layers.len(), opts.jobs, |i| {
+            if let Some(layer) = base.get(i) {
+                let started = Instant::now();
+                let what = format!("base layer {}", i + 1);
+                let pushed = pusher
+                    .push_file(&layer.file, &layer.digest, &progress)
+                    .map_err(|e| pusher.name_layer(e, &what, &layer.digest))?;
+                progress.layer(
+                    i,
+                    &layer.digest.to_string(),
+                    pusher.outcome(pushed),
+                    started.elapsed(),
+                );
+                return Ok(Done {
+                    size: layer.file.size,
+                    digest: layer.digest.clone(),
+                    diff_id: Some(layer.diff_id.clone()),
+                    compression: layer.compression,
+                });
+            }
+            let n = i - base.len();
+            pusher.push_streamed_layer(i, &image.ctx, &image.layers[n].source, &progress)
+        })?;
+        progress.finish();
+        let diff_ids: Vec<Digest> = layers
+            .iter()
+            .map(|l| l.diff_id.clone().expect("streamed layers have diff_ids"))
+            .collect();
+        Ok((image_config(image, &diff_ids)?, layers))
+    }
+
+    /// Pushes an image's config and returns its manifest (`oci_manifest`,
+    /// the layout's own, unless another format is asked for) and the
+    /// manifest's media type.
+    fn push_image(
+        &self,
+        (config, layers): (Vec<u8>, Vec<Done>),
+        oci_manifest: Option<&Vec<u8>>,
+    ) -> Result<(Vec<u8>, String)> {
+        let docker = self.opts.docker_format;
+        let config_digest = Digest::of(&config);
+        self.push_bytes(&config, &config_digest)
+            .context("pushing the image config")?;
+        let manifest = match oci_manifest {
+            Some(m) if !docker => m.clone(),
+            _ => manifest(&config, &layers, docker)?,
+        };
+        let media_type = if docker {
+            super::DOCKER_MANIFEST
+        } else {
+            OCI_MANIFEST
+        };
+        Ok((manifest, media_type.to_owned()))
+    }
+
+    /// Pushes what an index names, as the layout holds it: the layers and
+    /// configs of every platform's image, then each manifest and inner
+    /// index by digest, each after those it names. The index itself is
+    /// left for the tag.
+    fn push_index_parts(&self, index: &IndexImage) -> Result<()> {
+        let (configs, layers): (Vec<&NamedBlob>, Vec<&NamedBlob>) =
+            index.blobs.iter().partition(|b| b.config);
+        let progress = Progress::new(layers.len());
+        super::for_each_index(layers.len(), self.opts.jobs, |i| {
+            let started = Instant::now();
+            let layer = layers[i];
+            let pushed = self
+                .push_file(&layer.file, &layer.digest, &progress)
+                .map_err(|e| self.name_layer(e, &layer.what, &layer.digest))?;
+            progress.layer(
+                i,
+                &layer.digest.to_string(),
+                self.outcome(pushed),
+                started.elapsed(),
+            );
+            Ok(())
+        })?;
+        super::for_each_index(configs.len(), self.opts.jobs, |i| {
+            let config = configs[i];
+            self.push_file(&config.file, &config.digest, &progress)
+                .map_err(|e| self.name_layer(e, &config.what, &config.digest))
+                .map(drop)
+        })?;
+        progress.finish();
+        for m in &index.manifests {
+            self.put_manifest(&m.digest.to_string(), &m.bytes, &m.media_type)?;
+        }
+        Ok(())
+    }
+
+    /// Puts a manifest or index under `target` (a tag or its digest) and
+    /// checks that the registry kept its bytes; returns its digest.
+    fn put_manifest(&self, target: &str, manifest: &[u8], media_type: &str) -> Result<Digest> {
+        let client = self.client;
+        let digest = Digest::of(manifest);
+        let url = client.url(&format!("manifests/{target}"));
+        let reply = client.send(
+            "PUT",
+            &url,
+            &[("content-type", media_type.to_owned())],
+            Body::Bytes(manifest),
+        )?;
+        let reply = client.expect(
+            &format!("putting the manifest {}", client.describe(&url)),
+            reply,
+            &[200, 201, 202],
+        )?;
+        if let Some(said) = header(&reply, "docker-content-digest")
+            && said != digest.to_string()
+        {
+            bail!(
+                "the registry stored the manifest as {said}, but its digest is {digest}; the registry changed it"
+            );
+        }
+        Ok(digest)
+    }
+}
+
+/// What `--format v2s2` cannot do, refused before anything is sent: an
+/// index names its manifests by digest, so it is pushed as it is; Docker
+/// schema 2 has no zstd layers.
+fn check_docker_format(source: &Source, path: &Path, opts: &PushOptions) -> Result<()> {
     let zstd = match source {
+        Source::Index(index) => {
+            let platforms: Vec<String> = index.platforms.iter().map(|p| p.to_string()).collect();
+            bail!(
+                "--format v2s2: source {} is an index of images ({}), pushed as it is with the manifests it names; leave out --format",
+                path.display(),
+                platforms.join(", ")
+            );
+        }
         Source::Blobs(image) => image
             .layers
             .iter()

@@ -14,6 +14,7 @@ mod layers_cli;
 mod merge;
 mod nix_examples;
 mod nixdb;
+mod oci_index;
 mod registry;
 mod reproducible;
 mod run_as_root;

@@ -1,0 +1,133 @@
+//! Platforms of multi-platform images (an OCI index or a Docker manifest
+//! list): the host's, and which entry of an index is the image for one.
+//! `pull` and every reader of OCI layouts choose with [`choose`].
+
+use std::fmt;
+
+use serde::Deserialize;
+
+/// A platform, as asked for or as an index entry's `platform` names it
+/// (fields an entry has beyond these, such as `os.version`, are ignored).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+pub struct Platform {
+    #[serde(default)]
+    pub os: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Linux on the host's architecture in OCI terms, any variant: what
+    /// `pull` takes by default, and what base images, `merge` and `export`
+    /// take from an index.
+    pub fn host() -> Platform {
+        Platform {
+            os: "linux".to_owned(),
+            architecture: crate::image::host_architecture().to_owned(),
+            variant: None,
+        }
+    }
+
+    /// Whether `have`, an entry's platform, is this one: os and
+    /// architecture equal, and the variant too when this one names one.
+    pub fn fits(&self, have: &Platform) -> bool {
+        have.os == self.os
+            && have.architecture == self.architecture
+            && (self.variant.is_none() || have.variant == self.variant)
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// No entry of an index is an image for the platform asked for. It reads
+/// after what names the index: "the index has no image for linux/s390x;
+/// its platforms are linux/amd64, linux/arm64/v8".
+#[derive(Debug)]
+pub struct NoPlatform {
+    pub asked: Platform,
+    /// The platforms of the entries, in index order.
+    pub have: Vec<Platform>,
+}
+
+impl fmt::Display for NoPlatform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "has no image for {}; ", self.asked)?;
+        if self.have.is_empty() {
+            return write!(f, "its entries name no platform");
+        }
+        let have: Vec<String> = self.have.iter().map(Platform::to_string).collect();
+        write!(f, "its platforms are {}", have.join(", "))
+    }
+}
+
+impl std::error::Error for NoPlatform {}
+
+/// The first of `entries` whose platform (`platform_of`) fits `want`.
+pub fn choose<'a, T>(
+    entries: &'a [T],
+    platform_of: impl Fn(&T) -> Option<&Platform>,
+    want: &Platform,
+) -> Result<&'a T, NoPlatform> {
+    entries
+        .iter()
+        .find(|e| platform_of(e).is_some_and(|p| want.fits(p)))
+        .ok_or_else(|| NoPlatform {
+            asked: want.clone(),
+            have: entries
+                .iter()
+                .filter_map(|e| platform_of(e).cloned())
+                .collect(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn platform(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
+        Platform {
+            os: os.into(),
+            architecture: architecture.into(),
+            variant: variant.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_variant_matters_only_when_asked_for() {
+        let entries = [
+            Some(platform("linux", "arm64", Some("v8"))),
+            None,
+            Some(platform("linux", "amd64", None)),
+        ];
+        let any = |want: &Platform| choose(&entries, Option::as_ref, want).cloned();
+        assert_eq!(any(&platform("linux", "arm64", None)).unwrap(), entries[0]);
+        assert_eq!(
+            any(&platform("linux", "arm64", Some("v8"))).unwrap(),
+            entries[0]
+        );
+        assert!(any(&platform("linux", "arm64", Some("v7"))).is_err());
+        assert!(any(&platform("windows", "amd64", None)).is_err());
+        let err = any(&platform("linux", "s390x", None)).unwrap_err();
+        assert_eq!(
+            format!("the index {err}"),
+            "the index has no image for linux/s390x; its platforms are linux/arm64/v8, linux/amd64"
+        );
+    }
+
+    #[test]
+    fn entries_without_platforms_are_named_so() {
+        let entries: [Option<Platform>; 1] = [None];
+        let err = choose(&entries, Option::as_ref, &Platform::host()).unwrap_err();
+        assert!(err.to_string().ends_with("its entries name no platform"));
+    }
+}
