@@ -3,10 +3,16 @@
 # 201 store paths) and the release helper, then runs bench/layers.py (the
 # helper's commands), or with --nix first, bench/nix_images.py (the Nix
 # library), with --push first, bench/push.py (push against skopeo), or with
-# --base first, bench/base.py (images on a base, export).
+# --base first, bench/base.py (images on a base, export), or with
+# --run-as-root first, bench/run_as_root.py (no fixture needed).
 # Other arguments go to the script (e.g. --runs 3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --run-as-root ]; then
+  shift
+  cargo build --release --locked
+  exec python3 bench/run_as_root.py "$@"
+fi
 fixture=${FIXTURE:-../shared/bench/fixture.nix}
 app=$(nix-build "$fixture" -A "${ATTR:-app}" --no-out-link \
   --argstr pythonPrefix "$(python3 -c 'import sys; print(sys.base_prefix)')" \

@@ -886,6 +886,10 @@ struct Supervisor {
     kept: BTreeMap<(u64, u64), Kept>,
     open_fds: usize,
     max_fds: usize,
+    /// `/proc/PID/mem` of the processes whose stat calls were answered
+    /// here, kept open: a stat-heavy command (`ls -lR`, `find`) makes
+    /// thousands of calls.
+    mems: BTreeMap<u32, fs::File>,
 }
 
 impl Supervisor {
@@ -950,6 +954,7 @@ impl Supervisor {
                 std::mem::size_of::<libc::seccomp_notif_resp>(),
             ),
             kept: BTreeMap::new(),
+            mems: BTreeMap::new(),
             open_fds: 0,
             // Headroom for the lookups themselves.
             max_fds: max_fds.saturating_sub(64),
@@ -1143,23 +1148,22 @@ impl Supervisor {
     /// address, a missing path, a descriptor of no file) goes to the
     /// kernel too, which gives the error.
     fn answer_stat(&mut self, notif: &libc::seccomp_notif, request: &Request) -> Option<Answer> {
-        let empty_path_allowed = request.flags & libc::AT_EMPTY_PATH != 0;
-        let mem = open_proc_file(&self.proc_dir, &format!("{}/mem", notif.pid), true);
-        // The pid may have been reused, and the memory another's.
-        if !self.id_valid(notif.id) {
-            return None;
-        }
-        let Ok(mem) = mem else {
+        if self.kept.is_empty() {
+            // Nothing recorded: every owner is as the disk has it.
             return Some(Answer::Continue);
-        };
+        }
+        let empty_path_allowed = request.flags & libc::AT_EMPTY_PATH != 0;
         let path = match request.path_addr {
             None => None,
             // Linux 6.11 takes NULL for "" with AT_EMPTY_PATH.
             Some(0) if empty_path_allowed => Some(Vec::new()),
-            Some(addr) => match read_path(&mem, addr) {
-                Ok(p) => Some(p),
-                Err(_) => return Some(Answer::Continue),
-            },
+            Some(addr) => {
+                let read = self.with_mem(notif, |mem| read_path(mem, addr))?;
+                match read {
+                    Ok(p) => Some(p),
+                    Err(_) => return Some(Answer::Continue),
+                }
+            }
         };
         let Ok(target) = resolve(notif.pid, request, path.as_deref()) else {
             return Some(Answer::Continue);
@@ -1168,12 +1172,22 @@ impl Supervisor {
             Base::Root => libc::AT_FDCWD,
             Base::Proc => self.proc_dir.as_raw_fd(),
         };
-        let Ok(fd) = open_path(dir, &target.path, target.follow) else {
+        // One call to find the inode: most have no recorded owner.
+        let Ok(path) = CString::new(target.path) else {
             return Some(Answer::Continue);
         };
-        let Ok(mut st) = fstat(&fd) else {
-            return Some(Answer::Continue);
+        let nofollow = if target.follow {
+            0
+        } else {
+            libc::AT_SYMLINK_NOFOLLOW
         };
+        // SAFETY: a zeroed stat is valid, and filled by the call.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a directory descriptor, a C string and a struct owned
+        // here.
+        if unsafe { libc::fstatat(dir, path.as_ptr(), &mut st, nofollow) } != 0 {
+            return Some(Answer::Continue);
+        }
         let Some(owner) = self.kept.get(&(st.st_dev, st.st_ino)).map(|k| k.owner) else {
             return Some(Answer::Continue);
         };
@@ -1181,32 +1195,63 @@ impl Supervisor {
             let sync = request.flags & libc::AT_STATX_SYNC_TYPE;
             // SAFETY: a zeroed statx is valid, and filled by the call.
             let mut stx: libc::statx = unsafe { std::mem::zeroed() };
-            // SAFETY: a descriptor, an empty C string and a struct owned
-            // here.
-            let r = unsafe {
-                libc::statx(
-                    fd.as_raw_fd(),
-                    c"".as_ptr(),
-                    libc::AT_EMPTY_PATH | sync,
-                    request.mask,
-                    &mut stx,
-                )
-            };
-            if r != 0 {
+            // SAFETY: a directory descriptor, a C string and a struct
+            // owned here.
+            let r =
+                unsafe { libc::statx(dir, path.as_ptr(), nofollow | sync, request.mask, &mut stx) };
+            // The same object, unless it was replaced meanwhile.
+            if r != 0
+                || (
+                    stx.stx_ino,
+                    libc::makedev(stx.stx_dev_major, stx.stx_dev_minor),
+                ) != (st.st_ino, st.st_dev)
+            {
                 return Some(Answer::Continue);
             }
             stx.stx_uid = owner.uid.unwrap_or(stx.stx_uid);
             stx.stx_gid = owner.gid.unwrap_or(stx.stx_gid);
-            mem.write_at(as_bytes(&stx), request.buf)
+            self.with_mem(notif, |mem| write_all_at(mem, as_bytes(&stx), request.buf))?
         } else {
+            let mut st = st;
             st.st_uid = owner.uid.unwrap_or(st.st_uid);
             st.st_gid = owner.gid.unwrap_or(st.st_gid);
-            mem.write_at(as_bytes(&st), request.buf)
+            self.with_mem(notif, |mem| write_all_at(mem, as_bytes(&st), request.buf))?
         };
-        Some(match written {
-            Ok(n) if n > 0 => Answer::Done(Ok(())),
-            _ => Answer::Done(Err(libc::EFAULT)),
-        })
+        Some(Answer::Done(written))
+    }
+
+    /// Runs `f` on the caller's `/proc/PID/mem`; `None` if the call is no
+    /// longer valid. A descriptor kept from before is tried first; when
+    /// `f` fails with it, its process may have executed another program
+    /// or exited (and the pid been reused), so it is opened again, and
+    /// `f` tried again. A fresh descriptor is the caller's only while the
+    /// notification is valid, which is checked after opening. With no
+    /// descriptor at all, `f` fails with EFAULT.
+    fn with_mem<T>(
+        &mut self,
+        notif: &libc::seccomp_notif,
+        f: impl Fn(&fs::File) -> Result<T, i32>,
+    ) -> Option<Result<T, i32>> {
+        if let Some(mem) = self.mems.get(&notif.pid)
+            && let Ok(done) = f(mem)
+        {
+            return Some(Ok(done));
+        }
+        self.mems.remove(&notif.pid);
+        let mem = open_proc_file(&self.proc_dir, &format!("{}/mem", notif.pid), true);
+        // The pid may have been reused, and the memory another's.
+        if !self.id_valid(notif.id) {
+            return None;
+        }
+        let Ok(mem) = mem else {
+            return Some(Err(libc::EFAULT));
+        };
+        let result = f(&mem);
+        if self.mems.len() >= 256 {
+            self.mems.clear();
+        }
+        self.mems.insert(notif.pid, mem);
+        Some(result)
     }
 
     /// The object of a call, open, and its `fstat`; or the error the call
@@ -1296,6 +1341,12 @@ impl Supervisor {
         self.open_fds += usize::from(fd.is_some());
         self.kept.insert(key, Kept { owner, fd });
     }
+}
+
+/// Writes all of `bytes` at `addr` in a process's memory; EFAULT where
+/// it cannot.
+fn write_all_at(mem: &fs::File, bytes: &[u8], addr: u64) -> Result<(), i32> {
+    mem.write_all_at(bytes, addr).map_err(|_| libc::EFAULT)
 }
 
 /// How a call is answered.
