@@ -890,6 +890,9 @@ struct Supervisor {
     /// here, kept open: a stat-heavy command (`ls -lR`, `find`) makes
     /// thousands of calls.
     mems: BTreeMap<u32, fs::File>,
+    /// How many records there were when deleted ones were last looked
+    /// for ([`Supervisor::record`]).
+    looked_at: usize,
 }
 
 impl Supervisor {
@@ -955,6 +958,7 @@ impl Supervisor {
             ),
             kept: BTreeMap::new(),
             mems: BTreeMap::new(),
+            looked_at: 1,
             open_fds: 0,
             // Headroom for the lookups themselves.
             max_fds: max_fds.saturating_sub(64),
@@ -1115,14 +1119,7 @@ impl Supervisor {
         let path = match request.path_addr {
             None => None,
             Some(addr) => {
-                let mem = open_proc_file(&self.proc_dir, &format!("{}/mem", notif.pid), false);
-                let read = mem
-                    .map_err(|_| libc::EFAULT)
-                    .and_then(|m| read_path(&m, addr));
-                // The pid may have been reused, and the memory another's.
-                if !self.id_valid(notif.id) {
-                    return None;
-                }
+                let read = self.with_mem(notif, |mem| read_path(mem, addr))?;
                 match read {
                     Ok(p) => Some(p),
                     Err(e) => return Some(Answer::Done(Err(e))),
@@ -1247,7 +1244,8 @@ impl Supervisor {
             return Some(Err(libc::EFAULT));
         };
         let result = f(&mem);
-        if self.mems.len() >= 256 {
+        // Within the headroom left under the descriptor limit.
+        if self.mems.len() >= 16 {
             self.mems.clear();
         }
         self.mems.insert(notif.pid, mem);
@@ -1326,8 +1324,10 @@ impl Supervisor {
             k.owner = k.owner.then(owner);
             return;
         }
-        if self.open_fds >= self.max_fds {
-            // Deleted inodes need no descriptor and no record.
+        // Deleted inodes need no descriptor and no record. Looking costs
+        // a stat of every kept inode, so it is done again only once as
+        // many new records again have come.
+        if self.open_fds >= self.max_fds && self.kept.len() >= 2 * self.looked_at {
             let open_fds = &mut self.open_fds;
             self.kept.retain(|_, k| match &k.fd {
                 Some(fd) if !linked(fd) => {
@@ -1336,6 +1336,7 @@ impl Supervisor {
                 }
                 _ => true,
             });
+            self.looked_at = self.kept.len().max(1);
         }
         let fd = (self.open_fds < self.max_fds).then_some(fd);
         self.open_fds += usize::from(fd.is_some());
