@@ -9,13 +9,25 @@
 //! and diff_id are checked against the manifest and config, and the layers
 //! add up to a [`View`] of the base's file system, with which the new
 //! layers leave out what the base already has.
+//!
+//! The layers are read in two phases. First, up to one per core at once,
+//! each on its own: blob size and digest, decompression, diff_id, and every
+//! entry with the checks that need no other layer, into a record of names
+//! and metadata ([`scan::read_layer`]). Then, in layer order, each record
+//! goes on the view with the checks that need the layers below
+//! ([`View::apply`]), as soon as the records below it have. The view, and
+//! the error when a layer is refused (the lowest layer's, its first entry's),
+//! are those of reading the layers one after the other.
 
 pub mod export;
 pub mod scan;
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -114,60 +126,37 @@ impl Base {
         }
         let mut view = View::default();
         let mut layers = Vec::with_capacity(blobs.layers.len());
-        for (i, (blob, want_diff_id)) in blobs.layers.iter().zip(diff_ids).enumerate() {
-            let what = format!("fromImage {}: {}", path.display(), blob.what);
-            let tar_path = keep_tars.then(|| scratch.path().join(format!("layer-{i}.tar")));
-            let mut keep = match &tar_path {
-                Some(p) => Some(BufWriter::new(
-                    File::create(p).with_context(|| format!("creating {}", p.display()))?,
-                )),
-                None => None,
-            };
-            let mut f = File::open(&blob.file.path)
-                .with_context(|| format!("reading {}", blob.file.path.display()))?;
-            f.seek(SeekFrom::Start(blob.file.offset))?;
-            let mut hashing =
-                HashingReader::new(BufReader::with_capacity(256 * 1024, f.take(blob.file.size)));
-            let found = scan::scan_layer(
-                &mut view,
-                &what,
-                i,
-                &mut hashing,
-                Some(blob.file.size),
-                limits,
-                keep.as_mut().map(|w| w as &mut dyn Write),
-            )?;
-            std::io::copy(&mut hashing, &mut std::io::sink())
-                .with_context(|| format!("{what}: reading"))?;
-            if let Some(mut w) = keep {
-                w.flush().context("writing a layer tar")?;
-            }
-            let (digest, size) = hashing.finish();
-            if size != blob.file.size {
-                bail!(
-                    "{what}: the blob has {size} bytes, not the {} its index says",
-                    blob.file.size
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        in_layer_order(
+            blobs.layers.len(),
+            threads,
+            |i| {
+                let what = format!("fromImage {}: {}", path.display(), blobs.layers[i].what);
+                let tar_path = keep_tars.then(|| scratch.path().join(format!("layer-{i}.tar")));
+                let read = read_layer(
+                    &blobs.layers[i],
+                    i,
+                    &diff_ids[i],
+                    &what,
+                    tar_path.as_deref(),
+                    limits,
                 );
-            }
-            if let Some(d) = &blob.digest
-                && *d != digest
-            {
-                bail!("{what}: the blob's digest is {digest}, not the {d} of its manifest");
-            }
-            if found.diff_id != want_diff_id {
-                bail!(
-                    "{what}: the layer's diff_id is {}, not the {want_diff_id} of the config",
-                    found.diff_id
-                );
-            }
-            layers.push(BaseLayer {
-                file: blob.file.clone(),
-                digest,
-                diff_id: want_diff_id,
-                compression: blob.compression,
-                tar: tar_path,
-            });
-        }
+                (read, tar_path)
+            },
+            |i, (read, tar_path)| {
+                let (record, digest) = read?;
+                view.apply(record)?;
+                let blob = &blobs.layers[i];
+                layers.push(BaseLayer {
+                    file: blob.file.clone(),
+                    digest,
+                    diff_id: diff_ids[i].clone(),
+                    compression: blob.compression,
+                    tar: tar_path,
+                });
+                Ok(())
+            },
+        )?;
         Ok(Base {
             path: path.to_owned(),
             config,
@@ -216,6 +205,126 @@ impl Base {
     }
 }
 
+/// The first phase of reading a base layer, which needs no other layer:
+/// the blob read as hostile input ([`scan::read_layer`]), its uncompressed
+/// tar kept at `keep`, and its size, digest and diff_id checked (an error
+/// there is the record's). The digest is the blob's, as read.
+fn read_layer(
+    blob: &source::LayerBlob,
+    index: usize,
+    want_diff_id: &Digest,
+    what: &str,
+    keep: Option<&Path>,
+    limits: Limits,
+) -> Result<(scan::LayerRecord, Digest)> {
+    let mut keep = match keep {
+        Some(p) => Some(BufWriter::new(
+            File::create(p).with_context(|| format!("creating {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut f = File::open(&blob.file.path)
+        .with_context(|| format!("reading {}", blob.file.path.display()))?;
+    f.seek(SeekFrom::Start(blob.file.offset))?;
+    let mut hashing =
+        HashingReader::new(BufReader::with_capacity(256 * 1024, f.take(blob.file.size)));
+    let mut record = scan::read_layer(
+        what,
+        index,
+        &mut hashing,
+        Some(blob.file.size),
+        limits,
+        keep.as_mut().map(|w| w as &mut dyn Write),
+    );
+    // After an error of the reading, the rest is neither read nor checked,
+    // and the digest is of what was read.
+    let rest = if record.found.is_ok() {
+        std::io::copy(&mut hashing, &mut std::io::sink())
+            .with_context(|| format!("{what}: reading"))
+            .and_then(|_| match keep {
+                Some(mut w) => w.flush().context("writing a layer tar"),
+                None => Ok(()),
+            })
+    } else {
+        Ok(())
+    };
+    let (digest, size) = hashing.finish();
+    if let Ok(found) = &record.found {
+        let checked = rest.and_then(|()| {
+            if size != blob.file.size {
+                bail!(
+                    "{what}: the blob has {size} bytes, not the {} its index says",
+                    blob.file.size
+                );
+            }
+            if let Some(d) = &blob.digest
+                && *d != digest
+            {
+                bail!("{what}: the blob's digest is {digest}, not the {d} of its manifest");
+            }
+            if found.diff_id != *want_diff_id {
+                bail!(
+                    "{what}: the layer's diff_id is {}, not the {want_diff_id} of the config",
+                    found.diff_id
+                );
+            }
+            Ok(())
+        });
+        if let Err(e) = checked {
+            record.fail(e);
+        }
+    }
+    Ok((record, digest))
+}
+
+/// Runs `read` for every index below `count` on up to `threads` threads,
+/// lowest index first, and hands each result to `apply` in index order, as
+/// soon as the ones before it are applied; what comes out never depends on
+/// scheduling. It stops at `apply`'s first error: no index is read after
+/// it, and the error is returned once the reads under way end.
+fn in_layer_order<T: Send>(
+    count: usize,
+    threads: usize,
+    read: impl Fn(usize) -> T + Sync,
+    mut apply: impl FnMut(usize, T) -> Result<()>,
+) -> Result<()> {
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (done, results) = mpsc::channel();
+        for _ in 0..threads.clamp(1, count.max(1)) {
+            let done = done.clone();
+            let (next, stop, read) = (&next, &stop, &read);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    if i >= count || stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    if done.send((i, read(i))).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        // Only the workers send: the loop below ends when they all have.
+        drop(done);
+        let mut waiting = BTreeMap::new();
+        let mut want = 0;
+        for (i, result) in results {
+            waiting.insert(i, result);
+            while let Some(result) = waiting.remove(&want) {
+                if let Err(e) = apply(want, result) {
+                    stop.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+                want += 1;
+            }
+        }
+        Ok(())
+    })
+}
+
 /// A file stevedore can index for `path`: a directory (an OCI layout) or
 /// an uncompressed archive as it is; an archive compressed as a whole is
 /// decompressed, and a launcher or spec streamed, to the new file
@@ -260,4 +369,160 @@ pub fn readable(path: &Path, scratch: &Path, limits: Limits) -> Result<PathBuf> 
     }
     w.flush()?;
     Ok(scratch.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tar::EntryType::{self, *};
+
+    /// `(name, type, data, link target)`.
+    type Spec<'a> = (&'a str, EntryType, &'a [u8], &'a str);
+
+    fn layer(entries: &[Spec]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, ty, data, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*ty);
+            h.set_mode(0o755);
+            h.set_mtime(7);
+            h.set_uid(0);
+            h.set_gid(0);
+            h.set_size(data.len() as u64);
+            // Written as given, `..` and all.
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// The layers one after the other, as [`scan::scan_layer`] reads them.
+    fn one_by_one(layers: &[Vec<u8>]) -> Result<View> {
+        let mut view = View::default();
+        for (i, l) in layers.iter().enumerate() {
+            let what = format!("layer {}", i + 1);
+            scan::scan_layer(&mut view, &what, i, &l[..], None, Limits::default(), None)?;
+        }
+        Ok(view)
+    }
+
+    /// The layers read on `threads` threads, the lower ones slowest, so
+    /// that they finish in reverse order.
+    fn at_once(layers: &[Vec<u8>], threads: usize) -> Result<View> {
+        let mut view = View::default();
+        in_layer_order(
+            layers.len(),
+            threads,
+            |i| {
+                std::thread::sleep(std::time::Duration::from_millis(
+                    5 * (layers.len() - i) as u64,
+                ));
+                let what = format!("layer {}", i + 1);
+                scan::read_layer(&what, i, &layers[i][..], None, Limits::default(), None)
+            },
+            |_, record| view.apply(record).map(drop),
+        )?;
+        Ok(view)
+    }
+
+    fn sample_layers() -> Vec<Vec<u8>> {
+        vec![
+            layer(&[
+                ("etc/", Directory, b"", ""),
+                ("etc/a", Regular, b"a", ""),
+                ("etc/b", Regular, b"b", ""),
+                ("opt/x/y", Regular, b"y", ""),
+                ("usr/bin/sh", Regular, b"sh", ""),
+                ("bin", Symlink, b"", "usr/bin"),
+                ("lib/", Directory, b"", ""),
+                ("lib/f", Regular, b"f", ""),
+            ]),
+            layer(&[
+                ("etc/.wh.a", Regular, b"", ""),
+                ("opt/.wh..wh..opq", Regular, b"", ""),
+                ("opt/z", Regular, b"z", ""),
+                ("etc/b", Regular, b"b, again", ""),
+                ("lib", Symlink, b"", "usr/lib"),
+                ("usr/bin/sh", Regular, b"sh 2", ""),
+                ("usr/bin/bash", Link, b"", "usr/bin/sh"),
+            ]),
+            layer(&[
+                (".wh.usr", Regular, b"", ""),
+                ("usr/lib/g", Regular, b"g", ""),
+                ("etc/", Directory, b"", ""),
+                ("etc/b/", Directory, b"", ""),
+                ("etc/b/c", Regular, b"c", ""),
+            ]),
+            layer(&[
+                (".wh..wh..opq", Regular, b"", ""),
+                ("lib", Symlink, b"", "usr/lib"),
+                ("srv/d/", Directory, b"", ""),
+                ("srv/d/e", Regular, b"e", ""),
+            ]),
+            layer(&[
+                ("srv/d", Regular, b"now a file", ""),
+                ("srv/f", Fifo, b"", ""),
+                ("lib", Directory, b"", ""),
+                ("lib/h", Regular, b"h", ""),
+            ]),
+        ]
+    }
+
+    #[test]
+    fn layers_read_at_once_add_up_as_read_one_by_one() {
+        let layers = sample_layers();
+        for n in 1..=layers.len() {
+            let want = one_by_one(&layers[..n]).unwrap();
+            assert!(!want.is_empty());
+            for threads in [1, 2, 3, 8] {
+                assert_eq!(at_once(&layers[..n], threads).unwrap(), want, "{n} layers");
+            }
+        }
+    }
+
+    #[test]
+    fn the_error_is_the_lowest_layers_and_the_first_in_it() {
+        let ok = layer(&[("bin", Symlink, b"", "usr/bin"), ("etc", Regular, b"", "")]);
+        // A write through a lower layer's symlink, before an error of the
+        // layer's own, and one through a file below.
+        let through_symlink = layer(&[
+            ("bin/sh", Regular, b"x", ""),
+            ("empty", Symlink, b"", "x"),
+            ("h", Link, b"", "missing"),
+        ]);
+        let under_file = layer(&[("etc/passwd", Regular, b"x", "")]);
+        let own_error = layer(&[("a/../../x", Regular, b"", "")]);
+        let mut cut = layer(&[("a", Regular, b"x", "")]);
+        cut.truncate(600);
+        let cases: &[(&[&Vec<u8>], &str)] = &[
+            (
+                &[&ok, &through_symlink, &own_error],
+                "layer 2: entry \"bin/sh\" is below \"bin\", a symlink: writing through it could leave the root",
+            ),
+            (
+                &[&ok, &under_file, &through_symlink],
+                "layer 2: entry \"etc/passwd\" is below \"etc\", which is not a directory",
+            ),
+            (
+                &[&ok, &own_error, &through_symlink, &cut],
+                "layer 2: entry \"a/../../x\" has a \"..\" component",
+            ),
+            (
+                &[&ok, &ok, &cut, &own_error],
+                "layer 3: broken tar header after entry a",
+            ),
+        ];
+        for (layers, want) in cases {
+            let layers: Vec<Vec<u8>> = layers.iter().map(|l| (*l).clone()).collect();
+            let one = format!("{:#}", one_by_one(&layers).unwrap_err());
+            assert!(one.starts_with(want), "{one}");
+            for threads in [1, 2, 4] {
+                let err = format!("{:#}", at_once(&layers, threads).unwrap_err());
+                assert_eq!(err, one, "{threads} threads");
+            }
+        }
+    }
 }

@@ -12,8 +12,20 @@
 //! Parsing is the `tar` crate's; what it lets through (any name, any link,
 //! short data in a stream) is checked here. The result is a [`View`]: the
 //! file system the layers add up to, with whiteouts applied.
+//!
+//! A layer is read in two phases, so that the layers of an image can be
+//! read at once and still add up as if read one after the other:
+//! [`read_layer`] reads one layer on its own (decompression, diff_id, every
+//! entry and its file's SHA-256, and every check that needs no other layer)
+//! into a [`LayerRecord`] of names and metadata; [`View::apply`] then puts
+//! the records on the view in layer order, with the checks that need the
+//! layers below (a parent that is a symlink or a file there). The error
+//! [`View::apply`] reports is the one reading the layer on top of the view
+//! in one go would: the record keeps the lookups in the lower layers that
+//! came before its first error, in archive order. [`scan_layer`] is the two
+//! phases for one layer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 
 use anyhow::{Context, Result, bail};
@@ -109,7 +121,7 @@ fn unkey(key: &[u8]) -> Vec<u8> {
 
 /// The file system of an image: every path its layers leave, whiteouts
 /// applied, in layer order (parents first, children by name).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct View {
     entries: BTreeMap<Vec<u8>, ViewEntry>,
 }
@@ -458,6 +470,81 @@ pub fn scan_layer(
     view: &mut View,
     what: &str,
     index: usize,
+    blob: impl Read,
+    compressed_size: Option<u64>,
+    limits: Limits,
+    keep: Option<&mut dyn Write>,
+) -> Result<LayerScan> {
+    view.apply(read_layer(what, index, blob, compressed_size, limits, keep))
+}
+
+/// One layer read on its own: what it adds and removes, with no file data,
+/// and what is left to check against the layers below it.
+#[derive(Debug)]
+pub struct LayerRecord {
+    what: String,
+    changes: Changes,
+    /// What the reading found, or the first error that needs no other
+    /// layer (nothing after it was read).
+    pub found: Result<LayerScan>,
+}
+
+impl LayerRecord {
+    /// Makes `err`, found after the reading (a blob digest that differs
+    /// from its manifest), the record's error, unless it has one already.
+    pub fn fail(&mut self, err: anyhow::Error) {
+        if self.found.is_ok() {
+            self.found = Err(err);
+        }
+    }
+}
+
+/// What a layer's entries do, in the state the end of the layer (or its
+/// first error) left them.
+#[derive(Debug, Default)]
+struct Changes {
+    /// Parent directories of entries that the layer neither holds nor
+    /// removes, to be looked up in the layers below: each the first time
+    /// the reading came to it, with the entry (its name as shown).
+    lower_parents: Vec<(String, Vec<u8>)>,
+    /// Entries by key.
+    entries: BTreeMap<Vec<u8>, ViewEntry>,
+    removals: Vec<Removal>,
+}
+
+/// Reads one layer (compressed or not) without the layers below it: the
+/// first phase of [`scan_layer`], whose arguments it takes. The result goes
+/// on a view with [`View::apply`].
+pub fn read_layer(
+    what: &str,
+    index: usize,
+    blob: impl Read,
+    compressed_size: Option<u64>,
+    limits: Limits,
+    keep: Option<&mut dyn Write>,
+) -> LayerRecord {
+    let mut changes = Changes::default();
+    let found = read_tar(
+        &mut changes,
+        what,
+        index,
+        blob,
+        compressed_size,
+        limits,
+        keep,
+    );
+    LayerRecord {
+        what: what.to_owned(),
+        changes,
+        found,
+    }
+}
+
+/// Decompresses and reads a layer's tar into `changes`; what it found.
+fn read_tar(
+    changes: &mut Changes,
+    what: &str,
+    index: usize,
     mut blob: impl Read,
     compressed_size: Option<u64>,
     limits: Limits,
@@ -488,7 +575,7 @@ pub fn scan_layer(
         copy: keep,
     };
     let mut reader = HashingReader::new(&mut tee);
-    let result = read_entries(view, what, index, &mut HeaderGuard::new(&mut reader));
+    let result = read_entries(changes, what, index, &mut HeaderGuard::new(&mut reader));
     // The end of the tar may be followed by padding; it is part of the
     // diff_id.
     let rest = result
@@ -505,16 +592,65 @@ pub fn scan_layer(
     Ok(LayerScan { diff_id, entries })
 }
 
+impl View {
+    /// Puts a layer read with [`read_layer`] on top of the view: the second
+    /// phase of [`scan_layer`]. Its error is the first of the layer's
+    /// lookups in the layers below that fails, else the record's own.
+    pub fn apply(&mut self, record: LayerRecord) -> Result<LayerScan> {
+        for (shown, dir) in &record.changes.lower_parents {
+            if let Some(why) = self.get(dir).and_then(|e| not_a_parent(dir, &e.kind)) {
+                bail!("{}: entry {shown:?} {why}", record.what);
+            }
+        }
+        let found = record.found?;
+        // Whiteouts hide what the lower layers have; then this layer's
+        // entries go on top.
+        for removal in record.changes.removals {
+            match removal {
+                Removal::Path(p) => self.remove_tree(&p),
+                Removal::Children(p) => {
+                    if p.is_empty() {
+                        self.entries.clear();
+                    } else {
+                        self.remove_children(&p);
+                    }
+                }
+            }
+        }
+        for (k, e) in record.changes.entries {
+            if e.kind != EntryKind::Dir {
+                self.remove_tree(&unkey(&k));
+            }
+            self.entries.insert(k, e);
+        }
+        Ok(found)
+    }
+}
+
 /// A whiteout found in a layer.
+#[derive(Debug)]
 enum Removal {
     Path(Vec<u8>),
     Children(Vec<u8>),
 }
 
-fn read_entries(view: &mut View, what: &str, index: usize, r: &mut impl Read) -> Result<usize> {
+/// Reads the entries of a layer's tar into `changes`; the number of entries,
+/// or the first error that needs no other layer.
+fn read_entries(
+    changes: &mut Changes,
+    what: &str,
+    index: usize,
+    r: &mut impl Read,
+) -> Result<usize> {
     let mut archive = tar::Archive::new(r);
-    let mut layer: BTreeMap<Vec<u8>, ViewEntry> = BTreeMap::new();
-    let mut removals: Vec<Removal> = Vec::new();
+    let Changes {
+        lower_parents,
+        entries: layer,
+        removals,
+    } = changes;
+    // Parents already left to the layers below: a second lookup of one
+    // would find what the first did.
+    let mut lower_seen: BTreeSet<Vec<u8>> = BTreeSet::new();
     let mut count = 0usize;
     let mut last = String::from("(none yet)");
     let entries = archive
@@ -558,7 +694,13 @@ fn read_entries(view: &mut View, what: &str, index: usize, r: &mut impl Read) ->
         let link = entry.link_name_bytes().map(|l| l.into_owned());
 
         // Nothing may be written through a symlink or into a file.
-        check_parents(view, &layer, &removals, &name).map_err(|e| fail(&e))?;
+        let checked = check_parents(layer, removals, &name, |dir| {
+            if !lower_seen.contains(dir) {
+                lower_seen.insert(dir.to_vec());
+                lower_parents.push((shown.clone(), dir.to_vec()));
+            }
+        });
+        checked.map_err(|e| fail(&e))?;
 
         let file_name = base_name(&name);
         if file_name == OPAQUE {
@@ -703,68 +845,55 @@ fn read_entries(view: &mut View, what: &str, index: usize, r: &mut impl Read) ->
         layer.insert(key(&name), e);
         last = shown;
     }
-    // Whiteouts hide what the lower layers have; then this layer's entries
-    // go on top.
-    for removal in removals {
-        match removal {
-            Removal::Path(p) => view.remove_tree(&p),
-            Removal::Children(p) => {
-                if p.is_empty() {
-                    view.entries.clear();
-                } else {
-                    view.remove_children(&p);
-                }
-            }
-        }
-    }
-    for (k, e) in layer {
-        let path = unkey(&k);
-        if e.kind != EntryKind::Dir {
-            view.remove_tree(&path);
-        }
-        view.entries.insert(k, e);
-    }
     Ok(count)
 }
 
 /// Every parent of `name` must be a directory (or not exist yet) in this
-/// layer, or else in the layers below unless this layer removed it.
+/// layer, or else in the layers below unless this layer removed it. A
+/// parent the layer neither holds nor removes goes to `lower`, in order,
+/// to be looked up in the layers below ([`View::apply`]).
 fn check_parents(
-    view: &View,
     layer: &BTreeMap<Vec<u8>, ViewEntry>,
     removals: &[Removal],
     name: &[u8],
+    mut lower: impl FnMut(&[u8]),
 ) -> std::result::Result<(), String> {
     let mut end = 0;
     while let Some(i) = name[end..].iter().position(|&b| b == b'/') {
         let dir = &name[..end + i];
         end += i + 1;
+        if let Some(e) = layer.get(&key(dir)) {
+            if let Some(why) = not_a_parent(dir, &e.kind) {
+                return Err(why);
+            }
+            continue;
+        }
         let removed = removals.iter().any(|r| match r {
             Removal::Path(p) => {
                 dir == p.as_slice() || dir.starts_with(&[p.as_slice(), b"/"].concat())
             }
             Removal::Children(p) => p.is_empty() || dir.starts_with(&[p.as_slice(), b"/"].concat()),
         });
-        let found = layer
-            .get(&key(dir))
-            .or_else(|| if removed { None } else { view.get(dir) });
-        match found.map(|e| &e.kind) {
-            None | Some(EntryKind::Dir) => {}
-            Some(EntryKind::Symlink) => {
-                return Err(format!(
-                    "is below {:?}, a symlink: writing through it could leave the root",
-                    show(dir)
-                ));
-            }
-            Some(_) => {
-                return Err(format!(
-                    "is below {:?}, which is not a directory",
-                    show(dir)
-                ));
-            }
+        if !removed {
+            lower(dir);
         }
     }
     Ok(())
+}
+
+/// Why an entry cannot be below `dir`, which is a `kind`.
+fn not_a_parent(dir: &[u8], kind: &EntryKind) -> Option<String> {
+    match kind {
+        EntryKind::Dir => None,
+        EntryKind::Symlink => Some(format!(
+            "is below {:?}, a symlink: writing through it could leave the root",
+            show(dir)
+        )),
+        _ => Some(format!(
+            "is below {:?}, which is not a directory",
+            show(dir)
+        )),
+    }
 }
 
 #[cfg(test)]
