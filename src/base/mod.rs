@@ -133,7 +133,7 @@ impl Base {
             |i| {
                 let what = format!("fromImage {}: {}", path.display(), blobs.layers[i].what);
                 let tar_path = keep_tars.then(|| scratch.path().join(format!("layer-{i}.tar")));
-                let read = read_layer(
+                let read = read_base_layer(
                     &blobs.layers[i],
                     i,
                     &diff_ids[i],
@@ -209,7 +209,7 @@ impl Base {
 /// the blob read as hostile input ([`scan::read_layer`]), its uncompressed
 /// tar kept at `keep`, and its size, digest and diff_id checked (an error
 /// there is the record's). The digest is the blob's, as read.
-fn read_layer(
+fn read_base_layer(
     blob: &source::LayerBlob,
     index: usize,
     want_diff_id: &Digest,
