@@ -319,6 +319,13 @@ impl DirectBuild {
             .unwrap()
     }
 
+    /// The layer's entries as the job's metadata gives them (mode and
+    /// owner by path).
+    fn entries(&self) -> Value {
+        let metadata: Value = serde_json::from_slice(&fs::read(&self.metadata).unwrap()).unwrap();
+        metadata["entries"].clone()
+    }
+
     /// Only the job's own files are left in the build directory.
     fn assert_scratch_removed(&self) {
         for entry in fs::read_dir(self.dir.path()).unwrap() {
@@ -329,6 +336,14 @@ impl DirectBuild {
             );
         }
     }
+}
+
+/// The owner (uid, gid) that `entries` gives `path`, which must be in the
+/// layer.
+fn owner_in(entries: &Value, path: &str) -> (u64, u64) {
+    let e = &entries[path];
+    assert!(e.is_object(), "{path} is not in the layer: {entries}");
+    (e["uid"].as_u64().unwrap(), e["gid"].as_u64().unwrap())
 }
 
 #[test]
@@ -347,13 +362,13 @@ fn run_as_root_as_a_build_user_is_root_inside_with_root_owned_files() {
     for made in ["dev", "proc", "nix"] {
         assert!(!build.out.join(made).exists(), "{made} is in the layer");
     }
-    let metadata: Value = serde_json::from_slice(&fs::read(&build.metadata).unwrap()).unwrap();
+    let entries = build.entries();
     assert_eq!(
-        metadata["entries"]["data"],
+        entries["data"],
         json!({ "mode": 0o700, "uid": 0, "gid": 0 })
     );
     assert_eq!(
-        metadata["entries"]["data/uid"],
+        entries["data/uid"],
         json!({ "mode": 0o644, "uid": 0, "gid": 0 })
     );
     build.assert_scratch_removed();
@@ -392,13 +407,8 @@ fn run_as_root_as_a_build_user_records_chown_to_other_ids() {
         let said = fs::read_to_string(build.out.join("data").join(file)).unwrap();
         assert!(said.contains(error), "{file}: {said}");
     }
-    let metadata: Value = serde_json::from_slice(&fs::read(&build.metadata).unwrap()).unwrap();
-    let entries = &metadata["entries"];
-    let owner = |path: &str| {
-        let e = &entries[path];
-        assert!(e.is_object(), "{path} is not in the layer: {entries}");
-        (e["uid"].as_u64().unwrap(), e["gid"].as_u64().unwrap())
-    };
+    let entries = &build.entries();
+    let owner = |path: &str| owner_in(entries, path);
     assert_eq!(owner("data"), (1000, 1000));
     assert_eq!(owner("bin"), (1000, 1000));
     assert_eq!(owner("bin/ls"), (1000, 1000));
@@ -477,13 +487,8 @@ fn run_as_root_as_a_build_user_sees_and_keeps_the_owners_of_the_base() {
         fs::read_to_string(build.out.join("home/alice/notes")).unwrap(),
         "edited notes\n"
     );
-    let metadata: Value = serde_json::from_slice(&fs::read(&build.metadata).unwrap()).unwrap();
-    let entries = &metadata["entries"];
-    let owner = |path: &str| {
-        let e = &entries[path];
-        assert!(e.is_object(), "{path} is not in the layer: {entries}");
-        (e["uid"].as_u64().unwrap(), e["gid"].as_u64().unwrap())
-    };
+    let entries = &build.entries();
+    let owner = |path: &str| owner_in(entries, path);
     assert_eq!(owner("home/alice/.profile"), (1000, 1000));
     assert_eq!(owner("home/alice/notes"), (1000, 1000));
     assert_eq!(owner("srv/shared"), (2000, 50));
