@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
@@ -154,6 +154,77 @@ impl Drop for PodmanImage {
     fn drop(&mut self) {
         podman_rmi(&self.0);
     }
+}
+
+/// Checks that podman load succeeded and reported `reference`.
+fn loaded(out: &Output, reference: &str) -> PodmanImage {
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "podman load failed:\n{said}");
+    assert!(
+        said.contains(&format!("Loaded image: {reference}\n"))
+            || said.contains(&format!("Loaded image(s): {reference}\n")),
+        "podman load did not report {reference}:\n{said}"
+    );
+    PodmanImage(reference.to_owned())
+}
+
+/// `podman load -i ARCHIVE`, which must name the image `reference`.
+pub fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
+    let _guard = podman_store_lock();
+    let out = podman()
+        .arg("load")
+        .arg("-i")
+        .arg(archive)
+        .output()
+        .unwrap();
+    loaded(&out, reference)
+}
+
+/// `PRODUCER | podman load` (a launcher, `stevedore stream`), which must
+/// name the image `reference`.
+pub fn podman_load_stream(producer: &mut Command, reference: &str) -> PodmanImage {
+    let _guard = podman_store_lock();
+    let mut child = producer
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {producer:?}: {e}"));
+    let pipe = child.stdout.take().unwrap();
+    let load = podman().arg("load").stdin(pipe).output().unwrap();
+    let produced = child.wait_with_output().unwrap();
+    assert!(
+        produced.status.success(),
+        "{producer:?} failed ({}): {}",
+        produced.status,
+        String::from_utf8_lossy(&produced.stderr)
+    );
+    loaded(&load, reference)
+}
+
+/// `podman run --rm --network none IMAGE ARGS...`, its standard output.
+pub fn podman_run(image: &PodmanImage, args: &[&str]) -> String {
+    podman_stdout(
+        podman()
+            .args(["run", "--rm", "--network", "none", &image.0])
+            .args(args),
+    )
+}
+
+/// `podman image inspect`, the image's JSON object.
+pub fn podman_inspect(image: &PodmanImage) -> Value {
+    let out = podman_stdout(podman().args(["image", "inspect", &image.0]));
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(1), "{out}");
+    v[0].clone()
+}
+
+/// A podman command's standard output; it must succeed.
+fn podman_stdout(cmd: &mut Command) -> String {
+    String::from_utf8(run(cmd).stdout).unwrap()
 }
 
 /// The `CONTAINERS_CONF` that [`podman`] sets, for other programs that

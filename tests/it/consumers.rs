@@ -6,15 +6,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use crate::common::{
-    PodmanImage, Registry, build, busybox_store_path, nix_add, podman, podman_store_lock, run,
-    run_in_podman_store, spec, stevedore, tempdir, write_spec,
+    Registry, build, busybox_store_path, nix_add, podman_inspect, podman_load, podman_load_stream,
+    podman_run, run, spec, stevedore, tempdir, write_spec,
 };
 
 /// The `created` every image here is given, as podman and skopeo print it.
@@ -45,40 +45,6 @@ fn stdout_of(cmd: &mut Command) -> String {
     String::from_utf8(run(cmd).stdout).unwrap()
 }
 
-/// `podman run --rm --network none IMAGE ARGS...`, returning its output.
-fn podman_run(image: &str, args: &[&str]) -> String {
-    stdout_of(
-        podman()
-            .args(["run", "--rm", "--network", "none", image])
-            .args(args),
-    )
-}
-
-/// `podman image inspect`, the one image's JSON object.
-fn podman_inspect(image: &str) -> Value {
-    let out = stdout_of(podman().args(["image", "inspect", image]));
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.as_array().map(Vec::len), Some(1), "{out}");
-    v[0].clone()
-}
-
-/// Loads a docker-archive with `podman load -i` and checks podman names it
-/// `localhost/NAME:TAG`.
-fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
-    let out = run_in_podman_store(podman().arg("load").arg("-i").arg(archive));
-    let image = PodmanImage(reference.to_owned());
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        said.contains(&format!("Loaded image: {reference}")),
-        "podman load did not report {reference}:\n{said}"
-    );
-    image
-}
-
 /// Builds a busybox image as a docker-archive compressed with `compress`,
 /// loads it into podman, runs it, and checks the name, tag and date.
 fn podman_runs_docker_archive(compress: &str) {
@@ -105,9 +71,9 @@ fn podman_runs_docker_archive(compress: &str) {
 
     let reference = format!("localhost/{name}:{tag}");
     let image = podman_load(&archive, &reference);
-    assert_eq!(podman_run(&image.0, &[]), format!("{message}\n"));
+    assert_eq!(podman_run(&image, &[]), format!("{message}\n"));
 
-    let inspect = podman_inspect(&image.0);
+    let inspect = podman_inspect(&image);
     assert_eq!(inspect["RepoTags"], json!([reference]), "{inspect:#}");
     assert_eq!(inspect["Created"], CREATED, "{inspect:#}");
     assert_eq!(
@@ -151,33 +117,11 @@ fn stream_piped_into_podman_load_runs() {
         ),
     );
 
-    let mut producer = stevedore()
-        .arg("stream")
-        .arg(&spec_path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let pipe = producer.stdout.take().unwrap();
-    let guard = podman_store_lock();
-    let load = podman().arg("load").stdin(pipe).output().unwrap();
-    drop(guard);
     let reference = format!("localhost/{name}:streamed");
-    let image = PodmanImage(reference.clone());
-    let produced = producer.wait_with_output().unwrap();
-    assert!(
-        produced.status.success(),
-        "stevedore stream failed: {}",
-        String::from_utf8_lossy(&produced.stderr)
-    );
-    assert!(
-        load.status.success(),
-        "podman load from the stream failed: {}",
-        String::from_utf8_lossy(&load.stderr)
-    );
+    let image = podman_load_stream(stevedore().arg("stream").arg(&spec_path), &reference);
 
-    assert_eq!(podman_run(&image.0, &[]), "streamed through a pipe\n");
-    let inspect = podman_inspect(&image.0);
+    assert_eq!(podman_run(&image, &[]), "streamed through a pipe\n");
+    let inspect = podman_inspect(&image);
     assert_eq!(inspect["RepoTags"], json!([reference]), "{inspect:#}");
     assert_eq!(inspect["Created"], CREATED, "{inspect:#}");
 }
@@ -221,17 +165,17 @@ fn podman_sees_the_runtime_config() {
     let image = podman_load(&archive, &format!("localhost/{name}:config"));
 
     assert_eq!(
-        podman_run(&image.0, &[]),
+        podman_run(&image, &[]),
         "FOO=bar baz\nEMPTY=[]\n/srv/app\nhi from the working dir\n1234\n5678\n"
     );
     // Arguments replace Cmd but keep the Entrypoint: they are a script for
     // `sh -c`, with PATH from the spec finding the busybox applets.
     assert_eq!(
-        podman_run(&image.0, &["echo override; echo $FOO"]),
+        podman_run(&image, &["echo override; echo $FOO"]),
         "override\nbar baz\n"
     );
 
-    let inspect = podman_inspect(&image.0);
+    let inspect = podman_inspect(&image);
     let config = &inspect["Config"];
     assert_eq!(
         config["Labels"],

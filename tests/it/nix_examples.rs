@@ -12,14 +12,15 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
 use crate::common::{
-    PodmanImage, build_example, example_build_cmd, podman, podman_store_lock, realise_check, run,
+    build_example, example_build_cmd, podman_inspect, podman_load_stream, realise_check, run,
     run_fail,
 };
+pub(crate) use crate::common::{podman_load, podman_run};
 
 /// The library's checkout.
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -43,72 +44,6 @@ fn nix_build_paths(attrs: &[&str]) -> Vec<PathBuf> {
 
 // ---------------------------------------------------------------------------
 // podman
-
-/// Checks that podman load succeeded and reported `reference`.
-fn loaded(out: &Output, reference: &str) -> PodmanImage {
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "podman load failed:\n{said}");
-    assert!(
-        said.contains(&format!("Loaded image: {reference}\n"))
-            || said.contains(&format!("Loaded image(s): {reference}\n")),
-        "podman load did not report {reference}:\n{said}"
-    );
-    PodmanImage(reference.to_owned())
-}
-
-/// `podman load -i ARCHIVE`, which must name the image `reference`.
-pub(crate) fn podman_load(archive: &Path, reference: &str) -> PodmanImage {
-    let _guard = podman_store_lock();
-    let out = podman()
-        .arg("load")
-        .arg("-i")
-        .arg(archive)
-        .output()
-        .unwrap();
-    loaded(&out, reference)
-}
-
-/// `LAUNCHER | podman load`, which must name the image `reference`.
-fn podman_load_stream(launcher: &Path, reference: &str) -> PodmanImage {
-    let _guard = podman_store_lock();
-    let mut producer = Command::new(launcher)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {}: {e}", launcher.display()));
-    let pipe = producer.stdout.take().unwrap();
-    let load = podman().arg("load").stdin(pipe).output().unwrap();
-    let produced = producer.wait_with_output().unwrap();
-    assert!(
-        produced.status.success(),
-        "{} failed ({}): {}",
-        launcher.display(),
-        produced.status,
-        String::from_utf8_lossy(&produced.stderr)
-    );
-    loaded(&load, reference)
-}
-
-/// `podman run --rm --network none IMAGE ARGS...`, its standard output.
-pub(crate) fn podman_run(image: &PodmanImage, args: &[&str]) -> String {
-    stdout_of(
-        podman()
-            .args(["run", "--rm", "--network", "none", &image.0])
-            .args(args),
-    )
-}
-
-/// `podman image inspect`, the image's JSON object.
-fn podman_inspect(image: &PodmanImage) -> Value {
-    let out = stdout_of(podman().args(["image", "inspect", &image.0]));
-    let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v.as_array().map(Vec::len), Some(1), "{out}");
-    v[0].clone()
-}
 
 fn layer_count(inspect: &Value) -> usize {
     inspect["RootFS"]["Layers"]
@@ -223,7 +158,10 @@ fn hello_streams_into_podman_load_and_says_hello() {
         "{} is not an executable file",
         built.path.display()
     );
-    let image = podman_load_stream(&built.path, "localhost/stevedore-example-hello:latest");
+    let image = podman_load_stream(
+        &mut Command::new(&built.path),
+        "localhost/stevedore-example-hello:latest",
+    );
     assert_eq!(podman_run(&image, &[]), "hello from stevedore\n");
 }
 
@@ -717,7 +655,7 @@ fn stream_on_a_launcher_base_keeps_its_layers() {
     let env = &archive_config(&image_tar)["config"]["Env"];
     assert_eq!(env, &json!(["GREETING=hi"]));
     let loaded = podman_load_stream(
-        &image.path,
+        &mut Command::new(&image.path),
         "localhost/stevedore-example-on-base-stream:latest",
     );
     assert_eq!(podman_run(&loaded, &[]), "hi from a streamed layer\n");
