@@ -13,7 +13,6 @@
   findutils,
   gnugrep,
   gnused,
-  fakeroot,
 }:
 let
   helper = callPackage ./package.nix { };
@@ -28,7 +27,6 @@ import ./nix {
     gnugrep
     gnused
   ];
-  fakeroot = "${fakeroot}/bin/fakeroot";
 }
 // {
   inherit helper;

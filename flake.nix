@@ -19,7 +19,7 @@
         default = stevedore;
       });
 
-      # The library (docs/API.md), with nixpkgs' shell, coreutils and fakeroot:
+      # The library (docs/API.md), with nixpkgs' shell and coreutils:
       #   stevedore.lib.${system}.buildLayeredImage { ... }
       lib = forAllSystems (pkgs: pkgs.callPackage ./default.nix { });
 
@@ -27,12 +27,10 @@
       checks = forAllSystems (
         pkgs:
         let
+          # Everything from the store, so they build in the sandbox.
           examples = import ./examples {
             helper = self.packages.${pkgs.system}.default;
-            shell = pkgs.runtimeShell;
-            scriptPath = pkgs.lib.makeBinPath [ pkgs.coreutils ];
-            busyboxBinary = "${pkgs.pkgsStatic.busybox}/bin/busybox";
-            fakeroot = "${pkgs.fakeroot}/bin/fakeroot";
+            busybox = pkgs.pkgsStatic.busybox;
             inherit (pkgs) system;
           };
         in

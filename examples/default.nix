@@ -1,45 +1,76 @@
-# Example images, built with nothing but this repository, Nix and the host's
-# busybox-static (no nixpkgs):
+# Example images, built with nothing but this repository, Nix and a static
+# busybox (no nixpkgs):
 #
 #   nix-build examples -A hello --arg helper ./target/release/stevedore
 #   ./result | podman load
 #
-# The store paths here are plain derivations built by the host's /bin/sh,
-# so they need `sandbox = false` (Debian's Nix default).
+# Without `busybox`, the example store paths are built by the host's
+# /bin/sh from the host's busybox-static, which needs `sandbox = false`
+# (Debian's Nix default). With `busybox` (a directory holding
+# bin/busybox and its applets as links, such as nixpkgs'
+# pkgsStatic.busybox), everything comes from the store, and the examples
+# build in the Nix sandbox; scripts/sandbox-nix.sh does so.
 {
-  # The stevedore helper (a derivation or a path to the binary).
+  # The stevedore helper (a derivation or a path to the binary). In the
+  # Nix sandbox it must be a static binary (scripts/build-static-helper.sh)
+  # or the flake's package.
   helper,
-  # A static busybox binary: a path (copied into the store) or a string
-  # with store context, such as "${pkgs.pkgsStatic.busybox}/bin/busybox".
+  # A busybox directory with bin/busybox and applet links: a derivation
+  # or a path (copied into the store). null: made from busyboxBinary.
+  busybox ? null,
+  # A static busybox binary, when `busybox` is null: a path (copied into
+  # the store) or a string with store context.
   busyboxBinary ? /bin/busybox,
   # The shell and PATH that build the example store paths and run the
-  # images' extraCommands.
-  shell ? "/bin/sh",
-  scriptPath ? "/usr/bin:/bin",
-  fakeroot ? "/usr/bin/fakeroot",
+  # images' extraCommands and fakeRootCommands.
+  # null: /bin/sh and /usr/bin:/bin without `busybox`, its sh and bin
+  # with it.
+  shell ? null,
+  scriptPath ? null,
   system ? builtins.currentSystem,
-}:
+}@args:
 let
-  stevedore = import ../nix {
-    inherit
-      helper
+  # The `busybox` argument (the name is the example's below).
+  busyboxTree =
+    if args.busybox or null == null then
+      null
+    else if builtins.isPath args.busybox then
+      builtins.path {
+        path = args.busybox;
+        name = "busybox";
+      }
+    else
+      args.busybox;
+  scriptShell =
+    if shell != null then
       shell
+    else if busyboxTree == null then
+      "/bin/sh"
+    else
+      "${busyboxTree}/bin/sh";
+  scriptDirs =
+    if scriptPath != null then
       scriptPath
-      fakeroot
-      system
-      ;
+    else if busyboxTree == null then
+      "/usr/bin:/bin"
+    else
+      "${busyboxTree}/bin";
+  stevedore = import ../nix {
+    inherit helper system;
+    shell = scriptShell;
+    scriptPath = scriptDirs;
   };
   sh =
     name: script: extra:
     derivation (
       {
         inherit name system;
-        builder = shell;
+        builder = scriptShell;
         args = [
           "-c"
           script
         ];
-        PATH = scriptPath;
+        PATH = scriptDirs;
       }
       // extra
     );
@@ -53,13 +84,18 @@ let
     else
       busyboxBinary;
   # busybox with the applets the examples use as symlinks in bin/.
-  busybox = sh "busybox" ''
-    set -e
-    mkdir -p $out/bin
-    cp ${busyboxBin} $out/bin/busybox
-    chmod 555 $out/bin/busybox
-    for a in sh echo cat ls id stat env pwd test wc head chown mkdir rm; do ln -s busybox $out/bin/$a; done
-  '' { };
+  # With `busybox` given, a copy of it: a derivation either way.
+  busyboxBuilt =
+    if busyboxTree != null then
+      sh "busybox" "mkdir $out && cp -a ${busyboxTree}/bin $out/" { }
+    else
+      sh "busybox" ''
+        set -e
+        mkdir -p $out/bin
+        cp ${busyboxBin} $out/bin/busybox
+        chmod 555 $out/bin/busybox
+        for a in sh echo cat ls id stat env pwd test wc head chown mkdir rm sleep; do ln -s busybox $out/bin/$a; done
+      '' { };
 
   # 30 store paths, each with a file and a reference to the one before.
   chain = builtins.foldl' (
@@ -89,6 +125,7 @@ let
     mkdir -p $out/share
     echo ${builtins.unsafeDiscardOutputDependency app.drvPath} > $out/share/app-drv
   '' { };
+  busybox = busyboxBuilt;
 in
 rec {
   inherit busybox app drvRef greeter;
@@ -238,12 +275,15 @@ rec {
     config.Cmd = [ "${app}/bin/app" ];
   };
 
-  # The dockerTools alias; derivation files in the closure.
+  # The dockerTools alias; derivation files in the closure. Nix exports
+  # the outputs of those derivations with it, so they are in contents
+  # too: a build sees only its inputs.
   nixDbDrv = stevedore.buildLayeredImageWithNixDb {
     name = "stevedore-example-nix-db-drv";
     tag = "latest";
     contents = [
       busybox
+      app
       drvRef
     ];
   };

@@ -5,7 +5,7 @@
 #   stevedore.buildLayeredImage { name = "hello"; contents = [ hello ]; }
 #
 # Needs no nixpkgs: every derivation is a plain `derivation` whose builder
-# is the stevedore helper. flake.nix passes nixpkgs' shell and fakeroot.
+# is the stevedore helper. flake.nix passes nixpkgs' shell and coreutils.
 {
   # The stevedore helper: a derivation with bin/stevedore, or a path to a
   # prebuilt binary (copied into the store).
@@ -16,8 +16,8 @@
   shell ? "/bin/sh",
   # PATH for those commands.
   scriptPath ? "/usr/bin:/bin",
-  # The fakeroot program for fakeRootCommands (a path or a string); null
-  # makes fakeRootCommands an error.
+  # No longer used: fakeRootCommands run as root in a user namespace of
+  # the helper's own. Accepted with a warning.
   fakeroot ? null,
 }:
 let
@@ -27,9 +27,13 @@ let
       system
       shell
       scriptPath
-      fakeroot
       ;
   };
+  warnFakeroot =
+    if fakeroot == null then
+      x: x
+    else
+      builtins.trace "stevedore: warning: the fakeroot argument is no longer used (fakeRootCommands run in a user namespace of the helper's own); leave it out";
   lib = internal // {
     inherit streamLayeredImage;
     layeredImage = import ./internal/layeredImage.nix lib;
@@ -48,7 +52,7 @@ let
   exportImage = import ./exportImage.nix lib;
   mergeImages = import ./mergeImages.nix lib;
 in
-{
+warnFakeroot {
   inherit
     streamLayeredImage
     buildLayeredImage

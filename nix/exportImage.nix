@@ -59,7 +59,7 @@ let
     what: v:
     if v == null || builtins.isString v then v else throw "${fn}: ${what} must be a string or null";
 in
-lib.helperDerivation "${baseName}.tar" {
+lib.archiveDerivation "${baseName}.tar" {
   job = "export";
   fromImage = fromImageStr;
   fromImageName = optionalString "fromImageName" fromImageName;

@@ -23,7 +23,7 @@ let
       "${image}"
     else
       throw "${fn}: image ${toString (i + 1)} of the list is not an image (a derivation or a path)";
-  merged = lib.helperDerivation "merge-docker-images" {
+  merged = lib.archiveDerivation "merge-docker-images" {
     job = "merge";
     images = builtins.genList (i: asString i (builtins.elemAt list i)) (builtins.length list);
   } { };

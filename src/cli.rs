@@ -241,11 +241,8 @@ pub enum Command {
     /// `.attrs.json`).
     #[command(hide = true)]
     NixBuilder {
-        /// Record the modes and owners of TREE into OUT (run under
-        /// fakeroot by the builder itself).
-        #[arg(long, num_args = 2, value_names = ["TREE", "OUT"])]
-        record_metadata: Option<Vec<PathBuf>>,
-        /// Run the runAsRoot shell in the user namespace the builder made
+        /// Run the runAsRoot or fakeRootCommands shell in the user
+        /// namespace the builder made
         /// for this process, as CONFIG says (started by the builder
         /// itself).
         #[arg(long, value_name = "CONFIG", requires = "status_fd")]

@@ -151,12 +151,10 @@ pub fn run(cli: cli::Cli) -> Result<()> {
         Command::Merge { images, out } => merge::merge(&images, &out),
         Command::Launch { script, args } => nix_builder::launch(&script, &args),
         Command::NixBuilder {
-            record_metadata,
             in_namespace,
             status_fd,
-        } => match (record_metadata.as_deref(), in_namespace, status_fd) {
-            (Some([tree, out]), _, _) => nix_builder::record_metadata(tree, out, true),
-            (_, Some(config), Some(fd)) => rootfs::userns::child(&config, fd),
+        } => match (in_namespace, status_fd) {
+            (Some(config), Some(fd)) => rootfs::userns::child(&config, fd),
             _ => nix_builder::run(),
         },
     }

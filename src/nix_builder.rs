@@ -192,9 +192,6 @@ struct RootJob {
     /// `PATH` for the commands.
     #[serde(default)]
     script_path: String,
-    /// The `fakeroot` program, needed for `fakeRootCommands`.
-    #[serde(default)]
-    fakeroot: Option<String>,
 }
 
 /// `buildImage` with `runAsRoot`: its customisation tree is what the
@@ -355,6 +352,8 @@ fn linux() -> String {
 
 /// Runs the job of the derivation being built.
 pub fn run() -> Result<()> {
+    // What scripts leave running becomes ours, to be ended.
+    crate::rootfs::orphans::adopt();
     // Nix 2.8 sets NIX_ATTRS_JSON_FILE to the build directory's path
     // outside the sandbox, where a sandboxed builder cannot see it; the
     // file is also in the working directory, which is the build directory.
@@ -452,8 +451,16 @@ fn exported_graph(attrs: &Value, name: &str) -> Result<Graph> {
     let graph_json = attrs
         .get(name)
         .with_context(|| format!("the derivation has no exported graph `{name}`"))?;
-    Graph::parse(&serde_json::to_vec(graph_json)?)
-        .with_context(|| format!("exported graph `{name}`"))
+    let graph = Graph::parse(&serde_json::to_vec(graph_json)?)
+        .with_context(|| format!("exported graph `{name}`"))?;
+    for path in graph.paths() {
+        if let Err(e) = fs::symlink_metadata(path) {
+            bail!(
+                "{path} is in the closure Nix exported but cannot be read here ({e}): Nix adds the outputs of every derivation file (.drv) in a closure, and a build sees only its inputs; put the derivation that has this output into contents"
+            );
+        }
+    }
+    Ok(graph)
 }
 
 fn nix_db(job: &NixDbJob, attrs: &Value, out: &Path, metadata: &Path) -> Result<()> {
@@ -709,51 +716,70 @@ fn root(job: &RootJob, out: &Path, metadata: &Path) -> Result<()> {
     let tools = ScriptTools {
         shell: job.shell.as_deref(),
         script_path: &job.script_path,
-        fakeroot: job.fakeroot.as_deref(),
     };
     if !job.extra_commands.is_empty() {
-        run_script(&tools, "extraCommands", &job.extra_commands, out, None)?;
+        run_script(&tools, "extraCommands", &job.extra_commands, out)?;
     }
     if job.fake_root_commands.is_empty() {
         // Owned by root in the image, whoever built it; modes as left.
-        record_metadata(out, metadata, false)
-    } else {
-        let state = std::env::current_dir()?.join("fakeroot.state");
-        run_script(
-            &tools,
-            "fakeRootCommands",
-            &job.fake_root_commands,
-            out,
-            Some(&state),
-        )?;
-        // Read the tree back inside the same fakeroot session, so the
-        // owners its commands gave are what is recorded.
-        let fakeroot = job.fakeroot.as_deref().unwrap_or("fakeroot");
-        let exe = std::env::current_exe().context("finding the stevedore binary")?;
-        let status = Command::new(fakeroot)
-            .arg("-i")
-            .arg(&state)
-            .arg("--")
-            .arg(exe)
-            .arg("nix-builder")
-            .arg("--record-metadata")
-            .arg(out)
-            .arg(metadata)
-            .env("PATH", &job.script_path)
-            .status()
-            .with_context(|| format!("running {fakeroot}"))?;
-        if !status.success() {
-            bail!("recording the owners set by fakeRootCommands failed ({status})");
-        }
-        Ok(())
+        return record_metadata(out, metadata);
     }
+    fake_root_commands(&tools, &job.fake_root_commands, out, metadata)
 }
 
-/// Writes the mode and owner of every entry below `tree` to `out`, before
-/// the store normalises the tree (modes 0444/0555, owner root). With
-/// `owners` false every entry is recorded as root's.
-pub fn record_metadata(tree: &Path, out: &Path, owners: bool) -> Result<()> {
-    write_metadata(tree_metadata(tree, owners)?, out)
+/// Runs `fakeRootCommands` as root in a user namespace of the helper's
+/// own, in the tree, and records the owners and modes they leave: real
+/// owners where the namespace maps every id (the helper is root), the
+/// chown calls' record where it maps only the build user (a Nix build
+/// user, the Nix sandbox; [`crate::rootfs::chown`]). Static programs are
+/// covered as dynamic ones are; no fakeroot program is needed.
+fn fake_root_commands(tools: &ScriptTools, text: &str, tree: &Path, metadata: &Path) -> Result<()> {
+    use crate::rootfs::diff;
+    use crate::rootfs::userns::{Chroot, IdMapping};
+
+    const WHAT: &str = "fakeRootCommands";
+    let shell = tools.checked_shell(WHAT)?;
+    let script = write_script(WHAT, text)?;
+    let mapping = IdMapping::for_this_process();
+    let mut namespace = Chroot::in_place(WHAT, tree);
+    namespace
+        .env("PATH", tools.script_path)
+        .env("out", &tree.to_string_lossy());
+    let config = std::env::current_dir()?.join(format!("{WHAT}.namespace.json"));
+    let owners = namespace
+        .run(
+            &config,
+            shell,
+            &script.to_string_lossy(),
+            mapping,
+            Vec::new(),
+        )
+        .map_err(|e| tools.explain(WHAT, e))?;
+    let mut tree_now = diff::snapshot(tree)?;
+    tree_now.record_owners(&owners);
+    let inside = |uid, gid| mapping.inside(uid, gid);
+    let entries = tree_now
+        .entries
+        .iter()
+        .map(|(path, e)| {
+            let (uid, gid) = e.image_owner(&inside);
+            (
+                path.clone(),
+                EntryMetadata {
+                    mode: e.mode,
+                    uid,
+                    gid,
+                },
+            )
+        })
+        .collect();
+    write_metadata(entries, metadata)
+}
+
+/// Writes the mode of every entry below `tree` to `out`, before the store
+/// normalises the tree (modes 0444/0555), with root as every owner.
+fn record_metadata(tree: &Path, out: &Path) -> Result<()> {
+    write_metadata(tree_metadata(tree)?, out)
 }
 
 fn write_metadata(entries: BTreeMap<String, EntryMetadata>, out: &Path) -> Result<()> {
@@ -765,14 +791,10 @@ fn write_metadata(entries: BTreeMap<String, EntryMetadata>, out: &Path) -> Resul
         .with_context(|| format!("writing {}", out.display()))
 }
 
-/// The mode and owner of every entry below `tree`, by path relative to it.
-fn tree_metadata(tree: &Path, owners: bool) -> Result<BTreeMap<String, EntryMetadata>> {
-    fn walk(
-        dir: &Path,
-        rel: &str,
-        owners: bool,
-        entries: &mut BTreeMap<String, EntryMetadata>,
-    ) -> Result<()> {
+/// The mode of every entry below `tree`, by path relative to it, owned by
+/// root.
+fn tree_metadata(tree: &Path) -> Result<BTreeMap<String, EntryMetadata>> {
+    fn walk(dir: &Path, rel: &str, entries: &mut BTreeMap<String, EntryMetadata>) -> Result<()> {
         for entry in fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
             let entry = entry.with_context(|| format!("reading {}", dir.display()))?;
             let name = entry.file_name();
@@ -794,18 +816,18 @@ fn tree_metadata(tree: &Path, owners: bool) -> Result<BTreeMap<String, EntryMeta
                 dest.clone(),
                 EntryMetadata {
                     mode: md.mode() & 0o7777,
-                    uid: if owners { u64::from(md.uid()) } else { 0 },
-                    gid: if owners { u64::from(md.gid()) } else { 0 },
+                    uid: 0,
+                    gid: 0,
                 },
             );
             if md.is_dir() {
-                walk(&path, &dest, owners, entries)?;
+                walk(&path, &dest, entries)?;
             }
         }
         Ok(())
     }
     let mut entries = BTreeMap::new();
-    walk(tree, "", owners, &mut entries)?;
+    walk(tree, "", &mut entries)?;
     Ok(entries)
 }
 
@@ -822,6 +844,11 @@ fn join_contents(paths: &[String], dest: &Path) -> Result<()> {
 fn join_one(path: &str, dest: &Path, lower: &dyn Fn(&Path, &fs::Metadata) -> bool) -> Result<()> {
     let src = Path::new(path);
     let md = fs::metadata(src).with_context(|| format!("contents path {path}"))?;
+    if !md.is_dir() && path.ends_with(".drv") {
+        // A derivation file: its closure is in the store layers, and
+        // there is nothing to join into /.
+        return Ok(());
+    }
     if !md.is_dir() {
         bail!("contents path {path} is not a directory; only directories are joined into /");
     }
@@ -879,43 +906,99 @@ struct ScriptTools<'a> {
     shell: Option<&'a str>,
     /// `PATH` for the commands.
     script_path: &'a str,
-    fakeroot: Option<&'a str>,
 }
 
-/// Writes a script to a file in the build directory and runs it in `tree`.
-fn run_script(
-    tools: &ScriptTools,
-    what: &str,
-    text: &str,
-    tree: &Path,
-    fakeroot_state: Option<&Path>,
-) -> Result<()> {
-    let shell = tools
-        .shell
-        .with_context(|| format!("{what} needs a shell; pass `shell` to the stevedore library"))?;
+impl ScriptTools<'_> {
+    /// The shell, if it can run here: a missing one is named with the
+    /// fix, rather than left to the kernel's bare "No such file".
+    fn checked_shell(&self, what: &str) -> Result<&str> {
+        let shell = self.shell.with_context(|| {
+            format!("{what} needs a shell; pass `shell` to the stevedore library")
+        })?;
+        if let Err(e) = fs::metadata(shell) {
+            bail!(
+                "{what}: the shell {shell} cannot be run here ({e}){}; import the library with a shell from the store, such as shell = \"${{pkgs.runtimeShell}}\" or a static busybox's \"${{busybox}}/bin/sh\"",
+                if in_sandbox() {
+                    ": in the Nix sandbox only store paths are visible"
+                } else {
+                    ""
+                }
+            );
+        }
+        Ok(shell)
+    }
+
+    /// `err`, with the likely cause added when the script ran a command
+    /// its PATH does not have (exit status 127, as POSIX shells give it).
+    fn explain(&self, what: &str, err: anyhow::Error) -> anyhow::Error {
+        if !err.to_string().ends_with("(exit status 127)") {
+            return err;
+        }
+        let missing: Vec<&str> = self
+            .script_path
+            .split(':')
+            .filter(|dir| !dir.is_empty() && !Path::new(dir).is_dir())
+            .collect();
+        let cause = if self.script_path.is_empty() {
+            "PATH is empty".to_owned()
+        } else if missing.is_empty() {
+            format!("PATH is {}", self.script_path)
+        } else {
+            format!(
+                "PATH is {} and {} {} not here{}",
+                self.script_path,
+                missing.join(", "),
+                if missing.len() == 1 { "is" } else { "are" },
+                if in_sandbox() {
+                    " (in the Nix sandbox only store paths are visible)"
+                } else {
+                    ""
+                }
+            )
+        };
+        err.context(format!(
+            "{what} ran a command that was not found: {cause}; import the library with scriptPath naming store directories, such as lib.makeBinPath [ pkgs.coreutils ]"
+        ))
+    }
+}
+
+/// Whether this build runs in the Nix sandbox: its builder is PID 1 of
+/// the sandbox's PID namespace, in `/build`.
+fn in_sandbox() -> bool {
+    // SAFETY: no arguments.
+    unsafe { libc::getpid() == 1 }
+}
+
+/// Writes a script's text to a file in the build directory: its text is
+/// never on a command line.
+fn write_script(what: &str, text: &str) -> Result<PathBuf> {
     let script = std::env::current_dir()?.join(format!("{what}.sh"));
     fs::write(&script, text).with_context(|| format!("writing {}", script.display()))?;
-    let mut cmd = if let Some(state) = fakeroot_state {
-        let fakeroot = tools.fakeroot.with_context(|| {
-            format!("{what} needs fakeroot; pass `fakeroot` to the stevedore library")
-        })?;
-        let mut cmd = Command::new(fakeroot);
-        cmd.arg("-s").arg(state).arg("--").arg(shell);
-        cmd
-    } else {
-        Command::new(shell)
-    };
+    Ok(script)
+}
+
+/// Runs a script with the shell in `tree`, as the build user, and ends
+/// what it left running.
+fn run_script(tools: &ScriptTools, what: &str, text: &str, tree: &Path) -> Result<()> {
+    let shell = tools.checked_shell(what)?;
+    let script = write_script(what, text)?;
     // `-e`: a failing command fails the build, as in a stdenv builder.
-    cmd.arg("-e")
+    let status = Command::new(shell)
+        .arg("-e")
         .arg(&script)
         .current_dir(tree)
         .env("PATH", tools.script_path)
-        .env("out", tree);
-    let status = cmd
+        .env("out", tree)
         .status()
-        .with_context(|| format!("running {what} with {shell}"))?;
+        .with_context(|| format!("running {what} with {shell}"));
+    crate::rootfs::orphans::end();
+    let status = status?;
     if !status.success() {
-        bail!("{what} failed ({status})");
+        let err = match status.code() {
+            Some(code) => anyhow::anyhow!("{what} failed (exit status {code})"),
+            None => anyhow::anyhow!("{what} failed ({status})"),
+        };
+        return Err(tools.explain(what, err));
     }
     Ok(())
 }
@@ -1009,12 +1092,11 @@ fn run_as_root(job: &RunAsRootJob, attrs: &Value, out: &Path, metadata: &Path) -
         let tools = ScriptTools {
             shell: Some(&job.shell),
             script_path: &job.script_path,
-            fakeroot: None,
         };
-        run_script(&tools, "extraCommands", &job.extra_commands, out, None)?;
+        run_script(&tools, "extraCommands", &job.extra_commands, out)?;
         // What extraCommands made is root's; what it left keeps the owner
         // the script gave, and its mode unless extraCommands changed it.
-        let mut entries = tree_metadata(out, false)?;
+        let mut entries = tree_metadata(out)?;
         for (path, entry) in &mut entries {
             if let Some(w) = written.get(path) {
                 entry.uid = w.metadata.uid;

@@ -164,4 +164,22 @@ in
       }
     else
       throw "${fn}: fromImage must be an image (a derivation such as buildLayeredImage's or pullImage's result) or a path to a docker-archive or OCI layout";
+
+  # A contents entry, as it is. A derivation file (`.drv`) is taken with
+  # its outputs as inputs of the build (`drv.drvPath`, whose context
+  # brings them) and refused without: Nix's exportReferencesGraph adds
+  # the outputs of every derivation file in a closure, and a build can
+  # read only its inputs (in the sandbox; on a fresh store they are not
+  # even valid).
+  content =
+    fn: p:
+    let
+      s = "${p}";
+      plain = builtins.unsafeDiscardStringContext s;
+      context = builtins.getContext s;
+    in
+    if builtins.match ".*[.]drv" plain != null && !((context.${plain} or { }).allOutputs or false) then
+      throw "${fn}: contents ${plain} is a derivation file without its outputs (as unsafeDiscardOutputDependency leaves it); Nix exports the outputs of the derivation files in a closure, so they must be inputs of the build: give drv.drvPath itself, or the derivation"
+    else
+      p;
 }

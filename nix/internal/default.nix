@@ -5,7 +5,6 @@
   system,
   shell,
   scriptPath,
-  fakeroot,
 }:
 let
   # The helper as a store path of the binary itself.
@@ -35,6 +34,26 @@ let
       }
       // extra
     );
+
+  # A derivation whose output is an image archive or layout: complete in
+  # itself, so it keeps no references to the store paths its config and
+  # history name, and `nix copy` of an image copies the image alone (as
+  # dockerTools' tarball). Nix 2.16 and later honour it; older Nix
+  # ignores it, and the archive then refers to the image's closure.
+  archiveDerivation =
+    name: job: extra:
+    helperDerivation name job (extra // { unsafeDiscardReferences.out = true; });
+
+  # The store path a string such as "${bash}/bin/bash" lies in, keeping
+  # the string's context (substring does, match does not); null for a
+  # string outside the store. exportReferencesGraph takes store paths
+  # only, on Nix 2.8 not a path inside one.
+  storePathOf =
+    s:
+    let
+      m = builtins.match "(${builtins.storeDir}/[^/]+)(/.*)?" (builtins.unsafeDiscardStringContext s);
+    in
+    if m == null then null else builtins.substring 0 (builtins.stringLength (builtins.head m)) s;
 
   checks = import ./checks.nix;
 
@@ -74,6 +93,8 @@ in
   inherit
     helperBin
     helperDerivation
+    archiveDerivation
+    storePathOf
     checks
     baseName
     outputHash
@@ -81,6 +102,5 @@ in
     system
     shell
     scriptPath
-    fakeroot
     ;
 }

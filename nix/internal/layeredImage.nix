@@ -45,7 +45,8 @@ lib:
   maxLayers ? 100,
   # Shell commands run in the customisation tree, as the build user.
   extraCommands ? "",
-  # Shell commands run in the customisation tree under fakeroot.
+  # Shell commands run in the customisation tree as root in a user
+  # namespace; the owners and modes they set are kept.
   fakeRootCommands ? "",
   # false: no store layers, only the customisation layer.
   includeStorePaths ? true,
@@ -78,21 +79,14 @@ let
     else
       let
         c = if copyToRoot != null then copyToRoot else contents;
+        list = if builtins.isList c then c else [ c ];
       in
-      if builtins.isList c then c else [ c ];
+      map (checks.content fn) list;
   baseName = builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] imageName;
-  # The shell, PATH and fakeroot only when there are commands, so an image
-  # without them has none of these in its build closure.
+  # The shell and PATH only when there are commands, so an image without
+  # them has neither in its build closure.
   commandTools =
-    (if extraCommands != "" || fakeRootCommands != "" then { inherit (lib) shell scriptPath; } else { })
-    // (
-      if fakeRootCommands == "" then
-        { }
-      else if lib.fakeroot == null then
-        throw "${fn}: fakeRootCommands needs fakeroot; import the library with `fakeroot = \"/path/to/fakeroot\";` (the flake passes nixpkgs' fakeroot)"
-      else
-        { fakeroot = "${lib.fakeroot}"; }
-    );
+    if extraCommands != "" || fakeRootCommands != "" then { inherit (lib) shell scriptPath; } else { };
   # The tree, and the modes and owners it had before the store normalised
   # them.
   customisationOutputs = [
@@ -135,7 +129,14 @@ let
     outputs = customisationOutputs;
     # Every store path the script may use, mounted into the root.
     exportReferencesGraph.closure =
-      contentsList ++ [ runAsRootScript ] ++ (if builtins.hasContext shellString then [ shellString ] else [ ]);
+      contentsList
+      ++ [ runAsRootScript ]
+      ++ (
+        let
+          shellPath = lib.storePathOf shellString;
+        in
+        if shellPath != null && builtins.hasContext shellString then [ shellPath ] else [ ]
+      );
   };
   # The config as a store file, so the paths it names join the closure.
   configFile = lib.helperDerivation "${baseName}-config.json" {
@@ -184,7 +185,9 @@ let
       };
   base = checks.fromImage fn fromImage fromImageName fromImageTag;
   withBase = if base == null then { } else { inherit base; };
-  result = lib.helperDerivation drvName ({
+  # An archive is complete in itself and keeps no references; a launcher
+  # reads the store paths it names, and keeps them.
+  result = (if output == "stream" then lib.helperDerivation else lib.archiveDerivation) drvName ({
     job = "image";
     inherit output compress includeStorePaths;
     graph = "closure";

@@ -145,8 +145,8 @@ pub fn read_report(bytes: &[u8]) -> Result<Owners> {
     if bytes.is_empty() {
         return Ok(Owners::new());
     }
-    let report: Report =
-        serde_json::from_slice(bytes).context("runAsRoot: reading the record of chown calls")?;
+    let report: Report = serde_json::from_slice(bytes)
+        .context("chown supervisor: reading the record of chown calls")?;
     if let Some(e) = report.error {
         bail!("{e}");
     }
@@ -624,7 +624,7 @@ impl Setup {
     pub fn open(report: &Path, base_owners: Vec<BaseOwner>) -> Result<Setup> {
         let proc_dir = open_path(libc::AT_FDCWD, b"/proc", true)
             .map_err(io::Error::from_raw_os_error)
-            .context("runAsRoot: opening /proc")?;
+            .context("chown supervisor: opening /proc")?;
         let report = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -653,12 +653,12 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
         return Ok(());
     }
     let (ours, theirs) = std::os::unix::net::UnixStream::pair()
-        .context("runAsRoot: making a socket for the chown supervisor")?;
+        .context("chown supervisor: making a socket for the chown supervisor")?;
     // SAFETY: this process has one thread; both sides go on with their
     // own copies of what is here.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
-        bail!("runAsRoot: fork: {}", io::Error::last_os_error());
+        bail!("chown supervisor: fork: {}", io::Error::last_os_error());
     }
     if pid == 0 {
         drop(ours);
@@ -667,13 +667,13 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
             Ok(listener) => listener,
             Err(e) => {
                 eprintln!(
-                    "stevedore: warning: runAsRoot: seccomp user notification is not available ({e}), so chown to ids other than 0 fails"
+                    "stevedore: warning: chown supervisor: seccomp user notification is not available ({e}), so chown to ids other than 0 fails"
                 );
                 None
             }
         };
         send_fd(&theirs, listener.as_ref().map(AsRawFd::as_raw_fd))
-            .context("runAsRoot: handing the seccomp listener to the supervisor")?;
+            .context("chown supervisor: handing the seccomp listener to the supervisor")?;
         return Ok(());
     }
     drop(theirs);
@@ -690,7 +690,9 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
             .and_then(|mut s| s.run())
             .map_err(|e| format!("{e:#}")),
         Ok(None) => wait_for(pid).map(|status| (Owners::new(), status)),
-        Err(e) => Err(format!("runAsRoot: receiving the seccomp listener: {e}")),
+        Err(e) => Err(format!(
+            "chown supervisor: receiving the seccomp listener: {e}"
+        )),
     };
     let (owners, status) = match result {
         Ok((owners, status)) => (Ok(owners), Some(status)),
@@ -724,7 +726,7 @@ fn wait_for(pid: libc::pid_t) -> Result<libc::c_int, String> {
         }
         let e = io::Error::last_os_error();
         if e.kind() != io::ErrorKind::Interrupted {
-            return Err(format!("runAsRoot: waiting for the shell: {e}"));
+            return Err(format!("chown supervisor: waiting for the shell: {e}"));
         }
     }
 }
@@ -918,7 +920,7 @@ impl Supervisor {
         } != 0
         {
             bail!(
-                "runAsRoot: reading seccomp notification sizes: {}",
+                "chown supervisor: reading seccomp notification sizes: {}",
                 io::Error::last_os_error()
             );
         }
@@ -1002,7 +1004,7 @@ impl Supervisor {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
-                bail!("runAsRoot: waiting for chown calls: {e}");
+                bail!("chown supervisor: waiting for chown calls: {e}");
             }
             if fds[0].revents & libc::POLLIN != 0 {
                 self.answer_one()?;
@@ -1014,7 +1016,7 @@ impl Supervisor {
                 unsafe { libc::waitpid(self.child as libc::pid_t, &mut status, libc::WNOHANG) };
             if waited < 0 {
                 bail!(
-                    "runAsRoot: waiting for the shell: {}",
+                    "chown supervisor: waiting for the shell: {}",
                     io::Error::last_os_error()
                 );
             }
@@ -1048,7 +1050,7 @@ impl Supervisor {
             return match e.raw_os_error() {
                 // The caller is gone, or a signal came.
                 Some(libc::ENOENT | libc::EINTR) => Ok(()),
-                _ => bail!("runAsRoot: receiving a chown call: {e}"),
+                _ => bail!("chown supervisor: receiving a chown call: {e}"),
             };
         }
         // SAFETY: the buffer is aligned for and holds a seccomp_notif,
@@ -1090,7 +1092,7 @@ impl Supervisor {
             let e = io::Error::last_os_error();
             // ENOENT: the caller was killed meanwhile.
             if e.raw_os_error() != Some(libc::ENOENT) {
-                bail!("runAsRoot: answering a chown call: {e}");
+                bail!("chown supervisor: answering a chown call: {e}");
             }
         }
         Ok(())
@@ -1663,10 +1665,10 @@ mod tests {
         let bytes = report_bytes(&Ok(owners.clone()));
         assert_eq!(read_report(&bytes).unwrap(), owners);
         assert_eq!(read_report(b"").unwrap(), Owners::new());
-        let failed = report_bytes(&Err("runAsRoot: receiving a chown call: boom".into()));
+        let failed = report_bytes(&Err("chown supervisor: receiving a chown call: boom".into()));
         assert_eq!(
             format!("{:#}", read_report(&failed).unwrap_err()),
-            "runAsRoot: receiving a chown call: boom"
+            "chown supervisor: receiving a chown call: boom"
         );
         assert!(read_report(b"{\"error\":null,\"owners\":[],\"x\":1}").is_err());
     }

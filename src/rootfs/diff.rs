@@ -101,6 +101,19 @@ impl Entry {
         })
     }
 
+    /// Its owner in the image: the recorded chown's, over `owner` of the
+    /// ids on disk.
+    pub fn image_owner(&self, owner: &dyn Fn(u32, u32) -> (u64, u64)) -> (u64, u64) {
+        let (uid, gid) = owner(self.uid, self.gid);
+        match self.chowned {
+            Some(chowned) => (
+                chowned.uid.map_or(uid, u64::from),
+                chowned.gid.map_or(gid, u64::from),
+            ),
+            None => (uid, gid),
+        }
+    }
+
     fn is_dir(&self) -> bool {
         self.kind == Kind::Dir
     }
@@ -345,11 +358,7 @@ pub fn write_layer(
                         "runAsRoot left /{path}, a {what}; a layer made in the Nix store holds only files, directories and symlinks: remove it at the end of runAsRoot"
                     ),
                 };
-                let (mut uid, mut gid) = owner(e.uid, e.gid);
-                if let Some(chowned) = e.chowned {
-                    uid = chowned.uid.map_or(uid, u64::from);
-                    gid = chowned.gid.map_or(gid, u64::from);
-                }
+                let (uid, gid) = e.image_owner(owner);
                 Written {
                     metadata: EntryMetadata {
                         mode: if e.kind == Kind::Symlink {

@@ -13,6 +13,7 @@
 pub mod chown;
 pub mod diff;
 pub mod extract;
+pub mod orphans;
 pub mod userns;
 
 use std::fs;

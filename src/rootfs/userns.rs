@@ -28,6 +28,7 @@
 //! that records the owners asked for ([`super::chown`]), and [`Chroot::run`]
 //! returns that record.
 
+use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read, Write};
@@ -131,10 +132,19 @@ pub enum Bind {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ChildConfig {
+    /// What runs, for messages: `runAsRoot` or `fakeRootCommands`.
+    what: String,
+    /// With `chroot`, the root to chroot into; without, the directory
+    /// the script runs in, with the builder's root.
     root: PathBuf,
+    chroot: bool,
     mounts: Vec<Mount>,
     shell: String,
     script: String,
+    /// Variables set for the shell. With `chroot` they are its whole
+    /// environment, after `PATH` and `HOME`; without, they are added to
+    /// the builder's.
+    env: BTreeMap<String, String>,
     identity: bool,
     /// Where the supervisor of chown calls writes its record, in the
     /// single-id mapping.
@@ -148,19 +158,46 @@ struct ChildConfig {
 /// A root to run a script in, with the mounts it will get and the
 /// mountpoints made for them.
 pub struct Chroot {
+    what: &'static str,
     root: PathBuf,
+    chroot: bool,
     mounts: Vec<Mount>,
+    env: BTreeMap<String, String>,
     /// Entries made in the root for mounts, in the order they were made.
     created: Vec<PathBuf>,
 }
 
 impl Chroot {
+    /// `runAsRoot`: the script runs chrooted into `root`.
     pub fn new(root: &Path) -> Chroot {
         Chroot {
+            what: "runAsRoot",
             root: root.to_owned(),
+            chroot: true,
             mounts: Vec::new(),
+            env: BTreeMap::new(),
             created: Vec::new(),
         }
+    }
+
+    /// `fakeRootCommands`: the script runs as root in `dir`, with the
+    /// builder's root and environment, so the store and the build
+    /// directory are where the builder sees them; no mounts.
+    pub fn in_place(what: &'static str, dir: &Path) -> Chroot {
+        Chroot {
+            what,
+            root: dir.to_owned(),
+            chroot: false,
+            mounts: Vec::new(),
+            env: BTreeMap::new(),
+            created: Vec::new(),
+        }
+    }
+
+    /// Sets a variable for the shell.
+    pub fn env(&mut self, name: &str, value: &str) -> &mut Chroot {
+        self.env.insert(name.to_owned(), value.to_owned());
+        self
     }
 
     /// Makes `source` visible at `inside` (an absolute path in the root)
@@ -258,11 +295,15 @@ impl Chroot {
             name.push(".owners");
             PathBuf::from(name)
         };
+        let what = self.what;
         let child_config = ChildConfig {
+            what: what.to_owned(),
             root: self.root.clone(),
+            chroot: self.chroot,
             mounts: self.mounts.clone(),
             shell: shell.to_owned(),
             script: script.to_owned(),
+            env: self.env.clone(),
             identity,
             owners: (!identity).then(|| owners_file.clone()),
             base_owners: if identity { Vec::new() } else { base_owners },
@@ -270,7 +311,7 @@ impl Chroot {
         fs::write(config, serde_json::to_vec(&child_config)?)
             .with_context(|| format!("writing {}", config.display()))?;
         let (mut status_reader, status_writer) =
-            io::pipe().context("making a pipe for the runAsRoot namespace")?;
+            io::pipe().with_context(|| format!("making a pipe for the {what} namespace"))?;
         let status_fd = status_writer.as_raw_fd();
         let exe = std::env::current_exe().context("finding the stevedore binary")?;
         let mut cmd = Command::new(exe);
@@ -291,7 +332,9 @@ impl Chroot {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().context("starting the runAsRoot namespace")?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting the {what} namespace"))?;
         drop(status_writer);
         let mut stdin = child.stdin.take().expect("piped stdin");
         let mut first = [0u8; 1];
@@ -301,7 +344,9 @@ impl Chroot {
                 if let Err(e) = write_id_maps(child.id(), mapping) {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(e).context("runAsRoot: writing the id maps of its user namespace");
+                    return Err(e).with_context(|| {
+                        format!("{what}: writing the id maps of its user namespace")
+                    });
                 }
                 // A child that died already fails below with its own
                 // message.
@@ -312,7 +357,11 @@ impl Chroot {
         }
         drop(stdin);
         let _ = status_reader.read_to_end(&mut message);
-        let status = child.wait().context("waiting for runAsRoot")?;
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for {what}"))?;
+        // What the script left running is killed and reaped.
+        super::orphans::end();
         let message = String::from_utf8_lossy(&message);
         let message = message.trim_end();
         if !message.is_empty() {
@@ -337,7 +386,7 @@ impl Chroot {
         };
         let owners = owners?;
         if !status.success() {
-            bail!("runAsRoot failed ({})", describe(status));
+            bail!("{what} failed ({})", describe(status));
         }
         Ok(owners)
     }
@@ -408,7 +457,7 @@ const APPARMOR_HINT: &str = "AppArmor restricts unprivileged user namespaces her
 
 /// The one line that says why no user namespace could be made and which
 /// setting changes it.
-pub fn no_namespace_message(err: &io::Error, sysctls: &Sysctls) -> String {
+pub fn no_namespace_message(what: &str, err: &io::Error, sysctls: &Sysctls) -> String {
     let fix = if sysctls.max_user_namespaces == Some(0) {
         "user namespaces are turned off: set user.max_user_namespaces to a positive number (sysctl -w user.max_user_namespaces=10000)".to_owned()
     } else if sysctls.unprivileged_userns_clone == Some(0) {
@@ -421,27 +470,32 @@ pub fn no_namespace_message(err: &io::Error, sysctls: &Sysctls) -> String {
     } else {
         "no kernel setting forbids them, so a seccomp filter may (a container runtime's): allow unshare there, or build outside the container".to_owned()
     };
-    format!("runAsRoot needs a user namespace, and unshare(CLONE_NEWUSER) failed ({err}); {fix}")
+    format!("{what} needs a user namespace, and unshare(CLONE_NEWUSER) failed ({err}); {fix}")
 }
 
 /// The child's side: `stevedore nix-builder --in-namespace CONFIG
 /// --status-fd FD`. Never returns: it executes the shell, or sends what
 /// went wrong on the status pipe and exits.
-pub fn child(config: &Path, status_fd: RawFd) -> ! {
+pub fn child(config_path: &Path, status_fd: RawFd) -> ! {
     fn fail(status: &mut fs::File, message: String) -> ! {
         let _ = status.write_all(message.as_bytes());
         std::process::exit(1)
     }
     // SAFETY: the parent passed this descriptor open for writing.
     let mut status = unsafe { fs::File::from_raw_fd(status_fd) };
+    let config = match read_config(config_path) {
+        Ok(config) => config,
+        Err(e) => fail(&mut status, format!("{e:#}")),
+    };
+    let what = config.what.clone();
     // SAFETY: no pointers; this process has one thread, as unshare needs.
     if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) } != 0 {
         let err = io::Error::last_os_error();
         let message = match err.raw_os_error() {
             Some(libc::EPERM | libc::EINVAL | libc::ENOSPC | libc::EUSERS) => {
-                no_namespace_message(&err, &Sysctls::read())
+                no_namespace_message(&what, &err, &Sysctls::read())
             }
-            _ => format!("runAsRoot: unshare(CLONE_NEWUSER | CLONE_NEWNS) failed: {err}"),
+            _ => format!("{what}: unshare(CLONE_NEWUSER | CLONE_NEWNS) failed: {err}"),
         };
         fail(&mut status, message);
     }
@@ -469,8 +523,15 @@ pub fn child(config: &Path, status_fd: RawFd) -> ! {
     let err = shell.exec();
     fail(
         &mut status,
-        format!("runAsRoot: running the shell {program} in the image root: {err}"),
+        format!("{what}: running the shell {program}: {err}"),
     )
+}
+
+fn read_config(config_path: &Path) -> Result<ChildConfig> {
+    let text =
+        fs::read(config_path).with_context(|| format!("reading {}", config_path.display()))?;
+    serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not a namespace configuration", config_path.display()))
 }
 
 fn cstring(path: &Path) -> Result<CString> {
@@ -480,7 +541,7 @@ fn cstring(path: &Path) -> Result<CString> {
 
 fn check(ret: libc::c_int, what: impl FnOnce() -> String) -> Result<()> {
     if ret != 0 {
-        bail!("runAsRoot: {}: {}", what(), io::Error::last_os_error());
+        bail!("{}: {}", what(), io::Error::last_os_error());
     }
     Ok(())
 }
@@ -488,24 +549,22 @@ fn check(ret: libc::c_int, what: impl FnOnce() -> String) -> Result<()> {
 /// Becomes root, mounts, chroots; returns the shell to execute, and what
 /// the supervisor of chown calls needs from outside the root when there
 /// is to be one.
-fn enter(config_path: &Path) -> Result<(Command, Option<chown::Setup>)> {
-    let text =
-        fs::read(config_path).with_context(|| format!("reading {}", config_path.display()))?;
-    let config: ChildConfig = serde_json::from_slice(&text)
-        .with_context(|| format!("{}: not a namespace configuration", config_path.display()))?;
+fn enter(config: ChildConfig) -> Result<(Command, Option<chown::Setup>)> {
+    let what = config.what.as_str();
     let supervision = match &config.owners {
         Some(file) => Some(chown::Setup::open(file, config.base_owners.clone())?),
         None => None,
     };
+    let check = |ret, step: &dyn Fn() -> String| check(ret, || format!("{what}: {}", step()));
     // SAFETY: plain system calls on values owned here.
     unsafe {
         if config.identity {
-            check(libc::setgroups(0, std::ptr::null()), || {
+            check(libc::setgroups(0, std::ptr::null()), &|| {
                 "dropping supplementary groups".into()
             })?;
         }
-        check(libc::setresgid(0, 0, 0), || "becoming gid 0".into())?;
-        check(libc::setresuid(0, 0, 0), || "becoming uid 0".into())?;
+        check(libc::setresgid(0, 0, 0), &|| "becoming gid 0".into())?;
+        check(libc::setresuid(0, 0, 0), &|| "becoming uid 0".into())?;
         // Nothing mounted here may reach the build's namespace.
         check(
             libc::mount(
@@ -515,23 +574,32 @@ fn enter(config_path: &Path) -> Result<(Command, Option<chown::Setup>)> {
                 libc::MS_REC | libc::MS_PRIVATE,
                 std::ptr::null(),
             ),
-            || "making the mounts of its namespace private".into(),
+            &|| "making the mounts of its namespace private".into(),
         )?;
     }
     for m in &config.mounts {
-        bind_mount(m)?;
+        bind_mount(m).with_context(|| what.to_owned())?;
     }
     let root = cstring(&config.root)?;
+    if !config.chroot {
+        // SAFETY: a C string owned here.
+        check(unsafe { libc::chdir(root.as_ptr()) }, &|| {
+            format!("chdir to {}", config.root.display())
+        })?;
+        let mut cmd = Command::new(&config.shell);
+        cmd.arg("-e").arg(&config.script).envs(&config.env);
+        return Ok((cmd, supervision));
+    }
     // SAFETY: plain system calls on values owned here.
     unsafe {
-        check(libc::chroot(root.as_ptr()), || {
+        check(libc::chroot(root.as_ptr()), &|| {
             format!("chroot to {}", config.root.display())
         })?;
-        check(libc::chdir(c"/".as_ptr()), || "chdir to /".into())?;
+        check(libc::chdir(c"/".as_ptr()), &|| "chdir to /".into())?;
     }
     if fs::metadata(&config.shell).is_err() {
         bail!(
-            "runAsRoot: the shell {} is not in the image root; add a shell to contents (such as busybox or bash), or import the library with a shell from the store (shell = \"${{pkgs.runtimeShell}}\")",
+            "{what}: the shell {} is not in the image root; add a shell to contents (such as busybox or bash), or import the library with a shell from the store (shell = \"${{pkgs.runtimeShell}}\")",
             config.shell
         );
     }
@@ -541,6 +609,7 @@ fn enter(config_path: &Path) -> Result<(Command, Option<chown::Setup>)> {
         .env_clear()
         .env("PATH", SCRIPT_PATH)
         .env("HOME", "/root")
+        .envs(&config.env)
         .current_dir("/");
     Ok((cmd, supervision))
 }
@@ -619,7 +688,7 @@ mod tests {
             unprivileged_userns_clone: Some(1),
             apparmor_restrict_unprivileged_userns: None,
         };
-        let m = no_namespace_message(&io::Error::from_raw_os_error(libc::ENOSPC), &s);
+        let m = no_namespace_message("runAsRoot", &io::Error::from_raw_os_error(libc::ENOSPC), &s);
         assert!(
             m.starts_with("runAsRoot needs a user namespace, and unshare(CLONE_NEWUSER) failed ("),
             "{m}"
@@ -638,7 +707,7 @@ mod tests {
             unprivileged_userns_clone: Some(0),
             apparmor_restrict_unprivileged_userns: None,
         };
-        let m = no_namespace_message(&eperm(), &s);
+        let m = no_namespace_message("runAsRoot", &eperm(), &s);
         assert!(m.contains("set kernel.unprivileged_userns_clone=1"), "{m}");
         assert!(m.contains("Operation not permitted"), "{m}");
     }
@@ -650,7 +719,7 @@ mod tests {
             unprivileged_userns_clone: Some(1),
             apparmor_restrict_unprivileged_userns: Some(1),
         };
-        let m = no_namespace_message(&eperm(), &s);
+        let m = no_namespace_message("runAsRoot", &eperm(), &s);
         assert!(
             m.contains("set kernel.apparmor_restrict_unprivileged_userns=0"),
             "{m}"
@@ -663,9 +732,10 @@ mod tests {
             max_user_namespaces: Some(15000),
             ..Sysctls::default()
         };
-        let full = no_namespace_message(&io::Error::from_raw_os_error(libc::ENOSPC), &s);
+        let full =
+            no_namespace_message("runAsRoot", &io::Error::from_raw_os_error(libc::ENOSPC), &s);
         assert!(full.contains("raise user.max_user_namespaces"), "{full}");
-        let other = no_namespace_message(&eperm(), &s);
+        let other = no_namespace_message("runAsRoot", &eperm(), &s);
         assert!(other.contains("seccomp"), "{other}");
     }
 

@@ -22,11 +22,25 @@ use crate::common::{
 };
 pub(crate) use crate::common::{podman_load, podman_run};
 
-/// The library's checkout.
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+use crate::common::{REPO, nix};
 
-/// The helper under test, as a Nix path literal.
-const HELPER: &str = env!("CARGO_BIN_EXE_stevedore");
+/// The helper the examples are built with, as a Nix path literal.
+fn helper() -> String {
+    nix().helper().display().to_string()
+}
+
+/// `nix-instantiate ARGS... EXAMPLES` with the examples' arguments.
+fn instantiate_example(args: &[&str]) -> Command {
+    let nix = nix();
+    let mut cmd = nix.command("nix-instantiate");
+    cmd.args(args)
+        .arg("--arg")
+        .arg("helper")
+        .arg(nix.helper())
+        .args(nix.example_args())
+        .arg(examples());
+    cmd
+}
 
 fn examples() -> PathBuf {
     Path::new(REPO).join("examples")
@@ -140,7 +154,7 @@ fn store_paths_in(layer: &Layer) -> BTreeSet<String> {
 
 /// `nix-store -qR PATHS`.
 fn closure(paths: &[PathBuf]) -> BTreeSet<String> {
-    stdout_of(Command::new("nix-store").arg("-qR").args(paths))
+    stdout_of(nix().command("nix-store").arg("-qR").args(paths))
         .lines()
         .map(str::to_owned)
         .collect()
@@ -159,7 +173,7 @@ fn hello_streams_into_podman_load_and_says_hello() {
         built.path.display()
     );
     let image = podman_load_stream(
-        &mut Command::new(&built.path),
+        &mut built.command(),
         "localhost/stevedore-example-hello:latest",
     );
     assert_eq!(podman_run(&image, &[]), "hello from stevedore\n");
@@ -298,13 +312,10 @@ fn config_reaches_podman_and_extra_commands_are_not_interpolated() {
 #[test]
 fn now_is_the_build_time() {
     // A result built on an earlier day would be reused; remove it first.
-    let out_path = stdout_of(
-        Command::new("nix-instantiate")
-            .args(["--eval", "-A", "now.outPath", "--arg", "helper", HELPER])
-            .arg(examples()),
-    );
+    let out_path = stdout_of(&mut instantiate_example(&["--eval", "-A", "now.outPath"]));
     let out_path = out_path.trim().trim_matches('"');
-    let _ = Command::new("nix-store")
+    let _ = nix()
+        .command("nix-store")
         .args(["--delete", out_path])
         .output();
 
@@ -328,35 +339,21 @@ fn untagged_is_tagged_with_the_output_hash() {
     let built = build_example("untagged");
     // As in dockerTools, the archive and its `stream` share one tag: the
     // hash of the stream's output path.
-    let stream_path = stdout_of(
-        Command::new("nix-instantiate")
-            .args([
-                "--eval",
-                "-A",
-                "untagged.stream.outPath",
-                "--arg",
-                "helper",
-                HELPER,
-            ])
-            .arg(examples()),
-    );
+    let stream_path = stdout_of(&mut instantiate_example(&[
+        "--eval",
+        "-A",
+        "untagged.stream.outPath",
+    ]));
     let stream_path = stream_path.trim().trim_matches('"');
     let base = stream_path.rsplit('/').next().unwrap();
     let hash = &base[..32];
     assert_eq!(&base[32..33], "-", "{base}");
     // The library says the same in `imageTag`.
-    let image_tag = stdout_of(
-        Command::new("nix-instantiate")
-            .args([
-                "--eval",
-                "-A",
-                "untagged.imageTag",
-                "--arg",
-                "helper",
-                HELPER,
-            ])
-            .arg(examples()),
-    );
+    let image_tag = stdout_of(&mut instantiate_example(&[
+        "--eval",
+        "-A",
+        "untagged.imageTag",
+    ]));
     assert_eq!(image_tag.trim(), format!("\"{hash}\""));
 
     let reference = format!("localhost/stevedore-example-untagged:{hash}");
@@ -398,13 +395,10 @@ fn image_derivations_rebuild_to_the_same_bytes() {
     // And the customisation trees and config files they are made of.
     let mut inputs = Vec::new();
     for attr in attrs {
-        let drv = stdout_of(
-            Command::new("nix-instantiate")
-                .args(["-A", attr, "--arg", "helper", HELPER])
-                .arg(examples()),
-        );
+        let drv = stdout_of(&mut instantiate_example(&["-A", attr]));
         let refs = stdout_of(
-            Command::new("nix-store")
+            nix()
+                .command("nix-store")
                 .args(["-q", "--references"])
                 .arg(drv.trim()),
         );
@@ -417,7 +411,7 @@ fn image_derivations_rebuild_to_the_same_bytes() {
         );
     }
     assert_eq!(inputs.len(), 2 * attrs.len(), "{inputs:#?}");
-    run(Command::new("nix-store").arg("--realise").args(&inputs));
+    run(nix().command("nix-store").arg("--realise").args(&inputs));
     realise_check(&inputs);
 }
 
@@ -428,8 +422,8 @@ fn image_derivations_rebuild_to_the_same_bytes() {
 /// which must fail at evaluation with every one of `needles` in its
 /// message. Returns standard error.
 pub(crate) fn evaluation_fails(call: &str, needles: &[&str]) -> String {
-    let expr = format!("(import {REPO}/nix {{ helper = {HELPER}; }}).{call}");
-    let stderr = run_fail(Command::new("nix-instantiate").arg("-E").arg(&expr));
+    let expr = format!("(import {REPO}/nix {{ helper = {}; }}).{call}", helper());
+    let stderr = run_fail(nix().command("nix-instantiate").arg("-E").arg(&expr));
     assert!(stderr.contains("error: "), "{expr}:\n{stderr}");
     for needle in needles {
         assert!(
@@ -444,9 +438,10 @@ pub(crate) fn evaluation_fails(call: &str, needles: &[&str]) -> String {
 fn valid_arguments_instantiate() {
     // The expressions below fail for their argument, not for their form.
     let expr = format!(
-        "(import {REPO}/nix {{ helper = {HELPER}; }}).buildLayeredImage {{ name = \"myapp\"; tag = \"v1\"; maxLayers = 2; }}"
+        "(import {REPO}/nix {{ helper = {}; }}).buildLayeredImage {{ name = \"myapp\"; tag = \"v1\"; maxLayers = 2; }}",
+        helper()
     );
-    let drv = stdout_of(Command::new("nix-instantiate").arg("-E").arg(&expr));
+    let drv = stdout_of(nix().command("nix-instantiate").arg("-E").arg(&expr));
     assert!(drv.trim().ends_with("-myapp.tar.drv"), "{drv}");
 }
 
@@ -647,15 +642,15 @@ fn stream_on_a_launcher_base_keeps_its_layers() {
     // The launcher base's layers are what streaming it gives.
     let dir = crate::common::tempdir();
     let (base_tar, image_tar) = (dir.path().join("base.tar"), dir.path().join("image.tar"));
-    for (launcher, out) in [(&base.path, &base_tar), (&image.path, &image_tar)] {
-        let bytes = run(&mut Command::new(launcher)).stdout;
+    for (launcher, out) in [(&base, &base_tar), (&image, &image_tar)] {
+        let bytes = run(&mut launcher.command()).stdout;
         fs::write(out, bytes).unwrap();
     }
     assert_base_layers_unchanged(&archive_layers(&base_tar), &archive_layers(&image_tar));
     let env = &archive_config(&image_tar)["config"]["Env"];
     assert_eq!(env, &json!(["GREETING=hi"]));
     let loaded = podman_load_stream(
-        &mut Command::new(&image.path),
+        &mut image.command(),
         "localhost/stevedore-example-on-base-stream:latest",
     );
     assert_eq!(podman_run(&loaded, &[]), "hi from a streamed layer\n");
@@ -686,7 +681,7 @@ fn build_image_on_a_base_adds_two_layers() {
 #[test]
 fn base_layers_count_towards_max_layers() {
     let e = build_fails_with(
-        r#"buildLayeredImage { name = "x"; fromImage = (import EXAMPLES { inherit helper; }).layered; maxLayers = 5; }"#,
+        r#"buildLayeredImage { name = "x"; fromImage = (import EXAMPLES { EXAMPLE_ARGS }).layered; maxLayers = 5; }"#,
     );
     assert!(
         e.contains(
@@ -699,11 +694,16 @@ fn base_layers_count_towards_max_layers() {
 /// Builds `call` (a library call, with `EXAMPLES` standing for the
 /// examples' file) and returns the build's error output.
 fn build_fails_with(call: &str) -> String {
-    let call = call.replace("EXAMPLES", &examples().display().to_string());
-    let expr =
-        format!("{{ helper }}: let s = import {REPO}/nix {{ inherit helper; }}; in s.{call}");
-    let out = Command::new("nix-build")
-        .args(["--no-out-link", "-E", &expr, "--arg", "helper", HELPER])
+    let call = call
+        .replace("EXAMPLES", &examples().display().to_string())
+        .replace("EXAMPLE_ARGS", &nix().example_attrs());
+    let expr = format!(
+        "let s = import {REPO}/nix {{ helper = {}; }}; in s.{call}",
+        helper()
+    );
+    let out = nix()
+        .command("nix-build")
+        .args(["--no-out-link", "-E", &expr])
         .output()
         .unwrap();
     assert!(!out.status.success(), "{call} built");

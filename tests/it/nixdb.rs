@@ -286,7 +286,7 @@ fn streamed_image_has_the_same_database() {
 #[test]
 fn derivation_files_are_registered_with_their_outputs() {
     let built = build_example("nixDbDrv");
-    let roots = example_paths(&["busybox", "drvRef"]);
+    let roots = example_paths(&["busybox", "app", "drvRef"]);
     // exportReferencesGraph adds the outputs of the derivations it meets,
     // and so does the image.
     let closure = lines(&stdout_of(
