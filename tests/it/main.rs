@@ -13,6 +13,7 @@ mod layers;
 mod layers_cli;
 mod merge;
 mod nix_examples;
+mod nix_library;
 mod nixdb;
 mod oci_index;
 mod registry;

@@ -141,7 +141,7 @@ fn decompress(blob: &[u8]) -> (&'static str, Vec<u8>) {
 }
 
 /// The store paths (`/nix/store/NAME`) a layer holds.
-fn store_paths_in(layer: &Layer) -> BTreeSet<String> {
+pub(crate) fn store_paths_in(layer: &Layer) -> BTreeSet<String> {
     layer
         .entries
         .iter()

@@ -1,0 +1,353 @@
+//! What the Nix library must do on every Nix from 2.8 on, with the sandbox
+//! on or off (issue 10): fakeRootCommands with no fakeroot program and a
+//! daemon left behind, a shell given as a path inside a store path,
+//! archives that keep no references, derivation files in `contents` on a
+//! fresh store, and errors that name a shell or PATH that cannot run.
+//!
+//! `scripts/test.sh` runs this module twice: on the host's Nix 2.8 and,
+//! with `STEVEDORE_TEST_NIX=sandbox`, on Nix 2.34 with the sandbox on
+//! ([`crate::common::Nix`]). Expressions that must build fresh carry a
+//! nonce, so no earlier result is reused.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{REPO, nix, podman_load, podman_run, run, tempdir};
+use crate::nix_examples::{archive_layers, store_paths_in};
+
+/// A value no earlier run used.
+fn nonce() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}{}", now.as_nanos(), std::process::id())
+}
+
+/// `let ex = <the examples>; s = <the library>; in BODY`. The library
+/// gets the shell and PATH this Nix's builds can run: the host's without
+/// a sandbox, the examples' busybox from the store in it (as the flake
+/// gives nixpkgs'), unless `library_args` names its own.
+fn expr(library_args: &str, body: &str) -> String {
+    let helper = nix().helper().display().to_string();
+    let tools = if !library_args.is_empty() {
+        library_args.to_owned()
+    } else if nix().sandboxed() {
+        r#"shell = "${ex.busybox}/bin/sh"; scriptPath = "${ex.busybox}/bin";"#.to_owned()
+    } else {
+        String::new()
+    };
+    format!(
+        "let ex = import {REPO}/examples {{ {} }}; s = import {REPO}/nix {{ helper = {helper}; {tools} }}; in {body}",
+        nix().example_attrs()
+    )
+}
+
+/// Runs a command for at most `limit`, killing it after; its output.
+fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stdout.read_to_end(&mut b);
+        b
+    });
+    let err_reader = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        let _ = stderr.read_to_end(&mut b);
+        b
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not end within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Output {
+        status,
+        stdout: out_reader.join().unwrap(),
+        stderr: err_reader.join().unwrap(),
+    }
+}
+
+/// Builds `expr` with this Nix, bounded in time; the result's store path
+/// and its path on the host. The out link lives in `dir`.
+fn build(expr: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    let link = dir.join("result");
+    let out = run_bounded(
+        nix()
+            .command("nix-build")
+            .arg("-E")
+            .arg(expr)
+            .arg("-o")
+            .arg(&link),
+        Duration::from_secs(300),
+    );
+    assert!(
+        out.status.success(),
+        "nix-build -E {expr}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let host = nix().host_path(&store_path);
+    (store_path, host)
+}
+
+/// Builds `expr`, which must fail; its error output.
+fn build_fails(expr: &str) -> String {
+    let out = run_bounded(
+        nix()
+            .command("nix-build")
+            .args(["--no-out-link", "-E"])
+            .arg(expr),
+        Duration::from_secs(300),
+    );
+    assert!(!out.status.success(), "{expr} built");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `nix-store -qR PATH` of this Nix.
+fn closure_of(path: &Path) -> BTreeSet<String> {
+    String::from_utf8(run(nix().command("nix-store").arg("-qR").arg(path)).stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Whether no process's command line holds `marker`.
+fn no_process_with(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().all(|entry| {
+        let Ok(entry) = entry else { return true };
+        match std::fs::read(entry.path().join("cmdline")) {
+            Ok(cmdline) => !String::from_utf8_lossy(&cmdline).contains(marker),
+            Err(_) => true,
+        }
+    })
+}
+
+#[test]
+fn fake_root_commands_set_owners_with_no_fakeroot_and_a_daemon_left_behind_ends() {
+    let nonce = nonce();
+    let marker = format!("stevedore-daemon-{nonce}");
+    // A daemon that double-forks, holds the build's output and would run
+    // for an hour; and a plain background job.
+    let body = format!(
+        r#"s.buildLayeredImage {{
+          name = "stevedore-test-fake-root-{nonce}";
+          tag = "latest";
+          contents = [ ex.busybox ];
+          fakeRootCommands = ''
+            mkdir -p data/private
+            echo {nonce} > data/nonce
+            chown 1000:1000 data data/nonce
+            chown 2000:3000 data/private
+            chmod 700 data/private
+            (sh -c 'sleep 3600; : {marker}' &)
+            sleep 3600 &
+          '';
+        }}"#
+    );
+    let dir = tempdir();
+    let (_, archive) = build(&expr("", &body), dir.path());
+    assert!(
+        no_process_with(&marker),
+        "the daemon fakeRootCommands left is still running"
+    );
+    let image = podman_load(
+        &archive,
+        &format!("localhost/stevedore-test-fake-root-{nonce}:latest"),
+    );
+    assert_eq!(
+        podman_run(
+            &image,
+            &[
+                "/bin/stat",
+                "-c",
+                "%n %u:%g %a",
+                "/data",
+                "/data/nonce",
+                "/data/private"
+            ]
+        ),
+        "/data 1000:1000 755\n/data/nonce 1000:1000 644\n/data/private 2000:3000 700\n"
+    );
+}
+
+#[test]
+fn run_as_root_and_extra_commands_take_a_shell_inside_a_store_path() {
+    let nonce = nonce();
+    // The shell as "${drv}/bin/sh", which is what pkgs.runtimeShell is.
+    let tools = r#"shell = "${ex.busybox}/bin/sh"; scriptPath = "${ex.busybox}/bin";"#;
+    let body = format!(
+        r#"s.buildImage {{
+          name = "stevedore-test-store-shell-{nonce}";
+          tag = "latest";
+          contents = [ ex.busybox ];
+          runAsRoot = ''
+            mkdir -p /data
+            echo {nonce} > /data/nonce
+            chown 1000:1000 /data
+          '';
+          extraCommands = "mkdir -p etc && echo extra > etc/note";
+        }}"#
+    );
+    let dir = tempdir();
+    let (_, archive) = build(&expr(tools, &body), dir.path());
+    let image = podman_load(
+        &archive,
+        &format!("localhost/stevedore-test-store-shell-{nonce}:latest"),
+    );
+    assert_eq!(
+        podman_run(
+            &image,
+            &[
+                "/bin/sh",
+                "-c",
+                "stat -c %u:%g /data; cat /data/nonce /etc/note"
+            ]
+        ),
+        format!("1000:1000\n{nonce}\nextra\n")
+    );
+}
+
+#[test]
+fn archives_keep_no_references_and_launchers_keep_theirs() {
+    let dir = tempdir();
+    let results = [
+        ("buildLayeredImage", "ex.layered"),
+        ("buildImage", "ex.imageOnBase"),
+        ("mergeImages", "s.mergeImages [ ex.layered ex.twoLayers ]"),
+        ("exportImage", "s.exportImage { fromImage = ex.layered; }"),
+    ];
+    for (i, (function, body)) in results.iter().enumerate() {
+        let sub = dir.path().join(i.to_string());
+        std::fs::create_dir(&sub).unwrap();
+        let (store_path, _) = build(&expr("", body), &sub);
+        let closure = closure_of(&store_path);
+        if nix().sandboxed() {
+            // Nix 2.16 and later honour unsafeDiscardReferences.
+            assert_eq!(
+                closure,
+                BTreeSet::from([store_path.display().to_string()]),
+                "nix-store -qR of the {function} result"
+            );
+        } else {
+            // Nix 2.8 ignores it: the archive refers to what its config
+            // and history name.
+            assert!(
+                closure.contains(&store_path.display().to_string()),
+                "{closure:#?}"
+            );
+        }
+    }
+    // A launcher reads the store when it runs, and keeps its references.
+    let (stream, _) = build(&expr("", "ex.hello"), dir.path());
+    let busybox = build(&expr("", "ex.busybox"), &dir.path().join("0")).0;
+    assert!(
+        closure_of(&stream).contains(&busybox.display().to_string()),
+        "the launcher's closure lacks busybox"
+    );
+}
+
+#[test]
+fn a_derivation_file_in_contents_needs_its_outputs() {
+    let nonce = nonce();
+    // A derivation no earlier build made: its outputs are not in the
+    // store until this image needs them.
+    let drv = format!(
+        r#"(derivation {{ name = "stevedore-fresh-{nonce}"; system = builtins.currentSystem; builder = "${{ex.busybox}}/bin/sh"; args = [ "-c" "echo {nonce} > $out" ]; }})"#
+    );
+    // Without its outputs: refused at evaluation, with the fix.
+    let refused = expr(
+        "",
+        &format!(
+            r#"s.buildLayeredImage {{ name = "fresh"; contents = [ (builtins.unsafeDiscardOutputDependency {drv}.drvPath) ]; }}"#
+        ),
+    );
+    let out = nix()
+        .command("nix-instantiate")
+        .arg("-E")
+        .arg(&refused)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{refused} instantiated");
+    assert!(
+        stderr.contains("buildLayeredImage: contents /nix/store/")
+            && stderr.contains(&format!(
+                "-stevedore-fresh-{nonce}.drv is a derivation file without its outputs"
+            ))
+            && stderr.contains("give drv.drvPath itself"),
+        "{stderr}"
+    );
+
+    // With them (drv.drvPath as it is): it builds, and the image holds
+    // the derivation file and its output.
+    let dir = tempdir();
+    let body = format!(
+        r#"s.buildLayeredImage {{ name = "stevedore-test-fresh-{nonce}"; tag = "latest"; contents = [ {drv}.drvPath ]; }}"#
+    );
+    let (_, archive) = build(&expr("", &body), dir.path());
+    let in_layers: BTreeSet<String> = archive_layers(&archive)
+        .iter()
+        .flat_map(store_paths_in)
+        .collect();
+    let suffix = format!("-stevedore-fresh-{nonce}");
+    assert!(
+        in_layers
+            .iter()
+            .any(|p| p.ends_with(&format!("{suffix}.drv")))
+            && in_layers.iter().any(|p| p.ends_with(&suffix)),
+        "{in_layers:#?}"
+    );
+}
+
+#[test]
+fn a_shell_or_path_that_cannot_run_is_named() {
+    let nonce = nonce();
+    let body = |what: &str| {
+        format!(
+            r#"s.buildLayeredImage {{ name = "stevedore-test-bad-tools-{nonce}"; {what} = "mkdir -p srv; stevedore-test-tool"; }}"#
+        )
+    };
+    let no_shell = build_fails(&expr(
+        r#"shell = "/nonexistent/sh"; scriptPath = "/nonexistent";"#,
+        &body("extraCommands"),
+    ));
+    assert!(
+        no_shell.contains("extraCommands: the shell /nonexistent/sh cannot be run here")
+            && no_shell.contains("import the library with a shell from the store"),
+        "{no_shell}"
+    );
+    for what in ["extraCommands", "fakeRootCommands"] {
+        let shell = if nix().sandboxed() {
+            r#"shell = "${ex.busybox}/bin/sh";"#
+        } else {
+            ""
+        };
+        let no_path = build_fails(&expr(
+            &format!(r#"{shell} scriptPath = "/nonexistent-{nonce}";"#),
+            &body(what),
+        ));
+        assert!(
+            no_path.contains(&format!("{what} ran a command that was not found"))
+                && no_path.contains(&format!("/nonexistent-{nonce} is not here"))
+                && no_path.contains("scriptPath"),
+            "{no_path}"
+        );
+    }
+}
