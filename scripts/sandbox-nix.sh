@@ -70,6 +70,12 @@ EOF
     [ "$applet" = busybox ] || ln -sf busybox "$root/opt/busybox/bin/$applet"
   done
   touch "$dir/ready"
+  # The store's database, made once: Nix creates its schema without
+  # retrying, so the tests' first concurrent builds must not race to do it.
+  "$0" run nix-store --init || {
+    rm -f "$dir/ready"
+    exit 1
+  }
 }
 
 run() {

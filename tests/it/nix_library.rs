@@ -351,3 +351,37 @@ fn a_shell_or_path_that_cannot_run_is_named() {
         );
     }
 }
+
+#[test]
+fn every_example_builds_and_run_as_root_gives_its_owners() {
+    // `nix-build examples`: every attribute, the Nix-database and
+    // runAsRoot images among them.
+    let examples = crate::common::example_build_cmd(&[])
+        .arg("--no-out-link")
+        .output()
+        .unwrap();
+    assert!(
+        examples.status.success(),
+        "nix-build examples:\n{}",
+        String::from_utf8_lossy(&examples.stderr)
+    );
+    let built = String::from_utf8(examples.stdout).unwrap();
+    assert!(built.lines().count() >= 20, "{built}");
+
+    let run_as_root = crate::common::build_example("runAsRoot");
+    let image = podman_load(
+        &run_as_root.path,
+        "localhost/stevedore-example-run-as-root:latest",
+    );
+    assert_eq!(
+        podman_run(
+            &image,
+            &[
+                "/bin/sh",
+                "-c",
+                "stat -c '%U:%G %u:%g' /data /home/alice; cat /srv/extra; ls /srv"
+            ]
+        ),
+        "alice:alice 1000:1000\nalice:alice 1000:1000\nmade by extraCommands\nextra\nkept\n"
+    );
+}
