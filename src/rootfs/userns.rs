@@ -111,6 +111,10 @@ pub struct Mount {
     /// Outside path, inside the root.
     pub target: PathBuf,
     pub read_only: bool,
+    /// Remounted writable: a bind mount takes the flags of the mount its
+    /// source is on, such as a read-only store mounted before it.
+    #[serde(default)]
+    pub writable: bool,
     /// With the mounts below the source (`/proc`).
     pub recursive: bool,
     /// A failure to mount is no error: the script goes without it.
@@ -182,13 +186,38 @@ impl Chroot {
 
     /// `fakeRootCommands`: the script runs as root in `dir`, with the
     /// builder's root and environment, so the store and the build
-    /// directory are where the builder sees them; no mounts.
+    /// directory are where the builder sees them.
+    /// The store is mounted read-only over itself there: root in a
+    /// namespace that maps every id could otherwise chown or chmod the
+    /// host's store files through a symlink of the tree.
     pub fn in_place(what: &'static str, dir: &Path) -> Chroot {
+        let store = std::env::var_os("NIX_STORE")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/nix/store"));
         Chroot {
             what,
             root: dir.to_owned(),
             chroot: false,
-            mounts: Vec::new(),
+            // The tree itself may be in the store (Nix without a sandbox
+            // builds an output in place): it stays writable.
+            mounts: vec![
+                Mount {
+                    source: store.clone(),
+                    target: store,
+                    read_only: true,
+                    writable: false,
+                    recursive: true,
+                    optional: false,
+                },
+                Mount {
+                    source: dir.to_owned(),
+                    target: dir.to_owned(),
+                    read_only: false,
+                    writable: true,
+                    recursive: false,
+                    optional: false,
+                },
+            ],
             env: BTreeMap::new(),
             created: Vec::new(),
         }
@@ -247,6 +276,7 @@ impl Chroot {
             source: source.to_owned(),
             target,
             read_only: mode == Bind::StorePath,
+            writable: false,
             recursive: mode == Bind::Proc,
             optional: mode == Bind::Proc,
         });
@@ -639,38 +669,94 @@ fn bind_mount(m: &Mount) -> Result<()> {
             format!("mounting {} at {}", m.source.display(), m.target.display())
         })?;
     }
-    if m.read_only {
-        // A remount in a user namespace must keep the flags the mount had
-        // outside (nosuid, nodev, ...): the kernel locks them.
-        // SAFETY: a zeroed statvfs is valid, and filled by the call.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        check(unsafe { libc::statvfs(target.as_ptr(), &mut st) }, || {
-            format!("reading the mount at {}", m.target.display())
-        })?;
-        let locked = [
-            (libc::ST_NOSUID, libc::MS_NOSUID),
-            (libc::ST_NODEV, libc::MS_NODEV),
-            (libc::ST_NOEXEC, libc::MS_NOEXEC),
-            (libc::ST_NOATIME, libc::MS_NOATIME),
-            (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-            (libc::ST_RELATIME, libc::MS_RELATIME),
-        ]
-        .into_iter()
-        .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
-        .fold(0, |acc, (_, ms)| acc | ms);
-        // SAFETY: C strings owned here.
-        let ret = unsafe {
-            libc::mount(
-                std::ptr::null(),
-                target.as_ptr(),
-                std::ptr::null(),
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | locked,
-                std::ptr::null(),
-            )
-        };
-        check(ret, || format!("making {} read-only", m.target.display()))?;
+    if m.read_only || m.writable {
+        remount(&m.target, m.read_only)?;
+    }
+    if m.read_only && m.recursive {
+        // A remount changes one mount: those below it (the store paths
+        // the Nix sandbox mounts one by one) each get their own.
+        for below in mounts_below(&m.target)? {
+            remount(&below, true)?;
+        }
     }
     Ok(())
+}
+
+/// Makes the mount at `target` read-only or writable, keeping the flags
+/// the kernel locks in a user namespace (nosuid, nodev, ...), which a
+/// remount must repeat.
+fn remount(target: &Path, read_only: bool) -> Result<()> {
+    let c_target = cstring(target)?;
+    // SAFETY: a zeroed statvfs is valid, and filled by the call.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::statvfs(c_target.as_ptr(), &mut st) }, || {
+        format!("reading the mount at {}", target.display())
+    })?;
+    let locked = [
+        (libc::ST_NOSUID, libc::MS_NOSUID),
+        (libc::ST_NODEV, libc::MS_NODEV),
+        (libc::ST_NOEXEC, libc::MS_NOEXEC),
+        (libc::ST_NOATIME, libc::MS_NOATIME),
+        (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
+        (libc::ST_RELATIME, libc::MS_RELATIME),
+    ]
+    .into_iter()
+    .filter(|(st_flag, _)| st.f_flag & st_flag != 0)
+    .fold(0, |acc, (_, ms)| acc | ms);
+    let rdonly = if read_only { libc::MS_RDONLY } else { 0 };
+    // SAFETY: C strings owned here.
+    let ret = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c_target.as_ptr(),
+            std::ptr::null(),
+            libc::MS_BIND | libc::MS_REMOUNT | rdonly | locked,
+            std::ptr::null(),
+        )
+    };
+    check(ret, || {
+        format!(
+            "making {} {}",
+            target.display(),
+            if read_only { "read-only" } else { "writable" }
+        )
+    })
+}
+
+/// The mount points strictly below `dir`, from `/proc/self/mountinfo`.
+fn mounts_below(dir: &Path) -> Result<Vec<PathBuf>> {
+    let text =
+        fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    Ok(text
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|point| point != dir && point.starts_with(dir))
+        .collect())
+}
+
+/// A mountinfo field with its octal escapes (`\040` for a space) undone.
+fn unescape_mountinfo(field: &str) -> std::ffi::OsString {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
+            let d = std::str::from_utf8(d).ok()?;
+            u8::from_str_radix(d, 8).ok()
+        });
+        match (bytes[i], octal) {
+            (b'\\', Some(byte)) => {
+                out.push(byte);
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    std::os::unix::ffi::OsStringExt::from_vec(out)
 }
 
 #[cfg(test)]
@@ -745,6 +831,13 @@ mod tests {
         assert!(map_covers_first_ids("0 100000 65536\n"));
         assert!(!map_covers_first_ids("1000 1000 1\n"));
         assert!(!map_covers_first_ids("0 1000 1\n1 100000 65535\n"));
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape_mountinfo("/nix/store"), "/nix/store");
+        assert_eq!(unescape_mountinfo("/a\\040b\\011c"), "/a b\tc");
+        assert_eq!(unescape_mountinfo("/a\\x"), "/a\\x");
     }
 
     #[test]

@@ -144,21 +144,32 @@ fn fake_root_commands_set_owners_with_no_fakeroot_and_a_daemon_left_behind_ends(
     let nonce = nonce();
     let marker = format!("stevedore-daemon-{nonce}");
     // A daemon that double-forks, holds the build's output and would run
-    // for an hour; and a plain background job.
+    // for an hour; a plain background job; and writes through a symlink
+    // into the store, which must not reach the store.
     let body = format!(
-        r#"s.buildLayeredImage {{
+        r#"let
+          victim = derivation {{
+            name = "stevedore-victim-{nonce}";
+            system = builtins.currentSystem;
+            builder = "${{ex.busybox}}/bin/sh";
+            args = [ "-c" "mkdir $out && echo {nonce} > $out/file" ];
+          }};
+        in s.buildLayeredImage {{
           name = "stevedore-test-fake-root-{nonce}";
           tag = "latest";
-          contents = [ ex.busybox ];
+          contents = [ ex.busybox victim ];
           fakeRootCommands = ''
             mkdir -p data/private
             echo {nonce} > data/nonce
             chown 1000:1000 data data/nonce
             chown 2000:3000 data/private
             chmod 700 data/private
+            if chmod 666 file 2>/dev/null; then echo changed; else echo refused; fi > data/store-chmod
+            chown 1000:1000 file 2>/dev/null || true
             (sh -c 'sleep 3600; : {marker}' &)
             sleep 3600 &
           '';
+          passthru.victim = victim;
         }}"#
     );
     let dir = tempdir();
@@ -166,6 +177,23 @@ fn fake_root_commands_set_owners_with_no_fakeroot_and_a_daemon_left_behind_ends(
     assert!(
         no_process_with(&marker),
         "the daemon fakeRootCommands left is still running"
+    );
+    let victim = String::from_utf8(
+        run(nix()
+            .command("nix-instantiate")
+            .args(["--eval", "-E"])
+            .arg(expr("", &format!("({body}).victim.outPath"))))
+        .stdout,
+    )
+    .unwrap();
+    let victim_file = nix().host_path(&Path::new(victim.trim().trim_matches('"')).join("file"));
+    let md = std::fs::metadata(&victim_file).unwrap();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid()),
+        (0o444, 0, 0),
+        "{} was changed through the tree",
+        victim_file.display()
     );
     let image = podman_load(
         &archive,
@@ -175,15 +203,12 @@ fn fake_root_commands_set_owners_with_no_fakeroot_and_a_daemon_left_behind_ends(
         podman_run(
             &image,
             &[
-                "/bin/stat",
+                "/bin/sh",
                 "-c",
-                "%n %u:%g %a",
-                "/data",
-                "/data/nonce",
-                "/data/private"
+                "stat -c '%n %u:%g %a' /data /data/nonce /data/private; cat /data/store-chmod"
             ]
         ),
-        "/data 1000:1000 755\n/data/nonce 1000:1000 644\n/data/private 2000:3000 700\n"
+        "/data 1000:1000 755\n/data/nonce 1000:1000 644\n/data/private 2000:3000 700\nrefused\n"
     );
 }
 
