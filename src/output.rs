@@ -29,6 +29,48 @@ fn parent_of(target: &Path) -> Result<PathBuf> {
     Ok(parent)
 }
 
+/// An existing output target is replaced only when it is a regular file
+/// of this user's: a device (`/dev/null`), a fifo, a socket, a symlink
+/// (to whatever it names) or another user's file is refused, never
+/// replaced by the rename.
+fn check_replaceable(target: &Path) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = match fs::symlink_metadata(target) {
+        Ok(md) => md,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("output {}", target.display())),
+    };
+    let ft = md.file_type();
+    let what = if ft.is_dir() {
+        "a directory"
+    } else if ft.is_symlink() {
+        "a symlink"
+    } else if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_fifo() {
+        "a fifo"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        // SAFETY: no arguments.
+        let uid = unsafe { libc::geteuid() };
+        if md.uid() == uid {
+            return Ok(());
+        }
+        bail!(
+            "output {} is a file of uid {}, not this user's; remove it or choose another path",
+            target.display(),
+            md.uid()
+        );
+    };
+    bail!(
+        "output {} is {what}, which is not replaced; remove it or choose another path",
+        target.display()
+    )
+}
+
 fn temp_prefix(target: &Path) -> String {
     let name = target.file_name().unwrap_or_default().to_string_lossy();
     format!(".{name}.partial-")
@@ -43,9 +85,7 @@ pub struct AtomicFile {
 impl AtomicFile {
     pub fn create(target: &Path) -> Result<AtomicFile> {
         let parent = parent_of(target)?;
-        if target.is_dir() {
-            bail!("output {} is a directory", target.display());
-        }
+        check_replaceable(target)?;
         let tmp = tempfile::Builder::new()
             .prefix(&temp_prefix(target))
             .tempfile_in(&parent)

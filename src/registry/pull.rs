@@ -9,7 +9,15 @@
 //!   `/var/tmp`, so it works in the Nix sandbox), named after the output,
 //!   so a rerun after a failure finds the partial blobs and resumes each
 //!   with an HTTP `Range` request. The work directory is removed once the
-//!   output is written.
+//!   output is written. `TMPDIR` may be shared with other users (`/tmp`),
+//!   so the work directory lies in this user's own `stevedore-<uid>`
+//!   (mode 0700, checked to be a directory this user owns that no one
+//!   else may enter; when another user holds the name, the pull works in
+//!   a fresh private directory and cannot resume). Files there are opened
+//!   without following symlinks and made 0600; a blob found complete is
+//!   used only after its digest is checked again. A pull holds a lock on
+//!   its work directory, so two pulls to the same output take turns, and
+//!   a blob named twice in one manifest is downloaded once.
 //! - The output is written atomically ([`crate::output`]). The
 //!   docker-archive is deterministic: fixed names (`<digest>.tar`,
 //!   `<digest>.json`), a fixed time, sorted JSON, and the layer blobs as
@@ -17,6 +25,8 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -160,16 +170,23 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
         .map(|(i, l)| wanted(l, &format!("layer {}", i + 1)))
         .collect::<Result<_>>()?;
 
-    let work = work_dir(out, &digest)?;
+    let work_dir = WorkDir::lock(out, &digest)?;
+    let work = &work_dir.path;
     let progress = Progress::new(layers.len());
     let config_bytes = {
-        let path = download(&client, &work, &config_want, &progress, conn.retries)?;
+        let path = download(&client, work, &config_want, &progress, conn.retries)?;
         fs::read(&path).with_context(|| format!("reading {}", path.display()))?
     };
-    let paths = super::for_each_index(layers.len(), opts.jobs, |i| {
+    // Each blob once, however often the manifest names it.
+    let mut first: std::collections::BTreeMap<&Digest, usize> = Default::default();
+    let unique: Vec<usize> = (0..layers.len())
+        .filter(|&i| *first.entry(&layers[i].digest).or_insert(i) == i)
+        .collect();
+    let fetched = super::for_each_index(unique.len(), opts.jobs, |u| {
+        let i = unique[u];
         let started = Instant::now();
-        let before = partial_len(&work, &layers[i].digest);
-        let path = download(&client, &work, &layers[i], &progress, conn.retries)?;
+        let before = partial_len(work, &layers[i].digest);
+        let path = download(&client, work, &layers[i], &progress, conn.retries)?;
         let verb = if before > 0 { "resumed" } else { "downloaded" };
         progress.layer(
             i,
@@ -182,6 +199,23 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
         );
         Ok(path)
     })?;
+    let paths: Vec<PathBuf> = (0..layers.len())
+        .map(|i| {
+            let u = unique
+                .iter()
+                .position(|&j| j == first[&layers[i].digest])
+                .expect("every digest has a first layer");
+            if unique[u] != i {
+                progress.layer(
+                    i,
+                    &layers[i].digest.to_string(),
+                    Outcome::Skipped("the same as an earlier layer".into()),
+                    std::time::Duration::ZERO,
+                );
+            }
+            fetched[u].clone()
+        })
+        .collect();
     progress.finish();
 
     let tag = opts.tag.clone();
@@ -205,7 +239,7 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
             tag.as_deref(),
         )?,
     }
-    let _ = fs::remove_dir_all(&work);
+    work_dir.done();
     Ok(format!("{}@{digest}", src.name()))
 }
 
@@ -274,14 +308,146 @@ fn fetch_manifest(client: &Client, target: &str) -> Result<(Vec<u8>, String)> {
     Ok((bytes, media_type))
 }
 
-/// The work directory of a pull into `out`: the same for a rerun, so
-/// partial blobs are found again.
-fn work_dir(out: &Path, manifest: &Digest) -> Result<PathBuf> {
-    let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_owned());
-    let key = Digest::of(format!("{}\n{manifest}", abs.display()).as_bytes());
-    let dir = std::env::temp_dir().join(format!("stevedore-pull-{}", &key.hex()[..16]));
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
+/// The work directory of a pull into `out`, locked: the same for a
+/// rerun, so partial blobs are found again. Removed when dropped after
+/// a pull that wrote its output ([`WorkDir::done`]); kept after a
+/// failure, for the rerun.
+struct WorkDir {
+    path: PathBuf,
+    /// The lock (`flock` on `lock` inside), held while this lives.
+    _lock: File,
+    /// A fresh private directory holding it, not to be found again:
+    /// removed however the pull ends.
+    fresh: Option<PathBuf>,
+}
+
+impl WorkDir {
+    fn lock(out: &Path, manifest: &Digest) -> Result<WorkDir> {
+        let abs = std::path::absolute(out).unwrap_or_else(|_| out.to_owned());
+        let key = Digest::of(format!("{}\n{manifest}", abs.display()).as_bytes());
+        let name = format!("pull-{}", &key.hex()[..16]);
+        let (parent, fresh) = match private_dir()? {
+            Some(dir) => (dir, None),
+            None => {
+                let dir = tempfile::Builder::new()
+                    .prefix("stevedore-pull-")
+                    .tempdir()
+                    .context("making a private work directory")?
+                    .keep();
+                (dir.clone(), Some(dir))
+            }
+        };
+        let path = parent.join(name);
+        // A pull that finished meanwhile removed the directory and its
+        // lock file: the lock held must be the one at the path.
+        for _ in 0..100 {
+            make_private_dir(&path, true)?;
+            let lock_path = path.join("lock");
+            let lock = open_private(&lock_path, false)?;
+            // SAFETY: a descriptor owned here.
+            if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+                bail!(
+                    "locking {}: {}",
+                    lock_path.display(),
+                    std::io::Error::last_os_error()
+                );
+            }
+            let held = lock.metadata()?;
+            if fs::symlink_metadata(&lock_path)
+                .is_ok_and(|m| m.dev() == held.dev() && m.ino() == held.ino())
+            {
+                return Ok(WorkDir {
+                    path,
+                    _lock: lock,
+                    fresh,
+                });
+            }
+        }
+        bail!("{}: another pull keeps removing it", path.display())
+    }
+
+    /// The pull wrote its output: the blobs are not needed again.
+    fn done(self) {
+        let _ = fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.fresh {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// `TMPDIR/stevedore-<uid>`, made or checked: a directory (not a
+/// symlink) this user owns, that no other user may enter. None when
+/// another user holds the name, or it is not safe to use.
+fn private_dir() -> Result<Option<PathBuf>> {
+    // SAFETY: no arguments.
+    let uid = unsafe { libc::geteuid() };
+    let dir = std::env::temp_dir().join(format!("stevedore-{uid}"));
+    make_private_dir(&dir, false).map(Some).or_else(|e| {
+        eprintln!(
+            "stevedore: warning: {e:#}; pulling into a fresh directory, which cannot be resumed"
+        );
+        Ok(None)
+    })
+}
+
+/// Makes `dir` with mode 0700, or checks that the one there is a
+/// directory of this user's that no one else may enter. Inside a private
+/// directory (`within_private`), a looser mode is this user's own doing
+/// and is tightened.
+fn make_private_dir(dir: &Path, within_private: bool) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(dir.to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("creating {}", dir.display())),
+    }
+    let md = fs::symlink_metadata(dir).with_context(|| format!("reading {}", dir.display()))?;
+    // SAFETY: no arguments.
+    let uid = unsafe { libc::geteuid() };
+    if !md.is_dir() {
+        bail!("{} is not a directory", dir.display());
+    }
+    if md.uid() != uid {
+        bail!(
+            "{} belongs to uid {}, not to this user",
+            dir.display(),
+            md.uid()
+        );
+    }
+    if md.mode() & 0o077 != 0 && within_private {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("making {} private", dir.display()))?;
+    } else if md.mode() & 0o077 != 0 {
+        bail!(
+            "{} has mode {:o}: other users may enter it",
+            dir.display(),
+            md.mode() & 0o7777
+        );
+    }
+    Ok(dir.to_owned())
+}
+
+/// Opens a file of the work directory for writing (appending or not),
+/// made 0600 if new, never through a symlink.
+fn open_private(path: &Path, append: bool) -> Result<File> {
+    let mut options = OpenOptions::new();
+    options
+        .write(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if append {
+        options.append(true);
+    }
+    options
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 fn partial_path(work: &Path, digest: &Digest) -> PathBuf {
@@ -302,9 +468,13 @@ fn download(
     retries: u32,
 ) -> Result<PathBuf> {
     let done = work.join(blob.digest.hex());
-    if fs::metadata(&done).is_ok_and(|m| m.len() == blob.size) {
+    // A blob a failed pull finished: its bytes are checked again.
+    if fs::symlink_metadata(&done).is_ok_and(|m| m.is_file() && m.len() == blob.size)
+        && file_digest(&done).is_ok_and(|d| d == blob.digest)
+    {
         return Ok(done);
     }
+    let _ = fs::remove_file(&done);
     let partial = partial_path(work, &blob.digest);
     let url = client.url(&format!("blobs/{}", blob.digest));
     let mut failures = 0;
@@ -364,13 +534,13 @@ fn fetch_into(
         bail!("{}", client.error_line(&what, reply));
     }
     let mut file = if reply.status().as_u16() == 206 {
-        OpenOptions::new()
-            .append(true)
-            .open(partial)
-            .with_context(|| format!("opening {}", partial.display()))?
+        open_private(partial, true)?
     } else {
         have = 0;
-        File::create(partial).with_context(|| format!("creating {}", partial.display()))?
+        let file = open_private(partial, false)?;
+        file.set_len(0)
+            .with_context(|| format!("truncating {}", partial.display()))?;
+        file
     };
     if let Some(len) = header(&reply, "content-length").and_then(|l| l.parse::<u64>().ok())
         && have + len > blob.size
@@ -434,7 +604,11 @@ impl std::fmt::Display for ShortBody {
 impl std::error::Error for ShortBody {}
 
 fn file_digest(path: &Path) -> Result<Digest> {
-    let mut file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .with_context(|| format!("reading {}", path.display()))?;
     let mut hashing = HashingWriter::new(std::io::sink());
     std::io::copy(&mut file, &mut hashing)
         .with_context(|| format!("reading {}", path.display()))?;

@@ -380,3 +380,86 @@ fn existing_oci_dir_is_left_alone() {
         "temporary files left"
     );
 }
+
+/// Issue 11, case 3: `--out` onto a device node, a fifo, a symlink (to a
+/// fifo or to a file) or another user's file is refused with one line, and
+/// the node is left as it was; never replaced by a regular file.
+#[test]
+fn outputs_that_are_not_our_regular_files_are_refused_and_left_alone() {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let busybox = crate::common::busybox_store_path();
+    let spec_dir = tempdir();
+    let spec_path = write_spec(
+        spec_dir.path(),
+        &spec("out", &[vec![busybox.as_path()]], json!({})),
+    );
+    let dir = tempdir();
+    let d = dir.path();
+    let node = |name: &str, mode: libc::mode_t, dev: libc::dev_t| {
+        let path = d.join(name);
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a C string owned here.
+        assert_eq!(
+            unsafe { libc::mknod(c.as_ptr(), mode, dev) },
+            0,
+            "mknod {name}"
+        );
+        path
+    };
+    // The null device's numbers, as a node of the test's own directory.
+    let device = node("null", libc::S_IFCHR | 0o666, libc::makedev(1, 3));
+    let fifo = node("fifo", libc::S_IFIFO | 0o644, 0);
+    let link_to_fifo = d.join("link-to-fifo");
+    std::os::unix::fs::symlink(&fifo, &link_to_fifo).unwrap();
+    let file = d.join("file");
+    fs::write(&file, "kept\n").unwrap();
+    let link_to_file = d.join("link-to-file");
+    std::os::unix::fs::symlink(&file, &link_to_file).unwrap();
+    let theirs = d.join("theirs");
+    fs::write(&theirs, "nobody's\n").unwrap();
+    std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+    let cases = [
+        (&device, "is a character device"),
+        (&fifo, "is a fifo"),
+        (&link_to_fifo, "is a symlink"),
+        (&link_to_file, "is a symlink"),
+        (&theirs, "is a file of uid 65534"),
+    ];
+    for (target, said) in cases {
+        for (format, compress) in [("docker-archive", "none"), ("oci-archive", "gzip")] {
+            let out = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+                .arg("build")
+                .arg(&spec_path)
+                .args(["--format", format, "--compress", compress, "--out"])
+                .arg(target)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{}: {stderr}", target.display());
+            assert_one_line_error(&stderr, &target.display().to_string());
+            assert!(
+                stderr.contains(&format!("output {} {said}", target.display())),
+                "{stderr}"
+            );
+        }
+    }
+    let kind = |p: &Path| fs::symlink_metadata(p).unwrap().file_type();
+    assert!(kind(&device).is_char_device());
+    assert!(kind(&fifo).is_fifo());
+    assert!(kind(&link_to_fifo).is_symlink() && kind(&link_to_file).is_symlink());
+    assert_eq!(fs::read_to_string(&file).unwrap(), "kept\n");
+    assert_eq!(fs::read_to_string(&theirs).unwrap(), "nobody's\n");
+    assert_eq!(fs::metadata(&theirs).unwrap().uid(), 65534);
+    // Nothing else was left beside them.
+    assert_eq!(
+        crate::common::dir_names(d),
+        [
+            "fifo",
+            "file",
+            "link-to-fifo",
+            "link-to-file",
+            "null",
+            "theirs"
+        ]
+    );
+}

@@ -19,3 +19,4 @@ mod oci_index;
 mod registry;
 mod reproducible;
 mod run_as_root;
+mod shared_tmp;

@@ -19,7 +19,7 @@ use crate::common::{
 };
 
 /// A number no other test (or concurrent test run) uses.
-fn unique() -> u64 {
+pub(crate) fn unique() -> u64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     u64::from(std::process::id()) * 1000 + COUNTER.fetch_add(1, Ordering::Relaxed)
 }
@@ -70,7 +70,13 @@ fn build_image(
 
 /// A gzip OCI layout (`DIR/layout`) of one store path holding one file of
 /// `size` noise bytes: the image most registry tests push.
-fn one_file_layout(dir: &Path, path_prefix: &str, name: &str, size: usize, seed: u64) -> PathBuf {
+pub(crate) fn one_file_layout(
+    dir: &Path,
+    path_prefix: &str,
+    name: &str,
+    size: usize,
+    seed: u64,
+) -> PathBuf {
     let data = store_path_with(
         &format!("{path_prefix}-{}", unique()),
         &[("f", noise(size, seed))],
@@ -79,14 +85,14 @@ fn one_file_layout(dir: &Path, path_prefix: &str, name: &str, size: usize, seed:
 }
 
 /// An OCI layout's manifest: digest, bytes, layer digests.
-struct Layout {
+pub(crate) struct Layout {
     dir: PathBuf,
-    digest: String,
+    pub(crate) digest: String,
     manifest: Vec<u8>,
 }
 
 impl Layout {
-    fn read(dir: &Path) -> Layout {
+    pub(crate) fn read(dir: &Path) -> Layout {
         let index: Value =
             serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
         let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
@@ -99,11 +105,11 @@ impl Layout {
         }
     }
 
-    fn doc(&self) -> Value {
+    pub(crate) fn doc(&self) -> Value {
         serde_json::from_slice(&self.manifest).unwrap()
     }
 
-    fn layers(&self) -> Vec<String> {
+    pub(crate) fn layers(&self) -> Vec<String> {
         self.doc()["layers"]
             .as_array()
             .unwrap()
@@ -112,11 +118,11 @@ impl Layout {
             .collect()
     }
 
-    fn config(&self) -> String {
+    pub(crate) fn config(&self) -> String {
         self.doc()["config"]["digest"].as_str().unwrap().to_owned()
     }
 
-    fn blob(&self, digest: &str) -> Vec<u8> {
+    pub(crate) fn blob(&self, digest: &str) -> Vec<u8> {
         let bytes = fs::read(blob_path(&self.dir, digest)).unwrap();
         assert_eq!(
             sha256(&bytes),
@@ -127,7 +133,7 @@ impl Layout {
     }
 }
 
-fn blob_path(dir: &Path, digest: &str) -> PathBuf {
+pub(crate) fn blob_path(dir: &Path, digest: &str) -> PathBuf {
     dir.join("blobs/sha256")
         .join(digest.strip_prefix("sha256:").unwrap())
 }
@@ -141,7 +147,7 @@ fn stdout_lines(out: &Output) -> Vec<String> {
 
 /// `stevedore push SOURCE DEST` with the registry's arguments; returns the
 /// output.
-fn push(reg: &Registry, source: &Path, dest: &str, extra: &[&str]) -> Output {
+pub(crate) fn push(reg: &Registry, source: &Path, dest: &str, extra: &[&str]) -> Output {
     run(reg
         .stevedore()
         .arg("push")
@@ -152,7 +158,7 @@ fn push(reg: &Registry, source: &Path, dest: &str, extra: &[&str]) -> Output {
 }
 
 /// `stevedore pull SRC --out OUT` with the registry's arguments.
-fn pull(reg: &Registry, src: &str, out: &Path, extra: &[&str]) -> Output {
+pub(crate) fn pull(reg: &Registry, src: &str, out: &Path, extra: &[&str]) -> Output {
     run(reg
         .stevedore()
         .arg("pull")
@@ -538,24 +544,17 @@ fn second_push_uploads_only_the_changed_layer() {
 // ---------------------------------------------------------------------------
 // Cut connections.
 
-/// The work directories of pulls under `tmp`, and the bytes of their
-/// partial blobs.
+/// The bytes of the partial blobs of pulls under `tmp`, in whatever
+/// work directories they are.
 fn partial_bytes(tmp: &Path) -> u64 {
     let mut total = 0;
     for entry in fs::read_dir(tmp).unwrap() {
         let entry = entry.unwrap();
-        if !entry
-            .file_name()
-            .to_string_lossy()
-            .starts_with("stevedore-pull-")
-        {
-            continue;
-        }
-        for blob in fs::read_dir(entry.path()).unwrap() {
-            let blob = blob.unwrap();
-            if blob.file_name().to_string_lossy().ends_with(".partial") {
-                total += blob.metadata().unwrap().len();
-            }
+        let md = fs::symlink_metadata(entry.path()).unwrap();
+        if md.is_dir() {
+            total += partial_bytes(&entry.path());
+        } else if entry.file_name().to_string_lossy().ends_with(".partial") {
+            total += md.len();
         }
     }
     total
@@ -735,7 +734,7 @@ fn cut_pushes_resume() {
 
 /// Runs a command that must fail with exactly one `stevedore: error:` line
 /// (progress lines may come before it) and exit code 1; returns the line.
-fn run_fails(cmd: &mut Command) -> String {
+pub(crate) fn run_fails(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{cmd:?}: {stderr}");
