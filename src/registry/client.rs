@@ -253,7 +253,10 @@ impl Client {
         for (k, v) in headers {
             req = req.header(*k, v);
         }
-        if with_auth && let Some(auth) = self.auth.lock().unwrap().clone() {
+        if with_auth
+            && same_origin(url, &self.base)
+            && let Some(auth) = self.auth.lock().unwrap().clone()
+        {
             req = req.header("authorization", auth);
         }
         match body {
@@ -442,6 +445,24 @@ impl Client {
     }
 }
 
+/// Whether `url` is at `base`'s origin: the same scheme, host and port
+/// (the scheme's default when none is given). The one rule for where the
+/// registry's credentials may go: an upload `Location` elsewhere gets
+/// none.
+pub fn same_origin(url: &str, base: &str) -> bool {
+    fn origin(url: &str) -> Option<(String, String, u16)> {
+        let uri: ureq::http::Uri = url.parse().ok()?;
+        let scheme = uri.scheme_str()?.to_ascii_lowercase();
+        let port = uri.port_u16().or(match scheme.as_str() {
+            "https" => Some(443),
+            "http" => Some(80),
+            _ => None,
+        })?;
+        Some((scheme, uri.host()?.to_ascii_lowercase(), port))
+    }
+    matches!((origin(url), origin(base)), (Some(a), Some(b)) if a == b)
+}
+
 /// The agent: TLS roots from the environment, no automatic errors on
 /// status codes (every status is interpreted here).
 fn agent(tls_verify: bool) -> Result<Agent> {
@@ -454,7 +475,10 @@ fn agent(tls_verify: bool) -> Result<Agent> {
         .tls_config(tls.build())
         .timeout_connect(Some(CONNECT_TIMEOUT))
         .timeout_recv_response(Some(RESPONSE_TIMEOUT))
-        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::SameHost)
+        // ureq's SameHost compares hosts, not ports: a redirect to
+        // another port of the registry's host (another user's server on a
+        // shared machine) would get the credentials. Redirects get none.
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
         .user_agent(concat!("stevedore/", env!("CARGO_PKG_VERSION")))
         .build();
     Ok(config.into())
@@ -636,6 +660,21 @@ pub fn percent_encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn credentials_stay_at_the_registry_origin() {
+        let base = "https://registry.example:5000";
+        assert!(same_origin(
+            "https://registry.example:5000/v2/a/blobs/uploads/1",
+            base
+        ));
+        assert!(same_origin("https://REGISTRY.example:5000/x", base));
+        assert!(!same_origin("https://registry.example:5001/x", base));
+        assert!(!same_origin("http://registry.example:5000/x", base));
+        assert!(!same_origin("https://other.example:5000/x", base));
+        assert!(same_origin("https://r.example/x", "https://r.example:443"));
+        assert!(!same_origin("not a url", base));
+    }
+
     use super::*;
 
     #[test]

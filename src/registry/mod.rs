@@ -62,6 +62,13 @@ impl Reference {
                 "{what} {text:?} must start with docker://, as in docker://localhost:5000/hello:latest"
             );
         };
+        let authority = rest.split('/').next().unwrap_or(rest);
+        if let Some((_, host)) = authority.rsplit_once('@') {
+            // Never repeated: it may hold a password.
+            bail!(
+                "{what}: credentials in the reference (USER:PASSWORD@ before {host:?}) are not taken, and the reference is not shown; give them with --creds, or log in with podman login or docker login"
+            );
+        }
         let Some((host, path)) = rest.split_once('/') else {
             bail!(
                 "{what} {text:?} has no repository; give docker://HOST/REPO:TAG, as in docker://localhost:5000/hello:latest"

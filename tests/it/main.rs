@@ -9,6 +9,7 @@ mod consumers;
 mod export;
 mod from_image;
 mod hostile;
+mod hostile_registry;
 mod layers;
 mod layers_cli;
 mod merge;

@@ -1,0 +1,335 @@
+//! Registries that try to take the credentials stevedore was given for
+//! them elsewhere (issue 11, cases 4 and 5): an upload `Location` on
+//! another host or port, a blob redirected to another port. Credentials go
+//! to the registry's own origin (scheme, host and port) and nowhere else.
+//! The servers are small hostile HTTP servers on 127.0.0.1 that record what
+//! they are sent.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+
+use crate::common::{build, busybox_store_path, spec, stevedore, tempdir, write_spec};
+use crate::registry::Layout;
+
+/// One request a server got.
+#[derive(Clone, Debug)]
+struct Request {
+    method: String,
+    path: String,
+    /// Header names lowercased.
+    headers: BTreeMap<String, String>,
+}
+
+/// An answer: status, headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// An HTTP/1.1 server on 127.0.0.1 that answers every request with
+/// `answer` and records it; it stops when dropped (or after 10 minutes).
+struct Server {
+    port: u16,
+    seen: Arc<Mutex<Vec<Request>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Server {
+    fn start(answer: impl Fn(&Request, u16) -> Answer + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let answer = Arc::new(answer);
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            while !stop2.load(Ordering::SeqCst) && Instant::now() < deadline {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                let (seen, answer) = (seen2.clone(), answer.clone());
+                std::thread::spawn(move || {
+                    let _ = stream.set_nonblocking(false);
+                    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut stream = stream;
+                    // Keep-alive: one request after another.
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let mut parts = line.split_whitespace();
+                        let method = parts.next().unwrap_or_default().to_owned();
+                        let path = parts.next().unwrap_or_default().to_owned();
+                        let mut headers = BTreeMap::new();
+                        loop {
+                            let mut h = String::new();
+                            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            let h = h.trim_end();
+                            if h.is_empty() {
+                                break;
+                            }
+                            if let Some((k, v)) = h.split_once(':') {
+                                headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+                            }
+                        }
+                        let len: usize = headers
+                            .get("content-length")
+                            .and_then(|l| l.parse().ok())
+                            .unwrap_or(0);
+                        let mut body = vec![0u8; len];
+                        if reader.read_exact(&mut body).is_err() {
+                            return;
+                        }
+                        let request = Request {
+                            method,
+                            path,
+                            headers,
+                        };
+                        seen.lock().unwrap().push(request.clone());
+                        let (status, extra, body) = answer(&request, port);
+                        let mut head =
+                            format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+                        for (k, v) in extra {
+                            head.push_str(&format!("{k}: {v}\r\n"));
+                        }
+                        head.push_str("\r\n");
+                        if stream.write_all(head.as_bytes()).is_err()
+                            || (request.method != "HEAD" && stream.write_all(&body).is_err())
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Server { port, seen, stop }
+    }
+
+    fn requests(&self) -> Vec<Request> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+const USER: &str = "alice";
+const PASSWORD: &str = "s3cret-for-the-registry";
+
+fn basic() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    )
+}
+
+/// The registry's side of Basic auth: 401 with a challenge until the
+/// credentials come.
+fn unauthorized(request: &Request) -> Option<Answer> {
+    (request.headers.get("authorization") != Some(&basic())).then(|| {
+        (
+            401,
+            vec![("WWW-Authenticate".into(), "Basic realm=\"registry\"".into())],
+            Vec::new(),
+        )
+    })
+}
+
+/// A small OCI layout to push and to serve.
+fn small_layout(dir: &Path) -> std::path::PathBuf {
+    let busybox = busybox_store_path();
+    let spec_path = write_spec(
+        dir,
+        &spec("hostile", &[vec![busybox.as_path()]], serde_json::json!({})),
+    );
+    let out = dir.join("layout");
+    build(&spec_path, "oci-dir", "gzip", &out);
+    out
+}
+
+fn assert_no_credentials(server: &Server, what: &str) {
+    let requests = server.requests();
+    assert!(!requests.is_empty(), "{what}: the server was never asked");
+    for r in requests {
+        assert!(
+            !r.headers.contains_key("authorization"),
+            "{what}: {} {} carried Authorization: {:?}",
+            r.method,
+            r.path,
+            r.headers["authorization"]
+        );
+    }
+}
+
+#[test]
+fn an_upload_location_on_another_port_gets_no_credentials() {
+    let dir = tempdir();
+    let layout = small_layout(dir.path());
+    // Where the hostile registry sends the uploads: it takes them.
+    let elsewhere = Server::start(|r, _| {
+        let digest = r
+            .path
+            .split("digest=")
+            .nth(1)
+            .unwrap_or_default()
+            .replace("%3A", ":");
+        (
+            201,
+            vec![("Docker-Content-Digest".into(), digest)],
+            Vec::new(),
+        )
+    });
+    let other = elsewhere.port;
+    let registry = Server::start(move |r, _| {
+        if let Some(challenge) = unauthorized(r) {
+            return challenge;
+        }
+        match (r.method.as_str(), r.path.as_str()) {
+            ("GET", "/v2/") => (200, vec![], b"{}".to_vec()),
+            ("HEAD", _) => (404, vec![], Vec::new()),
+            ("POST", p) if p.contains("/blobs/uploads/") => (
+                202,
+                vec![(
+                    "Location".into(),
+                    format!("http://127.0.0.1:{other}/upload/1?state=x"),
+                )],
+                Vec::new(),
+            ),
+            ("PUT", p) if p.contains("/manifests/") => (201, vec![], Vec::new()),
+            _ => (404, vec![], Vec::new()),
+        }
+    });
+    let out = stevedore()
+        .arg("push")
+        .arg(&layout)
+        .arg(format!("docker://127.0.0.1:{}/app:1", registry.port))
+        .args([
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
+        .args(["--retries", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert!(
+        elsewhere.requests().iter().any(|r| r.method == "PUT"),
+        "the upload did not go to the Location"
+    );
+    assert_no_credentials(&elsewhere, "the upload location");
+}
+
+#[test]
+fn a_blob_redirected_to_another_port_gets_no_credentials() {
+    let dir = tempdir();
+    let layout = small_layout(dir.path());
+    let image = Layout::read(&layout);
+    let manifest = std::fs::read(crate::registry::blob_path(&layout, &image.digest)).unwrap();
+    let blobs_dir = layout.join("blobs/sha256");
+    // Serves every blob, to whoever asks.
+    let elsewhere = Server::start(move |r, _| {
+        let hex = r.path.rsplit(':').next().unwrap_or_default();
+        match std::fs::read(blobs_dir.join(hex)) {
+            Ok(bytes) => (200, vec![], bytes),
+            Err(_) => (404, vec![], Vec::new()),
+        }
+    });
+    let other = elsewhere.port;
+    let digest = image.digest.clone();
+    let registry = Server::start(move |r, _| {
+        if let Some(challenge) = unauthorized(r) {
+            return challenge;
+        }
+        match r.path.as_str() {
+            "/v2/" => (200, vec![], b"{}".to_vec()),
+            p if p.ends_with(&format!("/manifests/{digest}")) => (
+                200,
+                vec![(
+                    "Content-Type".into(),
+                    "application/vnd.oci.image.manifest.v1+json".into(),
+                )],
+                manifest.clone(),
+            ),
+            p if p.contains("/blobs/") => (
+                307,
+                vec![(
+                    "Location".into(),
+                    format!(
+                        "http://127.0.0.1:{other}/cdn/{}",
+                        p.rsplit('/').next().unwrap()
+                    ),
+                )],
+                Vec::new(),
+            ),
+            _ => (404, vec![], Vec::new()),
+        }
+    });
+    let out_dir = tempdir();
+    let out = stevedore()
+        .env("TMPDIR", out_dir.path())
+        .arg("pull")
+        .arg(format!(
+            "docker://127.0.0.1:{}/app@{}",
+            registry.port, image.digest
+        ))
+        .arg("--out")
+        .arg(out_dir.path().join("image.tar"))
+        .args([
+            "--tls-verify=false",
+            "--creds",
+            &format!("{USER}:{PASSWORD}"),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_no_credentials(&elsewhere, "the redirected blob");
+}
+
+#[test]
+fn a_password_in_the_reference_is_refused_without_being_repeated() {
+    let dir = tempdir();
+    let layout = small_layout(dir.path());
+    let reference = format!("docker://{USER}:{PASSWORD}@127.0.0.1:1/app");
+    let runs = [
+        stevedore()
+            .arg("push")
+            .arg(&layout)
+            .arg(format!("{reference}:1"))
+            .output()
+            .unwrap(),
+        stevedore()
+            .arg("pull")
+            .arg(format!("{reference}@sha256:{}", "0".repeat(64)))
+            .arg("--out")
+            .arg(dir.path().join("image.tar"))
+            .output()
+            .unwrap(),
+    ];
+    for out in runs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        crate::common::assert_one_line_error(&stderr, "a reference with credentials");
+        assert!(!stderr.contains(PASSWORD), "{stderr}");
+        assert!(
+            stderr.contains("credentials in the reference") && stderr.contains("--creds"),
+            "{stderr}"
+        );
+    }
+}
