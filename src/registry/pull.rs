@@ -62,7 +62,7 @@ pub struct PullOptions {
 }
 
 /// Largest manifest or config read into memory.
-const DOCUMENT_LIMIT: u64 = 16 << 20;
+use super::source::DOCUMENT_LIMIT;
 /// The time of every entry of the docker-archive written.
 const ARCHIVE_MTIME: u64 = 1;
 
@@ -161,6 +161,12 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
         .clone()
         .with_context(|| format!("{src}: manifest {digest} has no config"))?;
     let config_want = wanted(&config, "the config")?;
+    if config_want.size > DOCUMENT_LIMIT {
+        bail!(
+            "{src}: the config is {} bytes, says manifest {digest}; configs are read whole, up to {DOCUMENT_LIMIT} bytes",
+            config_want.size
+        );
+    }
     let layers: Vec<Wanted> = doc
         .layers
         .clone()

@@ -40,9 +40,22 @@ pub struct BlobFile {
     pub size: u64,
 }
 
+/// The largest document (manifest, index, config, `manifest.json`) read
+/// whole into memory; a blob that says it is larger is refused before a
+/// byte is read.
+pub const DOCUMENT_LIMIT: u64 = 16 << 20;
+
 impl BlobFile {
-    /// Reads the whole blob (configs and manifests).
+    /// Reads the whole blob (configs and manifests), up to
+    /// [`DOCUMENT_LIMIT`].
     pub fn read(&self) -> Result<Vec<u8>> {
+        if self.size > DOCUMENT_LIMIT {
+            bail!(
+                "{} is {} bytes; documents (manifests, indexes, configs) are read whole, up to {DOCUMENT_LIMIT} bytes",
+                self.path.display(),
+                self.size
+            );
+        }
         let mut file =
             File::open(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
         file.seek(SeekFrom::Start(self.offset))?;
@@ -393,9 +406,12 @@ pub struct DirBlobs(pub PathBuf);
 impl Blobs for DirBlobs {
     fn file(&self, name: &str) -> Result<BlobFile> {
         let path = self.0.join(name);
-        let size = std::fs::metadata(&path)
-            .with_context(|| format!("{name} is missing"))?
-            .len();
+        let md = std::fs::metadata(&path).with_context(|| format!("{name} is missing"))?;
+        // A fifo or a device would never end, or never start.
+        if !md.is_file() {
+            bail!("{name} is not a regular file");
+        }
+        let size = md.len();
         Ok(BlobFile {
             path,
             offset: 0,

@@ -392,3 +392,77 @@ fn hostile_manifest_names_missing_config() {
     fs::write(&path, tar_of(&members)).unwrap();
     export_refuses(&path, &[], &["\"gone.json\", which is not in the archive"]);
 }
+
+/// Points `layout`'s manifest at `config` (a file written under the name
+/// `digest`, claiming `size` bytes) and writes manifest and index again.
+fn with_config_blob(layout: &Path, digest: &str, size: u64) {
+    let image = crate::registry::Layout::read(layout);
+    let mut manifest = image.doc();
+    manifest["config"]["digest"] = json!(digest);
+    manifest["config"]["size"] = json!(size);
+    let bytes = serde_json::to_vec(&manifest).unwrap();
+    let manifest_digest = sha256(&bytes);
+    fs::write(crate::registry::blob_path(layout, &manifest_digest), &bytes).unwrap();
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest,
+            "size": bytes.len(),
+        }],
+    });
+    fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Issue 11, cases 9 and 15: an OCI layout whose config blob is a fifo, or
+/// says it is 200 MB, is refused at once with one line, reading nothing of
+/// it: by export and merge (the fifo), by export (the size).
+#[test]
+fn a_config_that_is_a_fifo_or_huge_is_refused_at_once() {
+    let dir = tempdir();
+    let layout = crate::registry::one_file_layout(dir.path(), "cfg", "cfg", 1000, 41);
+    let fifo_digest = sha256(b"a fifo");
+    let fifo = crate::registry::blob_path(&layout, &fifo_digest);
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a C string owned here.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let huge_digest = sha256(b"a huge config");
+    let huge = crate::registry::blob_path(&layout, &huge_digest);
+    fs::File::create(&huge).unwrap().set_len(200 << 20).unwrap();
+
+    // Merge copies a config without reading it whole, so only the fifo
+    // concerns it.
+    for (digest, size, said, commands) in [
+        (
+            &fifo_digest,
+            0,
+            "is not a regular file",
+            &["export", "merge"][..],
+        ),
+        (
+            &huge_digest,
+            200 << 20,
+            "up to 16777216 bytes",
+            &["export"][..],
+        ),
+    ] {
+        with_config_blob(&layout, digest, size);
+        let out = dir.path().join("out.tar");
+        for command in commands {
+            let args = [command.to_string(), layout.display().to_string()];
+            let done = crate::common::run_bounded(
+                stevedore().args(&args).arg("--out").arg(&out),
+                std::time::Duration::from_secs(60),
+            );
+            let stderr = String::from_utf8_lossy(&done.stderr);
+            assert_eq!(done.status.code(), Some(1), "{args:?}: {stderr}");
+            assert_one_line_error(&stderr, &format!("{args:?}"));
+            assert!(stderr.contains(said), "{args:?}: {stderr}");
+            assert!(!out.exists());
+        }
+    }
+}

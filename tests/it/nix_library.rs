@@ -10,12 +10,10 @@
 //! nonce, so no earlier result is reused.
 
 use std::collections::BTreeSet;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::{REPO, nix, podman_load, podman_run, run, tempdir};
+use crate::common::{REPO, nix, podman_load, podman_run, run, run_bounded, tempdir};
 use crate::nix_examples::{archive_layers, store_paths_in};
 
 /// A value no earlier run used.
@@ -43,44 +41,6 @@ fn expr(library_args: &str, body: &str) -> String {
         "let ex = import {REPO}/examples {{ {} }}; s = import {REPO}/nix {{ helper = {helper}; {tools} }}; in {body}",
         nix().example_attrs()
     )
-}
-
-/// Runs a command for at most `limit`, killing it after; its output.
-fn run_bounded(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    let mut stdout = child.stdout.take().unwrap();
-    let mut stderr = child.stderr.take().unwrap();
-    let out_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stdout.read_to_end(&mut b);
-        b
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut b = Vec::new();
-        let _ = stderr.read_to_end(&mut b);
-        b
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not end within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
 }
 
 /// Builds `expr` with this Nix, bounded in time; the result's store path
