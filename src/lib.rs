@@ -28,6 +28,7 @@ pub mod reference;
 pub mod registry;
 pub mod rootfs;
 pub mod spec;
+pub mod terminal;
 
 use anyhow::{Context, Result};
 

@@ -578,7 +578,8 @@ fn api_code(reply: Reply) -> Option<String> {
         .filter(|c| !c.is_control())
         .take(200)
         .collect();
-    Some(format!(" {}: {message}", first.code))
+    let code: String = first.code.chars().take(100).collect();
+    Some(format!(" {code}: {message}"))
 }
 
 /// A `WWW-Authenticate` challenge: a scheme and `key="value"` parameters.

@@ -395,7 +395,8 @@ fn private_dir() -> Result<Option<PathBuf>> {
     let dir = std::env::temp_dir().join(format!("stevedore-{uid}"));
     make_private_dir(&dir, false).map(Some).or_else(|e| {
         eprintln!(
-            "stevedore: warning: {e:#}; pulling into a fresh directory, which cannot be resumed"
+            "stevedore: warning: {}; pulling into a fresh directory, which cannot be resumed",
+            crate::terminal::escape(&format!("{e:#}"))
         );
         Ok(None)
     })

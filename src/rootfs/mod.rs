@@ -69,7 +69,10 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Err(e) = remove_tree(&self.path) {
-            eprintln!("stevedore: warning: removing {}: {e}", self.path.display());
+            eprintln!(
+                "stevedore: warning: {}",
+                crate::terminal::escape(&format!("removing {}: {e}", self.path.display()))
+            );
         }
     }
 }

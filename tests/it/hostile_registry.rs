@@ -333,3 +333,39 @@ fn a_password_in_the_reference_is_refused_without_being_repeated() {
         );
     }
 }
+
+/// Issue 11, case 11: a registry's error code that would erase the line
+/// (`ESC[2K\r`) and a message with a bidirectional override reach the
+/// terminal escaped, on one line.
+#[test]
+fn control_characters_from_a_registry_are_escaped() {
+    let registry = Server::start(|r, _| match r.path.as_str() {
+        "/v2/" => (200, vec![], b"{}".to_vec()),
+        _ => (
+            404,
+            vec![("Content-Type".into(), "application/json".into())],
+            br#"{"errors":[{"code":"\u001b[2K\rALL GOOD \u202egnp.exe","message":"x"}]}"#.to_vec(),
+        ),
+    });
+    let dir = tempdir();
+    let out = stevedore()
+        .env("TMPDIR", dir.path())
+        .arg("pull")
+        .arg(format!("docker://127.0.0.1:{}/app:1", registry.port))
+        .arg("--out")
+        .arg(dir.path().join("image.tar"))
+        .args(["--tls-verify=false", "--retries", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    crate::common::assert_one_line_error(&stderr, "an error code with controls");
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\r') && !stderr.contains('\u{202e}'),
+        "{stderr:?}"
+    );
+    assert!(
+        stderr.contains(r"\x1b[2K\rALL GOOD \u{202e}gnp.exe"),
+        "{stderr:?}"
+    );
+}
