@@ -65,12 +65,34 @@ impl fmt::Display for NoPlatform {
         if self.have.is_empty() {
             return write!(f, "its entries name no platform");
         }
-        let have: Vec<String> = self.have.iter().map(Platform::to_string).collect();
-        write!(f, "its platforms are {}", have.join(", "))
+        // A hostile index may list thousands: the first few, each cut
+        // short, and how many more.
+        let shown: Vec<String> = self
+            .have
+            .iter()
+            .take(SHOWN_PLATFORMS)
+            .map(|p| {
+                let text = p.to_string();
+                match text.char_indices().nth(PLATFORM_CHARS) {
+                    Some((cut, _)) => format!("{}...", &text[..cut]),
+                    None => text,
+                }
+            })
+            .collect();
+        write!(f, "its platforms are {}", shown.join(", "))?;
+        if self.have.len() > SHOWN_PLATFORMS {
+            write!(f, " and {} more", self.have.len() - SHOWN_PLATFORMS)?;
+        }
+        Ok(())
     }
 }
 
 impl std::error::Error for NoPlatform {}
+
+/// How many platforms a [`NoPlatform`] message lists, and how many
+/// characters of each.
+const SHOWN_PLATFORMS: usize = 10;
+const PLATFORM_CHARS: usize = 64;
 
 /// The first of `entries` whose platform (`platform_of`) fits `want`.
 pub fn choose<'a, T>(
@@ -100,6 +122,21 @@ mod tests {
             architecture: architecture.into(),
             variant: variant.map(Into::into),
         }
+    }
+
+    #[test]
+    fn a_long_list_of_platforms_is_cut_short() {
+        let have: Vec<Platform> = (0..10_000)
+            .map(|i| platform("linux", &format!("arch{i}{}", "x".repeat(200)), None))
+            .collect();
+        let message = NoPlatform {
+            asked: platform("linux", "s390x", None),
+            have,
+        }
+        .to_string();
+        assert!(message.len() < 1200, "{} bytes", message.len());
+        assert!(message.ends_with(" and 9990 more"), "{message}");
+        assert!(message.contains("linux/arch0xxx"), "{message}");
     }
 
     #[test]

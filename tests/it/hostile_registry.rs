@@ -369,3 +369,51 @@ fn control_characters_from_a_registry_are_escaped() {
         "{stderr:?}"
     );
 }
+
+/// Issue 11, case 14: an index of 10,000 platforms, none of them the one
+/// asked for, gives one short line that says how many there are.
+#[test]
+fn an_index_of_ten_thousand_platforms_gives_a_short_error() {
+    let entries: Vec<serde_json::Value> = (0..10_000)
+        .map(|i| {
+            serde_json::json!({
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": format!("sha256:{:064x}", i),
+                "size": 100,
+                "platform": { "os": "linux", "architecture": format!("arch{i}") },
+            })
+        })
+        .collect();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    let registry = Server::start(move |r, _| match r.path.as_str() {
+        "/v2/" => (200, vec![], b"{}".to_vec()),
+        _ => (
+            200,
+            vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.index.v1+json".into(),
+            )],
+            index.clone(),
+        ),
+    });
+    let dir = tempdir();
+    let out = stevedore()
+        .env("TMPDIR", dir.path())
+        .arg("pull")
+        .arg(format!("docker://127.0.0.1:{}/app:1", registry.port))
+        .arg("--out")
+        .arg(dir.path().join("image.tar"))
+        .args(["--tls-verify=false", "--arch", "s390x"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    crate::common::assert_one_line_error(&stderr, "an index of 10,000 platforms");
+    assert!(stderr.len() < 2000, "{} bytes: {stderr}", stderr.len());
+    assert!(stderr.contains("and 9990 more"), "{stderr}");
+}
