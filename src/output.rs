@@ -1,14 +1,67 @@
 //! Atomic outputs: everything is written under a temporary name beside the
 //! target and renamed into place only when complete. On error the temporary
 //! file or directory is removed when it is dropped, so no partial output is
-//! ever left behind.
+//! ever left behind. A signal that ends the process (SIGINT, SIGTERM,
+//! SIGHUP) runs no destructor, so every temporary name is also recorded
+//! while it exists, and [`remove_partials_on_signals`] removes them before
+//! the process exits.
 
 use std::fs::{self, File, Permissions};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
 use anyhow::{Context, Result, bail};
 use tempfile::{NamedTempFile, TempDir};
+
+/// The temporary files and directories of outputs not yet committed.
+static PARTIALS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+fn partials() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    PARTIALS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A temporary path recorded in [`PARTIALS`] while this lives.
+struct Recorded(PathBuf);
+
+impl Recorded {
+    fn new(path: &Path) -> Recorded {
+        partials().insert(path.to_owned());
+        Recorded(path.to_owned())
+    }
+}
+
+impl Drop for Recorded {
+    fn drop(&mut self) {
+        partials().remove(&self.0);
+    }
+}
+
+/// Starts a thread that, on SIGINT, SIGTERM or SIGHUP, removes every
+/// temporary output there is and exits with 128 + the signal's number,
+/// as the shell reports a process the signal ended.
+pub fn remove_partials_on_signals() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("setting up signal handling")?;
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            // Held until the exit: no new temporary output starts.
+            let pending = partials();
+            for path in pending.iter() {
+                let _ = match fs::symlink_metadata(path) {
+                    Ok(md) if md.is_dir() => fs::remove_dir_all(path),
+                    Ok(_) => fs::remove_file(path),
+                    Err(_) => Ok(()),
+                };
+            }
+            std::process::exit(128 + signal);
+        }
+    });
+    Ok(())
+}
 
 /// The directory an output is written in; it must exist.
 fn parent_of(target: &Path) -> Result<PathBuf> {
@@ -80,6 +133,7 @@ fn temp_prefix(target: &Path) -> String {
 pub struct AtomicFile {
     tmp: NamedTempFile,
     target: PathBuf,
+    _recorded: Recorded,
 }
 
 impl AtomicFile {
@@ -91,6 +145,7 @@ impl AtomicFile {
             .tempfile_in(&parent)
             .with_context(|| format!("creating a temporary file in {}", parent.display()))?;
         Ok(AtomicFile {
+            _recorded: Recorded::new(tmp.path()),
             tmp,
             target: target.to_owned(),
         })
@@ -119,6 +174,7 @@ impl AtomicFile {
 pub struct AtomicDir {
     tmp: TempDir,
     target: PathBuf,
+    _recorded: Recorded,
 }
 
 impl AtomicDir {
@@ -135,6 +191,7 @@ impl AtomicDir {
             .tempdir_in(&parent)
             .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
         Ok(AtomicDir {
+            _recorded: Recorded::new(tmp.path()),
             tmp,
             target: target.to_owned(),
         })
@@ -160,10 +217,26 @@ impl AtomicDir {
 
 /// A scratch directory beside `target` for blobs that are copied into an
 /// archive; removed when dropped.
-pub fn scratch_beside(target: &Path) -> Result<TempDir> {
+pub fn scratch_beside(target: &Path) -> Result<ScratchDir> {
     let parent = parent_of(target)?;
-    tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix(&temp_prefix(target))
         .tempdir_in(&parent)
-        .with_context(|| format!("creating a temporary directory in {}", parent.display()))
+        .with_context(|| format!("creating a temporary directory in {}", parent.display()))?;
+    Ok(ScratchDir {
+        _recorded: Recorded::new(dir.path()),
+        dir,
+    })
+}
+
+/// A scratch directory of [`scratch_beside`].
+pub struct ScratchDir {
+    dir: TempDir,
+    _recorded: Recorded,
+}
+
+impl ScratchDir {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
 }

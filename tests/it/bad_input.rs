@@ -463,3 +463,53 @@ fn outputs_that_are_not_our_regular_files_are_refused_and_left_alone() {
         ]
     );
 }
+
+/// Issue 11, case 12: SIGINT, SIGTERM or SIGHUP in the middle of a build
+/// leaves nothing beside the output: the temporary archive and the
+/// scratch directory of layer blobs are removed, and the exit status is
+/// 128 + the signal's number.
+#[test]
+fn a_build_ended_by_a_signal_leaves_no_partial_files() {
+    let data = crate::registry::store_path_with(
+        &format!("signalled-{}", std::process::id()),
+        &[("noise", crate::registry::noise(96 << 20, 7))],
+    );
+    let spec_dir = tempdir();
+    let spec_path = write_spec(
+        spec_dir.path(),
+        &spec("signalled", &[vec![data.as_path()]], json!({})),
+    );
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let dir = tempdir();
+        let mut child = stevedore()
+            .arg("build")
+            .arg(&spec_path)
+            .args(["--format", "docker-archive", "--compress", "gzip", "--out"])
+            .arg(dir.path().join("image.tar"))
+            .spawn()
+            .unwrap();
+        // Until something is half-written beside the output.
+        let started = std::time::Instant::now();
+        while crate::common::dir_names(dir.path()).is_empty() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(60),
+                "the build wrote nothing in a minute"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        // SAFETY: a signal to the child this test started.
+        unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(128 + signal),
+            "signal {signal}: {status}"
+        );
+        assert_eq!(
+            crate::common::dir_names(dir.path()),
+            Vec::<String>::new(),
+            "signal {signal} left files"
+        );
+    }
+}

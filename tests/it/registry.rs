@@ -25,7 +25,7 @@ pub(crate) fn unique() -> u64 {
 }
 
 /// Bytes that do not compress: a layer of `len` of them is about that big.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     (0..len)
         .map(|_| {
@@ -38,7 +38,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 }
 
 /// A store path holding `files`.
-fn store_path_with(name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
+pub(crate) fn store_path_with(name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
     let dir = tempdir();
     let root = dir.path().join(name);
     fs::create_dir(&root).unwrap();
