@@ -256,9 +256,15 @@ pub enum Command {
 /// How to reach a registry.
 #[derive(Debug, clap::Args)]
 pub struct ConnectionArgs {
-    /// USER:PASSWORD for the registry.
+    /// USER:PASSWORD for the registry, or USER alone with
+    /// --password-stdin. On a command line the password shows in `ps`:
+    /// prefer --password-stdin or an auth file.
     #[arg(long, value_name = "USER:PASSWORD")]
     pub creds: Option<String>,
+    /// Read the password for --creds USER from the first line of standard
+    /// input, as `podman login --password-stdin` does.
+    #[arg(long, requires = "creds")]
+    pub password_stdin: bool,
     /// false: accept any certificate, and plain http, for local registries.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub tls_verify: bool,
@@ -268,12 +274,31 @@ pub struct ConnectionArgs {
 }
 
 impl ConnectionArgs {
-    pub fn connection(&self) -> crate::registry::Connection {
-        crate::registry::Connection {
-            creds: self.creds.clone(),
+    pub fn connection(&self) -> anyhow::Result<crate::registry::Connection> {
+        let creds = match (&self.creds, self.password_stdin) {
+            (Some(user), true) => {
+                if user.contains(':') {
+                    anyhow::bail!(
+                        "--creds with --password-stdin takes the user name alone, without :PASSWORD"
+                    );
+                }
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).map_err(|e| {
+                    anyhow::anyhow!("--password-stdin: reading standard input: {e}")
+                })?;
+                let password = line.trim_end_matches(['\n', '\r']);
+                if password.is_empty() {
+                    anyhow::bail!("--password-stdin: standard input holds no password");
+                }
+                Some(format!("{user}:{password}"))
+            }
+            (creds, _) => creds.clone(),
+        };
+        Ok(crate::registry::Connection {
+            creds,
             tls_verify: self.tls_verify,
             retries: self.retries,
-        }
+        })
     }
 }
 

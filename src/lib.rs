@@ -112,7 +112,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
                 jobs,
                 chunk: chunk_size,
             };
-            let pushed = registry::push::push(&source, &dest, &connection.connection(), &opts)?;
+            let pushed = registry::push::push(&source, &dest, &connection.connection()?, &opts)?;
             println!("{pushed}");
             Ok(())
         }
@@ -138,7 +138,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
                 tag: Some(tag.unwrap_or_else(|| format!("{}:latest", src.name()))),
                 jobs,
             };
-            let pulled = registry::pull::pull(&src, &out, &connection.connection(), &opts)?;
+            let pulled = registry::pull::pull(&src, &out, &connection.connection()?, &opts)?;
             println!("{pulled}");
             Ok(())
         }

@@ -1762,3 +1762,47 @@ fn launcher_layers_are_made_once_per_push_target() {
         .unwrap();
     assert!(!inspect.status.success(), "a manifest was pushed");
 }
+
+/// The password from standard input (`--creds USER --password-stdin`), so
+/// that it is not on the command line where `ps` shows it; a `--creds`
+/// with a password as well is refused.
+#[test]
+fn the_password_can_come_from_standard_input() {
+    use std::io::Write as _;
+    let dir = tempdir();
+    let layout = one_file_layout(dir.path(), "stdin-creds", "stdin", 1000, 3);
+    let reg = Registry::start_with(Auth::Basic);
+    let with_stdin = |extra: &[&str], input: &str| {
+        let mut child = stevedore()
+            .arg("push")
+            .arg(&layout)
+            .arg(reg.reference("stdin/app", "v1"))
+            .args(["--tls-verify=false", "--password-stdin"])
+            .args(extra)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = with_stdin(&["--creds", USER], &format!("{PASSWORD}\n"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = with_stdin(&["--creds", &format!("{USER}:{PASSWORD}")], "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("takes the user name alone") && !stderr.contains(PASSWORD),
+        "{stderr}"
+    );
+}
