@@ -4,10 +4,12 @@
 //!
 //! A layer's bytes follow from what the image spec says about it (its
 //! store paths and trees, times, owners, modes) and the compression, as
-//! long as the trees are in the Nix store, where nothing changes once
-//! written. The key is the digest of exactly that (with stevedore's
-//! version), so an entry can only be reused for the same bytes. Layers
-//! with a tree outside the store are never cached. Entries live in
+//! long as everything is in the Nix store, `/nix/store`, where nothing
+//! changes once written. The key is the digest of exactly that (with
+//! stevedore's version), so an entry can only be reused for the same
+//! bytes. Layers of a spec whose store is another directory (its files
+//! may change under the same names), and layers with a tree outside the
+//! store, are never cached. Entries live in
 //! `$XDG_CACHE_HOME/stevedore/layers` (or `~/.cache/...`); a cache that
 //! cannot be read or written is no cache, never an error.
 
@@ -23,6 +25,9 @@ use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::image::canonical_json;
 use crate::spec::EntryMetadata;
+
+/// The one store whose paths never change once written.
+const NIX_STORE: &str = "/nix/store";
 
 /// What is kept about a layer.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -60,7 +65,10 @@ impl LayerCache {
         compression: Compression,
     ) -> Option<String> {
         self.dir.as_ref()?;
-        if !source.trees.iter().all(|t| t.starts_with(&ctx.store_dir)) {
+        if ctx.store_dir != std::path::Path::new(NIX_STORE)
+            || !source.trees.iter().all(|t| t.starts_with(NIX_STORE))
+            || !source.store_paths.iter().all(|p| p.starts_with(NIX_STORE))
+        {
             return None;
         }
         #[derive(Serialize)]

@@ -1806,3 +1806,46 @@ fn the_password_can_come_from_standard_input() {
         "{stderr}"
     );
 }
+
+/// Issue 11, case 10: a spec whose store is a directory other than
+/// /nix/store can change under the same names, so push makes its layers
+/// again each time rather than reusing what it pushed before.
+#[test]
+fn layers_of_a_store_that_can_change_are_not_taken_from_the_cache() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let cache = tempdir();
+    let store = tempdir();
+    let data = store.path().join("0123456789abcdfghijklmnpqrsvwxyz-data");
+    fs::create_dir(&data).unwrap();
+    fs::write(data.join("f"), noise(100_000, 1)).unwrap();
+    let spec_path = write_spec(
+        dir.path(),
+        &spec(
+            "changing",
+            &[vec![&data]],
+            json!({ "store_dir": store.path(), "created": "2024-01-02T03:04:05Z" }),
+        ),
+    );
+    let push_spec = |tag: &str| {
+        let out = run(stevedore()
+            .env("XDG_CACHE_HOME", cache.path())
+            .arg("push")
+            .arg(&spec_path)
+            .arg(reg.reference("changing/app", tag))
+            .arg("--tls-verify=false"));
+        let digest = stdout_lines(&out)
+            .last()
+            .unwrap()
+            .rsplit_once('@')
+            .unwrap()
+            .1
+            .to_owned();
+        (digest, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (first, _) = push_spec("v1");
+    fs::write(data.join("f"), noise(100_000, 2)).unwrap();
+    let (second, stderr) = push_spec("v2");
+    assert_ne!(first, second, "the changed file was not pushed: {stderr}");
+    assert!(!stderr.contains("skipped"), "{stderr}");
+}
