@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(nix-bin podman runc uidmap skopeo umoci docker-registry
-  busybox-static pigz zstd tar gzip openssl ca-certificates curl gcc debootstrap)
+  busybox-static pigz zstd tar gzip openssl ca-certificates curl gcc debootstrap python3)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -219,9 +219,26 @@ fn base_name(path: &[u8]) -> &[u8] {
     }
 }
 
+/// A path as messages show it: cut after [`SHOWN_BYTES`] bytes, so that a
+/// hostile name of any length gives a short line.
 fn show(path: &[u8]) -> String {
-    String::from_utf8_lossy(path).into_owned()
+    if path.len() <= SHOWN_BYTES {
+        return String::from_utf8_lossy(path).into_owned();
+    }
+    format!(
+        "{}... ({} bytes)",
+        String::from_utf8_lossy(&path[..SHOWN_BYTES]),
+        path.len()
+    )
 }
+
+/// How much of a path a message shows.
+const SHOWN_BYTES: usize = 256;
+
+/// The longest path an entry may have, in bytes: the kernel's PATH_MAX.
+/// Longer ones could not be made on disk, and a path's parents are
+/// checked one by one, so this also bounds the work per entry.
+pub const MAX_PATH_BYTES: usize = 4096;
 
 /// Counts decompressed bytes and stops at the limits.
 struct Bounded<R> {
@@ -505,8 +522,12 @@ impl LayerRecord {
 struct Changes {
     /// Parent directories of entries that the layer neither holds nor
     /// removes, to be looked up in the layers below: each the first time
-    /// the reading came to it, with the entry (its name as shown).
-    lower_parents: Vec<(String, Vec<u8>)>,
+    /// the reading came to it, as the entry of `lower_names` it is a
+    /// parent of and its length there. Kept as lengths, not copies, so
+    /// that memory stays linear in the names however deep they are.
+    lower_parents: Vec<(usize, usize)>,
+    /// Entries with such parents: the name as shown, and the name.
+    lower_names: Vec<(String, Vec<u8>)>,
     /// Entries by key.
     entries: BTreeMap<Vec<u8>, ViewEntry>,
     removals: Vec<Removal>,
@@ -597,7 +618,9 @@ impl View {
     /// phase of [`scan_layer`]. Its error is the first of the layer's
     /// lookups in the layers below that fails, else the record's own.
     pub fn apply(&mut self, record: LayerRecord) -> Result<LayerScan> {
-        for (shown, dir) in &record.changes.lower_parents {
+        for &(entry, len) in &record.changes.lower_parents {
+            let (shown, name) = &record.changes.lower_names[entry];
+            let dir = &name[..len];
             if let Some(why) = self.get(dir).and_then(|e| not_a_parent(dir, &e.kind)) {
                 bail!("{}: entry {shown:?} {why}", record.what);
             }
@@ -645,12 +668,13 @@ fn read_entries(
     let mut archive = tar::Archive::new(r);
     let Changes {
         lower_parents,
+        lower_names,
         entries: layer,
         removals,
     } = changes;
-    // Parents already left to the layers below: a second lookup of one
-    // would find what the first did.
-    let mut lower_seen: BTreeSet<Vec<u8>> = BTreeSet::new();
+    // Parents already left to the layers below, by the SHA-256 of their
+    // path: a second lookup of one would find what the first did.
+    let mut lower_seen: BTreeSet<[u8; 32]> = BTreeSet::new();
     let mut count = 0usize;
     let mut last = String::from("(none yet)");
     let entries = archive
@@ -693,11 +717,21 @@ fn read_entries(
         let offset = entry.raw_file_position();
         let link = entry.link_name_bytes().map(|l| l.into_owned());
 
+        if name.len() > MAX_PATH_BYTES {
+            return Err(fail(&format!(
+                "has a path of {} bytes; paths longer than {MAX_PATH_BYTES} bytes (the kernel's PATH_MAX) are refused",
+                name.len()
+            )));
+        }
         // Nothing may be written through a symlink or into a file.
-        let checked = check_parents(layer, removals, &name, |dir| {
-            if !lower_seen.contains(dir) {
-                lower_seen.insert(dir.to_vec());
-                lower_parents.push((shown.clone(), dir.to_vec()));
+        let mut recorded = false;
+        let checked = check_parents(layer, removals, &name, |dir, digest| {
+            if lower_seen.insert(digest) {
+                if !recorded {
+                    lower_names.push((shown.clone(), name.clone()));
+                    recorded = true;
+                }
+                lower_parents.push((lower_names.len() - 1, dir.len()));
             }
         });
         checked.map_err(|e| fail(&e))?;
@@ -852,15 +886,22 @@ fn read_entries(
 /// layer, or else in the layers below unless this layer removed it. A
 /// parent the layer neither holds nor removes goes to `lower`, in order,
 /// to be looked up in the layers below ([`View::apply`]).
+/// `lower` gets each such parent with the SHA-256 of its path, made as
+/// the name is walked, so the hashing is linear in the name.
 fn check_parents(
     layer: &BTreeMap<Vec<u8>, ViewEntry>,
     removals: &[Removal],
     name: &[u8],
-    mut lower: impl FnMut(&[u8]),
+    mut lower: impl FnMut(&[u8], [u8; 32]),
 ) -> std::result::Result<(), String> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
     let mut end = 0;
     while let Some(i) = name[end..].iter().position(|&b| b == b'/') {
         let dir = &name[..end + i];
+        hasher.update(&name[end..end + i]);
+        let digest: [u8; 32] = hasher.clone().finalize().into();
+        hasher.update(b"/");
         end += i + 1;
         if let Some(e) = layer.get(&key(dir)) {
             if let Some(why) = not_a_parent(dir, &e.kind) {
@@ -875,7 +916,7 @@ fn check_parents(
             Removal::Children(p) => p.is_empty() || dir.starts_with(&[p.as_slice(), b"/"].concat()),
         });
         if !removed {
-            lower(dir);
+            lower(dir, digest);
         }
     }
     Ok(())

@@ -466,3 +466,98 @@ fn a_config_that_is_a_fifo_or_huge_is_refused_at_once() {
         }
     }
 }
+
+/// A PAX extended header giving `path`, then a file entry for it.
+fn pax_file(path: &str, data: &[u8]) -> Vec<u8> {
+    let record = |len: usize| format!("{len} path={path}\n");
+    let mut len = record(0).len();
+    while record(len).len() != len {
+        len = record(len).len();
+    }
+    let mut out = raw_entry("pax", b'x', record(len).as_bytes(), "", None);
+    out.extend(raw_entry("short", b'0', data, "", None));
+    out
+}
+
+/// Runs stevedore to the end; its output and its peak memory in MiB.
+///
+/// Through a small Python process: a child's peak memory as the kernel
+/// counts it includes that of the process that started it, at the time,
+/// and this test process is large.
+fn run_measured(args: &[&str]) -> (std::process::Output, u64) {
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import resource, subprocess, sys\n\
+             r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)\n\
+             sys.stderr.buffer.write(r.stderr)\n\
+             print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n\
+             sys.exit(r.returncode)",
+        )
+        .arg(env!("CARGO_BIN_EXE_stevedore"))
+        .args(args)
+        .output()
+        .unwrap();
+    let mib = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (out, mib)
+}
+
+/// Issue 11, case 7: deep paths in a base layer. One path of 72 KB is
+/// refused naming its entry, in a short line; 100 paths just under the
+/// 4096-byte limit, each with its own 2000 parents, take memory in
+/// proportion to the layer, not to the square of its paths.
+#[test]
+fn deep_paths_are_refused_past_path_max_and_take_linear_memory() {
+    let dir = tempdir();
+    let deep = format!("{}f", "a/".repeat(36_000));
+    let layer = Blob::plain(raw_layer(&[pax_file(&deep, b"x")]));
+    let image = docker_archive(dir.path(), &[layer]);
+    let out = dir.path().join("rootfs.tar");
+    let (done, mib) = run_measured(&[
+        "export",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(1), "{stderr}");
+    assert_one_line_error(&stderr, "a 72 KB path");
+    assert!(
+        stderr.contains("(72001 bytes)") && stderr.contains("longer than 4096 bytes"),
+        "{stderr}"
+    );
+    assert!(stderr.len() < 1000, "{} bytes", stderr.len());
+    assert!(mib < 100, "{mib} MiB for one deep path");
+
+    let dir = tempdir();
+    let entries: Vec<Vec<u8>> = (0..100)
+        .map(|i| pax_file(&format!("d{i:03}/{}f", "a/".repeat(2040)), b"x"))
+        .collect();
+    let image = docker_archive(dir.path(), &[Blob::plain(raw_layer(&entries))]);
+    // An image on that base reads every entry of it, and writes the
+    // base's layer as it is.
+    let spec_path = crate::common::write_spec(
+        dir.path(),
+        &json!({ "version": 1, "name": "on-deep", "tag": "latest", "layers": [],
+                 "base": { "path": image } }),
+    );
+    let out = dir.path().join("image.tar");
+    let (done, mib) = run_measured(&[
+        "build",
+        spec_path.to_str().unwrap(),
+        "--format",
+        "docker-archive",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        mib < 300,
+        "{mib} MiB for a layer of {} KiB",
+        fs::metadata(&image).unwrap().len() >> 10
+    );
+}
