@@ -368,27 +368,14 @@ impl Client {
                 status.as_u16()
             );
         }
-        #[derive(Deserialize)]
-        struct TokenReply {
-            #[serde(default)]
-            token: Option<String>,
-            #[serde(default)]
-            access_token: Option<String>,
-        }
         let body = reply
             .into_body()
             .with_config()
             .limit(1 << 20)
             .read_to_vec()
             .with_context(|| format!("reading the answer of token server {realm_host}"))?;
-        let parsed: TokenReply = serde_json::from_slice(&body).map_err(|_| {
-            anyhow::anyhow!("token server {realm_host} did not answer with a JSON token")
-        })?;
-        parsed
-            .token
-            .or(parsed.access_token)
-            .filter(|t| !t.is_empty())
-            .with_context(|| format!("token server {realm_host} gave no token"))
+        token_of_answer(&body)
+            .with_context(|| format!("token server {realm_host} did not answer with a JSON token"))
     }
 
     fn needs_credentials(&self) -> String {
@@ -553,6 +540,19 @@ pub fn is_html(reply: &Reply) -> bool {
 
 /// `: CODE: message` from the registry's JSON error body, if it has one.
 fn api_code(reply: Reply) -> Option<String> {
+    let body = reply
+        .into_body()
+        .with_config()
+        .limit(ERROR_BODY_LIMIT)
+        .read_to_vec()
+        .ok()?;
+    error_detail(&body)
+}
+
+/// ` CODE: MESSAGE` of the first error of a registry's error body (the
+/// distribution spec's `{"errors": [...]}`), cut short, the message
+/// without control characters.
+pub fn error_detail(body: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
     struct Errors {
         errors: Vec<ApiError>,
@@ -564,13 +564,7 @@ fn api_code(reply: Reply) -> Option<String> {
         #[serde(default)]
         message: String,
     }
-    let body = reply
-        .into_body()
-        .with_config()
-        .limit(ERROR_BODY_LIMIT)
-        .read_to_vec()
-        .ok()?;
-    let errors: Errors = serde_json::from_slice(&body).ok()?;
+    let errors: Errors = serde_json::from_slice(body).ok()?;
     let first = errors.errors.first()?;
     let message: String = first
         .message
@@ -580,6 +574,23 @@ fn api_code(reply: Reply) -> Option<String> {
         .collect();
     let code: String = first.code.chars().take(100).collect();
     Some(format!(" {code}: {message}"))
+}
+
+/// The token of a token server's answer (`token`, or OAuth's
+/// `access_token`), if it is JSON with a non-empty one.
+pub fn token_of_answer(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct TokenReply {
+        #[serde(default)]
+        token: Option<String>,
+        #[serde(default)]
+        access_token: Option<String>,
+    }
+    let parsed: TokenReply = serde_json::from_slice(body).ok()?;
+    parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
 }
 
 /// A `WWW-Authenticate` challenge: a scheme and `key="value"` parameters.

@@ -95,10 +95,10 @@ enum Output {
 }
 
 /// A blob to fetch: its digest, size, and how messages name it.
-struct Wanted {
-    digest: Digest,
-    size: u64,
-    what: String,
+pub struct Wanted {
+    pub digest: Digest,
+    pub size: u64,
+    pub what: String,
 }
 
 /// Pulls `src` into `out`; returns `HOST/REPO@sha256:...` of the image
@@ -122,60 +122,26 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
     if let Target::Digest(want) = &src.target {
         check_document_digest(&manifest, want, "the manifest")?;
     }
-    let mut doc = parse_document(&manifest, &src.to_string())?;
     let mut digest = Digest::of(&manifest);
-    if media_type == OCI_INDEX || media_type == DOCKER_LIST || doc.manifests.is_some() {
-        let entries = doc.manifests.as_deref().unwrap_or(&[]);
-        let entry = super::platform::choose(entries, |d| d.platform.as_ref(), &opts.platform)
-            .map_err(|e| {
-                anyhow::anyhow!("{src}: the index {e}; choose one with --os, --arch and --variant")
-            })?;
-        let want: Digest = entry
-            .digest
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("{src}: index entry: {e}"))?;
+    if let Some((want, size)) =
+        index_entry(&src.to_string(), &manifest, &media_type, &opts.platform)?
+    {
         let (m, t) = fetch_manifest(&client, &want.to_string())?;
         check_document_digest(&m, &want, "the platform's manifest")?;
-        if m.len() as u64 != entry.size {
+        if m.len() as u64 != size {
             bail!(
-                "manifest {want} has {} bytes but the index says {}",
-                m.len(),
-                entry.size
+                "manifest {want} has {} bytes but the index says {size}",
+                m.len()
             );
         }
-        doc = parse_document(&m, &want.to_string())?;
         manifest = m;
         media_type = t;
         digest = want;
     }
-    if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
-        bail!(
-            "{src}: manifest media type {media_type:?} is not an OCI or Docker schema 2 image manifest"
-        );
-    }
-    if doc.schema_version != Some(2) {
-        bail!("{src}: manifest {digest} is not schemaVersion 2");
-    }
-    let config = doc
-        .config
-        .clone()
-        .with_context(|| format!("{src}: manifest {digest} has no config"))?;
-    let config_want = wanted(&config, "the config")?;
-    if config_want.size > DOCUMENT_LIMIT {
-        bail!(
-            "{src}: the config is {} bytes, says manifest {digest}; configs are read whole, up to {DOCUMENT_LIMIT} bytes",
-            config_want.size
-        );
-    }
-    let layers: Vec<Wanted> = doc
-        .layers
-        .clone()
-        .unwrap_or_default()
-        .iter()
-        .enumerate()
-        .map(|(i, l)| wanted(l, &format!("layer {}", i + 1)))
-        .collect::<Result<_>>()?;
-
+    let ImageBlobs {
+        config: config_want,
+        layers,
+    } = image_blobs(&src.to_string(), &digest, &manifest, &media_type)?;
     let work_dir = WorkDir::lock(out, &digest)?;
     let work = &work_dir.path;
     let progress = Progress::new(layers.len());
@@ -247,6 +213,74 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
     }
     work_dir.done();
     Ok(format!("{}@{digest}", src.name()))
+}
+
+/// The entry an index (`media_type`, or a document with `manifests`)
+/// has for `platform`: its digest and size. None when the document is no
+/// index. `src` names the image in messages.
+pub fn index_entry(
+    src: &str,
+    bytes: &[u8],
+    media_type: &str,
+    platform: &Platform,
+) -> Result<Option<(Digest, u64)>> {
+    let doc = parse_document(bytes, src)?;
+    if !(media_type == OCI_INDEX || media_type == DOCKER_LIST || doc.manifests.is_some()) {
+        return Ok(None);
+    }
+    let entries = doc.manifests.as_deref().unwrap_or(&[]);
+    let entry =
+        super::platform::choose(entries, |d| d.platform.as_ref(), platform).map_err(|e| {
+            anyhow::anyhow!("{src}: the index {e}; choose one with --os, --arch and --variant")
+        })?;
+    let want: Digest = entry
+        .digest
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("{src}: index entry: {e}"))?;
+    Ok(Some((want, entry.size)))
+}
+
+/// The blobs an image manifest names, checked: its media type, schema
+/// version, a config no larger than [`DOCUMENT_LIMIT`], and digests.
+pub struct ImageBlobs {
+    pub config: Wanted,
+    pub layers: Vec<Wanted>,
+}
+
+/// Reads an image manifest (`digest` names it in messages).
+pub fn image_blobs(
+    src: &str,
+    digest: &Digest,
+    bytes: &[u8],
+    media_type: &str,
+) -> Result<ImageBlobs> {
+    if media_type != OCI_MANIFEST && media_type != DOCKER_MANIFEST {
+        bail!(
+            "{src}: manifest media type {media_type:?} is not an OCI or Docker schema 2 image manifest"
+        );
+    }
+    let doc = parse_document(bytes, src)?;
+    if doc.schema_version != Some(2) {
+        bail!("{src}: manifest {digest} is not schemaVersion 2");
+    }
+    let config = doc
+        .config
+        .with_context(|| format!("{src}: manifest {digest} has no config"))?;
+    let config = wanted(&config, "the config")?;
+    if config.size > DOCUMENT_LIMIT {
+        bail!(
+            "{src}: the config is {} bytes, says manifest {digest}; configs are read whole, up to {DOCUMENT_LIMIT} bytes",
+            config.size
+        );
+    }
+    let layers = doc
+        .layers
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| wanted(l, &format!("layer {}", i + 1)))
+        .collect::<Result<_>>()?;
+    Ok(ImageBlobs { config, layers })
 }
 
 /// `NAME:TAG` for the output.
