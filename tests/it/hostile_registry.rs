@@ -417,3 +417,57 @@ fn an_index_of_ten_thousand_platforms_gives_a_short_error() {
     assert!(stderr.len() < 2000, "{} bytes: {stderr}", stderr.len());
     assert!(stderr.contains("and 9990 more"), "{stderr}");
 }
+
+/// Issue 11, case 9: a manifest whose config says it is 200 MB is refused
+/// before the config is fetched: configs are read whole, up to 16 MiB.
+#[test]
+fn a_config_of_200_mb_is_refused_before_it_is_fetched() {
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": format!("sha256:{}", "1".repeat(64)),
+            "size": 200_000_000,
+        },
+        "layers": [],
+    }))
+    .unwrap();
+    let digest = crate::common::sha256(&manifest);
+    let registry = Server::start(move |r, _| match r.path.as_str() {
+        "/v2/" => (200, vec![], b"{}".to_vec()),
+        p if p.contains("/manifests/") => (
+            200,
+            vec![(
+                "Content-Type".into(),
+                "application/vnd.oci.image.manifest.v1+json".into(),
+            )],
+            manifest.clone(),
+        ),
+        _ => (200, vec![], vec![b'x'; 1 << 20]),
+    });
+    let dir = tempdir();
+    let out = stevedore()
+        .env("TMPDIR", dir.path())
+        .arg("pull")
+        .arg(format!("docker://127.0.0.1:{}/app@{digest}", registry.port))
+        .arg("--out")
+        .arg(dir.path().join("image.tar"))
+        .arg("--tls-verify=false")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    crate::common::assert_one_line_error(&stderr, "a 200 MB config");
+    assert!(
+        stderr.contains("the config is 200000000 bytes") && stderr.contains("up to 16777216 bytes"),
+        "{stderr}"
+    );
+    assert!(
+        !registry
+            .requests()
+            .iter()
+            .any(|r| r.path.contains("/blobs/")),
+        "the config was fetched"
+    );
+}
