@@ -268,9 +268,15 @@ pub struct ConnectionArgs {
     /// false: accept any certificate, and plain http, for local registries.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub tls_verify: bool,
-    /// Retries of a request that failed with 5xx, 429 or a cut connection.
+    /// Retries of a request that failed with 5xx, 429, a cut connection
+    /// or a timeout.
     #[arg(long, default_value_t = 5)]
     pub retries: u32,
+    /// Seconds to wait for a registry: for an answer's headers, and for
+    /// each read or write of a transfer (a stalled transfer fails after
+    /// that long without a byte, and is retried).
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::registry::DEFAULT_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub timeout: u64,
 }
 
 impl ConnectionArgs {
@@ -298,6 +304,7 @@ impl ConnectionArgs {
             creds,
             tls_verify: self.tls_verify,
             retries: self.retries,
+            timeout: std::time::Duration::from_secs(self.timeout),
         })
     }
 }

@@ -69,7 +69,6 @@ pub struct Client {
 
 /// How long to wait for a connection, and for a response.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(600);
 /// Longest error body read for a message.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
 
@@ -83,7 +82,7 @@ impl Client {
         scopes: Vec<String>,
     ) -> Result<Client> {
         let credentials = credentials::find(conn.creds.as_deref(), host)?;
-        let agent = agent(conn.tls_verify)?;
+        let agent = agent(conn.tls_verify, conn.timeout)?;
         let mut client = Client {
             agent,
             base: format!("https://{host}"),
@@ -452,7 +451,11 @@ pub fn same_origin(url: &str, base: &str) -> bool {
 
 /// The agent: TLS roots from the environment, no automatic errors on
 /// status codes (every status is interpreted here).
-fn agent(tls_verify: bool) -> Result<Agent> {
+/// `timeout` bounds each wait: for an answer's headers, and for each read
+/// or write of a transfer, so a registry that stalls in the middle of a
+/// body is given up on (and retried) after that long without a byte,
+/// however large the blob. Connecting has [`CONNECT_TIMEOUT`].
+fn agent(tls_verify: bool, timeout: Duration) -> Result<Agent> {
     let mut tls = TlsConfig::builder().disable_verification(!tls_verify);
     if let Some(certs) = env_roots()? {
         tls = tls.root_certs(RootCerts::from(certs));
@@ -460,8 +463,10 @@ fn agent(tls_verify: bool) -> Result<Agent> {
     let config = Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls.build())
-        .timeout_connect(Some(CONNECT_TIMEOUT))
-        .timeout_recv_response(Some(RESPONSE_TIMEOUT))
+        .timeout_connect(Some(CONNECT_TIMEOUT.min(timeout)))
+        .timeout_recv_response(Some(timeout))
+        .timeout_per_read(Some(timeout))
+        .timeout_per_write(Some(timeout))
         // ureq's SameHost compares hosts, not ports: a redirect to
         // another port of the registry's host (another user's server on a
         // shared machine) would get the credentials. Redirects get none.

@@ -134,7 +134,13 @@ pub struct Connection {
     pub tls_verify: bool,
     /// Retries of a request that failed with 5xx, 429 or a cut connection.
     pub retries: u32,
+    /// The longest wait for a registry: for an answer's headers, and for
+    /// each read or write of a transfer.
+    pub timeout: std::time::Duration,
 }
+
+/// [`Connection::timeout`] unless `--timeout` says otherwise.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for Connection {
     fn default() -> Self {
@@ -142,6 +148,7 @@ impl Default for Connection {
             creds: None,
             tls_verify: true,
             retries: 5,
+            timeout: DEFAULT_TIMEOUT,
         }
     }
 }

@@ -27,8 +27,14 @@ struct Request {
     headers: BTreeMap<String, String>,
 }
 
-/// An answer: status, headers, body.
+/// An answer: status, headers, body. Status [`STALL`] holds the
+/// connection without reading the request's body or answering;
+/// [`STALL_BODY`] answers 200 with a tenth of the body it promises, then
+/// holds the connection.
 type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+const STALL: u16 = 0;
+const STALL_BODY: u16 = 1;
 
 /// An HTTP/1.1 server on 127.0.0.1 that answers every request with
 /// `answer` and records it; it stops when dropped (or after 10 minutes).
@@ -83,14 +89,6 @@ impl Server {
                                 headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
                             }
                         }
-                        let len: usize = headers
-                            .get("content-length")
-                            .and_then(|l| l.parse().ok())
-                            .unwrap_or(0);
-                        let mut body = vec![0u8; len];
-                        if reader.read_exact(&mut body).is_err() {
-                            return;
-                        }
                         let request = Request {
                             method,
                             path,
@@ -98,6 +96,31 @@ impl Server {
                         };
                         seen.lock().unwrap().push(request.clone());
                         let (status, extra, body) = answer(&request, port);
+                        if status == STALL {
+                            // Neither reads the request's body nor answers.
+                            std::thread::sleep(Duration::from_secs(120));
+                            return;
+                        }
+                        let len: usize = request
+                            .headers
+                            .get("content-length")
+                            .and_then(|l| l.parse().ok())
+                            .unwrap_or(0);
+                        let mut request_body = vec![0u8; len];
+                        if reader.read_exact(&mut request_body).is_err() {
+                            return;
+                        }
+                        if status == STALL_BODY {
+                            // Promises ten times the body, sends it, stops.
+                            let head = format!(
+                                "HTTP/1.1 200 X\r\nContent-Length: {}\r\n\r\n",
+                                body.len() * 10
+                            );
+                            let _ = stream.write_all(head.as_bytes());
+                            let _ = stream.write_all(&body);
+                            std::thread::sleep(Duration::from_secs(120));
+                            return;
+                        }
                         let mut head =
                             format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
                         for (k, v) in extra {
@@ -470,4 +493,84 @@ fn a_config_of_200_mb_is_refused_before_it_is_fetched() {
             .any(|r| r.path.contains("/blobs/")),
         "the config was fetched"
     );
+}
+
+/// Issue 11, case 6: a registry that stalls (never answers, stops in the
+/// middle of a body, stops reading an upload) makes pull and push fail
+/// within `--timeout` per attempt, retried, with one line; not hang.
+#[test]
+fn stalled_registries_fail_within_the_timeout() {
+    let dir = tempdir();
+    // A layer larger than what the kernel buffers on loopback, so that an
+    // upload the registry stops reading blocks its writer.
+    let big = crate::registry::one_file_layout(dir.path(), "stall", "stall", 24 << 20, 61);
+    let no_answer = Server::start(|_, _| (STALL, vec![], Vec::new()));
+    let half_body = Server::start(|r, _| match r.path.as_str() {
+        "/v2/" => (200, vec![], b"{}".to_vec()),
+        _ => (STALL_BODY, vec![], vec![b'{'; 100]),
+    });
+    let no_reading = Server::start(move |r, port| match (r.method.as_str(), r.path.as_str()) {
+        ("GET", "/v2/") => (200, vec![], b"{}".to_vec()),
+        ("HEAD", _) => (404, vec![], Vec::new()),
+        ("POST", _) => (
+            202,
+            vec![(
+                "Location".into(),
+                format!("http://127.0.0.1:{port}/upload/1"),
+            )],
+            Vec::new(),
+        ),
+        _ => (STALL, vec![], Vec::new()),
+    });
+    let out = dir.path().join("image.tar");
+    let runs: Vec<(&str, Vec<String>)> = vec![
+        (
+            "headers never come",
+            vec![
+                "pull".into(),
+                format!("docker://127.0.0.1:{}/app:1", no_answer.port),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+        ),
+        (
+            "a body stops",
+            vec![
+                "pull".into(),
+                format!("docker://127.0.0.1:{}/app:1", half_body.port),
+                "--out".into(),
+                out.display().to_string(),
+            ],
+        ),
+        (
+            "an upload is not read",
+            vec![
+                "push".into(),
+                big.display().to_string(),
+                format!("docker://127.0.0.1:{}/app:1", no_reading.port),
+            ],
+        ),
+    ];
+    for (what, args) in runs {
+        let started = std::time::Instant::now();
+        let done = crate::common::run_bounded(
+            stevedore().env("TMPDIR", dir.path()).args(&args).args([
+                "--tls-verify=false",
+                "--timeout",
+                "2",
+                "--retries",
+                "1",
+            ]),
+            Duration::from_secs(90),
+        );
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&done.stderr);
+        assert_eq!(done.status.code(), Some(1), "{what}: {stderr}");
+        crate::common::assert_one_line_error(&stderr, what);
+        assert!(
+            stderr.contains("imeout") || stderr.contains("timed out"),
+            "{what}: {stderr}"
+        );
+        assert!(took < Duration::from_secs(45), "{what}: {took:?}");
+    }
 }
