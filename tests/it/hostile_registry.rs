@@ -184,6 +184,26 @@ fn small_layout(dir: &Path) -> std::path::PathBuf {
     out
 }
 
+/// `stevedore pull docker://127.0.0.1:PORT/REFERENCE` into a fresh
+/// directory (its `TMPDIR` too), which must fail with one line; that line.
+fn pull_fails_from(port: u16, reference: &str, extra: &[&str], what: &str) -> String {
+    let dir = tempdir();
+    let out = stevedore()
+        .env("TMPDIR", dir.path())
+        .arg("pull")
+        .arg(format!("docker://127.0.0.1:{port}/{reference}"))
+        .arg("--out")
+        .arg(dir.path().join("image.tar"))
+        .arg("--tls-verify=false")
+        .args(extra)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
+    crate::common::assert_one_line_error(&stderr, what);
+    stderr
+}
+
 fn assert_no_credentials(server: &Server, what: &str) {
     let requests = server.requests();
     assert!(!requests.is_empty(), "{what}: the server was never asked");
@@ -370,19 +390,12 @@ fn control_characters_from_a_registry_are_escaped() {
             br#"{"errors":[{"code":"\u001b[2K\rALL GOOD \u202egnp.exe","message":"x"}]}"#.to_vec(),
         ),
     });
-    let dir = tempdir();
-    let out = stevedore()
-        .env("TMPDIR", dir.path())
-        .arg("pull")
-        .arg(format!("docker://127.0.0.1:{}/app:1", registry.port))
-        .arg("--out")
-        .arg(dir.path().join("image.tar"))
-        .args(["--tls-verify=false", "--retries", "0"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    crate::common::assert_one_line_error(&stderr, "an error code with controls");
+    let stderr = pull_fails_from(
+        registry.port,
+        "app:1",
+        &["--retries", "0"],
+        "an error code with controls",
+    );
     assert!(
         !stderr.contains('\u{1b}') && !stderr.contains('\r') && !stderr.contains('\u{202e}'),
         "{stderr:?}"
@@ -424,19 +437,12 @@ fn an_index_of_ten_thousand_platforms_gives_a_short_error() {
             index.clone(),
         ),
     });
-    let dir = tempdir();
-    let out = stevedore()
-        .env("TMPDIR", dir.path())
-        .arg("pull")
-        .arg(format!("docker://127.0.0.1:{}/app:1", registry.port))
-        .arg("--out")
-        .arg(dir.path().join("image.tar"))
-        .args(["--tls-verify=false", "--arch", "s390x"])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    crate::common::assert_one_line_error(&stderr, "an index of 10,000 platforms");
+    let stderr = pull_fails_from(
+        registry.port,
+        "app:1",
+        &["--arch", "s390x"],
+        "an index of 10,000 platforms",
+    );
     assert!(stderr.len() < 2000, "{} bytes: {stderr}", stderr.len());
     assert!(stderr.contains("and 9990 more"), "{stderr}");
 }
@@ -469,19 +475,12 @@ fn a_config_of_200_mb_is_refused_before_it_is_fetched() {
         ),
         _ => (200, vec![], vec![b'x'; 1 << 20]),
     });
-    let dir = tempdir();
-    let out = stevedore()
-        .env("TMPDIR", dir.path())
-        .arg("pull")
-        .arg(format!("docker://127.0.0.1:{}/app@{digest}", registry.port))
-        .arg("--out")
-        .arg(dir.path().join("image.tar"))
-        .arg("--tls-verify=false")
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    crate::common::assert_one_line_error(&stderr, "a 200 MB config");
+    let stderr = pull_fails_from(
+        registry.port,
+        &format!("app@{digest}"),
+        &[],
+        "a 200 MB config",
+    );
     assert!(
         stderr.contains("the config is 200000000 bytes") && stderr.contains("up to 16777216 bytes"),
         "{stderr}"
