@@ -342,7 +342,14 @@ impl Client {
             format!("{realm}{sep}{}", q.join("&"))
         };
         let mut req = ureq::http::Request::builder().method("GET").uri(&url);
-        if let Some(c) = &self.credentials {
+        // The registry names its token server, often another host (Docker
+        // Hub's); it gets the credentials over https, or at the
+        // registry's own origin. A plain-http realm elsewhere, such as
+        // another port of the same host that another user may hold, is
+        // asked without them.
+        if let Some(c) = &self.credentials
+            && (realm.starts_with("https://") || same_origin(realm, &self.base))
+        {
             req = req.header("authorization", c.basic_header());
         }
         let realm_host = realm.split('?').next().unwrap_or(realm);

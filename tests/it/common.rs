@@ -478,7 +478,7 @@ impl Registry {
                 Auth::Token => {
                     let server = TokenServer::start(dir.path());
                     config.push_str(&format!(
-                        "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: stevedore-test\n    issuer: stevedore-test-issuer\n    rootcertbundle: {}\n",
+                        "auth:\n  token:\n    realm: https://127.0.0.1:{}/token\n    service: stevedore-test\n    issuer: stevedore-test-issuer\n    rootcertbundle: {}\n",
                         server.port,
                         dir.path().join("token.pem").display()
                     ));
@@ -714,6 +714,10 @@ impl TokenServer {
         .stdout;
         use base64::Engine as _;
         let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        // Over TLS, as token servers are: clients send it the registry's
+        // credentials only over https (or at the registry's own origin).
+        make_certificates(dir);
+        let tls = token_tls_config(dir);
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -726,7 +730,14 @@ impl TokenServer {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let _ = stream.set_nonblocking(false);
-                        serve_token(stream, &dir, &x5c);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+                        let Ok(conn) = rustls::ServerConnection::new(tls.clone()) else {
+                            continue;
+                        };
+                        let mut tls = rustls::StreamOwned::new(conn, stream);
+                        serve_token(&mut tls, &dir, &x5c);
+                        tls.conn.send_close_notify();
+                        let _ = std::io::Write::flush(&mut tls);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -742,10 +753,28 @@ impl Drop for TokenServer {
     }
 }
 
-fn serve_token(mut stream: TcpStream, dir: &Path, x5c: &str) {
+/// The token server's TLS: the test CA's certificate for 127.0.0.1.
+fn token_tls_config(dir: &Path) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    Arc::new(config)
+}
+
+fn serve_token(mut stream: impl std::io::Read + std::io::Write, dir: &Path, x5c: &str) {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut request = Vec::new();
     let mut buf = [0u8; 4096];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {

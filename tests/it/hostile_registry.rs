@@ -573,3 +573,37 @@ fn stalled_registries_fail_within_the_timeout() {
         assert!(took < Duration::from_secs(45), "{what}: {took:?}");
     }
 }
+
+/// Issue 11, case 5, the token realm: a registry whose Bearer realm is a
+/// plain-http server on another port of the same host (a port another
+/// user may hold) does not get that server the credentials; the token is
+/// asked for without them.
+#[test]
+fn a_plain_http_realm_on_another_port_gets_no_credentials() {
+    let realm = Server::start(|_, _| (200, vec![], br#"{"token":"anonymous"}"#.to_vec()));
+    let realm_port = realm.port;
+    let registry = Server::start(move |r, _| {
+        if r.headers.get("authorization").map(String::as_str) != Some("Bearer anonymous") {
+            return (
+                401,
+                vec![(
+                    "WWW-Authenticate".into(),
+                    format!("Bearer realm=\"http://127.0.0.1:{realm_port}/token\",service=\"x\""),
+                )],
+                Vec::new(),
+            );
+        }
+        match r.path.as_str() {
+            "/v2/" => (200, vec![], b"{}".to_vec()),
+            _ => (404, vec![], Vec::new()),
+        }
+    });
+    let stderr = pull_fails_from(
+        registry.port,
+        "app:1",
+        &["--creds", &format!("{USER}:{PASSWORD}"), "--retries", "0"],
+        "a plain-http realm",
+    );
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+    assert_no_credentials(&realm, "the token realm");
+}
