@@ -887,7 +887,8 @@ fn read_entries(
 /// parent the layer neither holds nor removes goes to `lower`, in order,
 /// to be looked up in the layers below ([`View::apply`]).
 /// `lower` gets each such parent with the SHA-256 of its path, made as
-/// the name is walked, so the hashing is linear in the name.
+/// the name is walked, so the hashing is linear in the name and costs
+/// nothing for parents the layer holds.
 fn check_parents(
     layer: &BTreeMap<Vec<u8>, ViewEntry>,
     removals: &[Removal],
@@ -895,13 +896,13 @@ fn check_parents(
     mut lower: impl FnMut(&[u8], [u8; 32]),
 ) -> std::result::Result<(), String> {
     use sha2::Digest as _;
+    // Fed with `name` up to the parent at hand, each byte once, and
+    // finished only for the parents that go to `lower`.
     let mut hasher = sha2::Sha256::new();
+    let mut fed = 0;
     let mut end = 0;
     while let Some(i) = name[end..].iter().position(|&b| b == b'/') {
         let dir = &name[..end + i];
-        hasher.update(&name[end..end + i]);
-        let digest: [u8; 32] = hasher.clone().finalize().into();
-        hasher.update(b"/");
         end += i + 1;
         if let Some(e) = layer.get(&key(dir)) {
             if let Some(why) = not_a_parent(dir, &e.kind) {
@@ -916,7 +917,9 @@ fn check_parents(
             Removal::Children(p) => p.is_empty() || dir.starts_with(&[p.as_slice(), b"/"].concat()),
         });
         if !removed {
-            lower(dir, digest);
+            hasher.update(&dir[fed..]);
+            fed = dir.len();
+            lower(dir, hasher.clone().finalize().into());
         }
     }
     Ok(())

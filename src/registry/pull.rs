@@ -149,11 +149,16 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
         let path = download(&client, work, &config_want, &progress, conn.retries)?;
         fs::read(&path).with_context(|| format!("reading {}", path.display()))?
     };
-    // Each blob once, however often the manifest names it.
-    let mut first: std::collections::BTreeMap<&Digest, usize> = Default::default();
-    let unique: Vec<usize> = (0..layers.len())
-        .filter(|&i| *first.entry(&layers[i].digest).or_insert(i) == i)
-        .collect();
+    // Each blob once, however often the manifest names it: `unique` holds
+    // the first layer of each digest, `slot` where a digest is in it.
+    let mut slot: std::collections::BTreeMap<&Digest, usize> = Default::default();
+    let mut unique = Vec::new();
+    for (i, layer) in layers.iter().enumerate() {
+        slot.entry(&layer.digest).or_insert_with(|| {
+            unique.push(i);
+            unique.len() - 1
+        });
+    }
     let fetched = super::for_each_index(unique.len(), opts.jobs, |u| {
         let i = unique[u];
         let started = Instant::now();
@@ -171,16 +176,15 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
         );
         Ok(path)
     })?;
-    let paths: Vec<PathBuf> = (0..layers.len())
-        .map(|i| {
-            let u = unique
-                .iter()
-                .position(|&j| j == first[&layers[i].digest])
-                .expect("every digest has a first layer");
+    let paths: Vec<PathBuf> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| {
+            let u = slot[&layer.digest];
             if unique[u] != i {
                 progress.layer(
                     i,
-                    &layers[i].digest.to_string(),
+                    &layer.digest.to_string(),
                     Outcome::Skipped("the same as an earlier layer".into()),
                     std::time::Duration::ZERO,
                 );
