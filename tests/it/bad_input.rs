@@ -381,9 +381,10 @@ fn existing_oci_dir_is_left_alone() {
     );
 }
 
-/// Issue 11, case 3: `--out` onto a device node, a fifo, a symlink (to a
-/// fifo or to a file) or another user's file is refused with one line, and
-/// the node is left as it was; never replaced by a regular file.
+/// Issue 11, case 3: `--out` of build, export, merge and pull onto a device
+/// node, a fifo, a symlink (to a fifo or to a file) or another user's file
+/// is refused with one line, and the node is left as it was; never
+/// replaced by a regular file.
 #[test]
 fn outputs_that_are_not_our_regular_files_are_refused_and_left_alone() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -425,21 +426,54 @@ fn outputs_that_are_not_our_regular_files_are_refused_and_left_alone() {
         (&link_to_file, "is a symlink"),
         (&theirs, "is a file of uid 65534"),
     ];
+    // An image to export and merge, beside the targets' directory.
+    let image_dir = tempdir();
+    let image = image_dir.path().join("image.tar");
+    crate::common::build(&spec_path, "docker-archive", "none", &image);
+    let image = image.to_str().unwrap();
+    let spec_arg = spec_path.to_str().unwrap();
+    // Pull takes its output first: it is refused before any connection.
+    let pull_src = format!("docker://127.0.0.1:1/app@sha256:{}", "0".repeat(64));
+    let commands: [&[&str]; 5] = [
+        &[
+            "build",
+            spec_arg,
+            "--format",
+            "docker-archive",
+            "--compress",
+            "none",
+        ],
+        &[
+            "build",
+            spec_arg,
+            "--format",
+            "oci-archive",
+            "--compress",
+            "gzip",
+        ],
+        &["export", image],
+        &["merge", image],
+        &["pull", &pull_src, "--tls-verify=false"],
+    ];
     for (target, said) in cases {
-        for (format, compress) in [("docker-archive", "none"), ("oci-archive", "gzip")] {
+        for command in commands {
             let out = Command::new(env!("CARGO_BIN_EXE_stevedore"))
-                .arg("build")
-                .arg(&spec_path)
-                .args(["--format", format, "--compress", compress, "--out"])
+                .args(command)
+                .arg("--out")
                 .arg(target)
                 .output()
                 .unwrap();
             let stderr = String::from_utf8_lossy(&out.stderr);
-            assert_eq!(out.status.code(), Some(1), "{}: {stderr}", target.display());
+            assert_eq!(
+                out.status.code(),
+                Some(1),
+                "{command:?} {}: {stderr}",
+                target.display()
+            );
             assert_one_line_error(&stderr, &target.display().to_string());
             assert!(
                 stderr.contains(&format!("output {} {said}", target.display())),
-                "{stderr}"
+                "{command:?}: {stderr}"
             );
         }
     }
