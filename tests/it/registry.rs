@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Value, json};
 
 use crate::common::{
-    Auth, CuttingProxy, HtmlServer, PASSWORD, PodmanImage, Registry, USER, assert_one_line_error,
-    build, busybox_store_path, containers_conf, dir_names, nix_add, podman, podman_store_lock, run,
+    Auth, CuttingProxy, PASSWORD, PodmanImage, Registry, USER, assert_one_line_error, build,
+    busybox_store_path, containers_conf, dir_names, nix_add, podman, podman_store_lock, run,
     run_in_podman_store, sha256, spec, stevedore, tempdir, write_spec,
 };
 
@@ -860,7 +860,7 @@ fn bad_registry_input_fails_with_one_line_and_no_output() {
     }
 
     // A web server that is not a registry.
-    let html = HtmlServer::start();
+    let html = crate::common::html_server();
     let err = pull_fails(
         &args,
         &format!("docker://127.0.0.1:{}/bad/app@{}", html.port, image.digest),
