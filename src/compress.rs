@@ -37,15 +37,6 @@ const ZSTD_OVERLAP_LOG: u32 = 8;
 const GZIP_OS_UNKNOWN: u8 = 255;
 
 impl Compression {
-    /// The OCI layer media type of a layer compressed this way.
-    pub fn oci_layer_media_type(self) -> &'static str {
-        match self {
-            Compression::None => "application/vnd.oci.image.layer.v1.tar",
-            Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-            Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
-        }
-    }
-
     /// Wraps `w` in this compression.
     pub fn encoder<W: Write>(self, w: W) -> io::Result<Encoder<W>> {
         Ok(match self {

@@ -23,8 +23,9 @@ pub mod load;
 pub mod merge;
 pub mod nix_builder;
 pub mod nixdb;
+pub mod oci;
 pub mod output;
-pub mod reference;
+pub mod pool;
 pub mod registry;
 pub mod rootfs;
 pub mod spec;
@@ -132,7 +133,8 @@ pub fn run(cli: cli::Cli) -> Result<()> {
                 format,
                 platform: registry::pull::Platform {
                     os,
-                    architecture: arch.unwrap_or_else(|| image::host_architecture().to_owned()),
+                    architecture: arch
+                        .unwrap_or_else(|| oci::platform::host_architecture().to_owned()),
                     variant,
                 },
                 tag: Some(tag.unwrap_or_else(|| format!("{}:latest", src.name()))),

@@ -33,9 +33,9 @@ use serde_json::Value;
 use crate::archive::TarOut;
 use crate::base::scan::{self, Limits};
 use crate::digest::Digest;
-use crate::image::canonical_json;
+use crate::oci::canonical_json;
+use crate::oci::platform::Platform;
 use crate::output::AtomicFile;
-use crate::registry::platform::Platform;
 use crate::registry::source::{self, BlobFile, Blobs, DirBlobs, TarBlobs, tar_index};
 
 /// mtime of every member of the merged archive.
@@ -339,7 +339,8 @@ fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value
         let mut layers = Vec::new();
         for (k, layer) in doc.layers.iter().enumerate() {
             let at = format!("layer {} of {what}", k + 1);
-            source::layer_compression(&layer.media_type).with_context(|| at.clone())?;
+            crate::oci::media_type::layer_compression(&layer.media_type)
+                .with_context(|| at.clone())?;
             let (d, f) = blob(layer, &at)?;
             let name = format!("{}/layer.tar", d.hex());
             members.insert(name.clone(), f);

@@ -22,12 +22,9 @@
 pub mod export;
 pub mod scan;
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -126,10 +123,9 @@ impl Base {
         }
         let mut view = View::default();
         let mut layers = Vec::with_capacity(blobs.layers.len());
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        in_layer_order(
+        crate::pool::in_order(
             blobs.layers.len(),
-            threads,
+            crate::pool::default_jobs(),
             |i| {
                 let what = format!("fromImage {}: {}", path.display(), blobs.layers[i].what);
                 let tar_path = keep_tars.then(|| scratch.path().join(format!("layer-{i}.tar")));
@@ -277,54 +273,6 @@ fn read_base_layer(
     Ok((record, digest))
 }
 
-/// Runs `read` for every index below `count` on up to `threads` threads,
-/// lowest index first, and hands each result to `apply` in index order, as
-/// soon as the ones before it are applied; what comes out never depends on
-/// scheduling. It stops at `apply`'s first error: no index is read after
-/// it, and the error is returned once the reads under way end.
-fn in_layer_order<T: Send>(
-    count: usize,
-    threads: usize,
-    read: impl Fn(usize) -> T + Sync,
-    mut apply: impl FnMut(usize, T) -> Result<()>,
-) -> Result<()> {
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        let (done, results) = mpsc::channel();
-        for _ in 0..threads.clamp(1, count.max(1)) {
-            let done = done.clone();
-            let (next, stop, read) = (&next, &stop, &read);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= count || stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    if done.send((i, read(i))).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        // Only the workers send: the loop below ends when they all have.
-        drop(done);
-        let mut waiting = BTreeMap::new();
-        let mut want = 0;
-        for (i, result) in results {
-            waiting.insert(i, result);
-            while let Some(result) = waiting.remove(&want) {
-                if let Err(e) = apply(want, result) {
-                    stop.store(true, Ordering::SeqCst);
-                    return Err(e);
-                }
-                want += 1;
-            }
-        }
-        Ok(())
-    })
-}
-
 /// A file stevedore can index for `path`: a directory (an OCI layout) or
 /// an uncompressed archive as it is; an archive compressed as a whole is
 /// decompressed, and a launcher or spec streamed, to the new file
@@ -413,7 +361,7 @@ mod tests {
     /// that they finish in reverse order.
     fn at_once(layers: &[Vec<u8>], threads: usize) -> Result<View> {
         let mut view = View::default();
-        in_layer_order(
+        crate::pool::in_order(
             layers.len(),
             threads,
             |i| {

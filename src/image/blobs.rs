@@ -5,8 +5,6 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context as _, Result, bail};
 
@@ -35,42 +33,10 @@ pub fn write_layer_blobs(
     jobs: usize,
 ) -> Result<Vec<LayerBlob>> {
     let count = image.layers.len();
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<LayerBlob>>>> =
-        Mutex::new((0..count).map(|_| None).collect());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.clamp(1, count.max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= count || failed.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let result =
-                        write_one(&image.ctx, &image.layers[i].source, compression, dir, i)
-                            .with_context(|| format!("writing layer {} of {count}", i + 1));
-                    if result.is_err() {
-                        failed.store(true, Ordering::SeqCst);
-                    }
-                    results.lock().unwrap()[i] = Some(result);
-                }
-            });
-        }
-    });
-    let results = results.into_inner().unwrap();
-    // Report the failure itself, not the layers skipped because of it.
-    if let Some(err) = results.iter().position(|r| matches!(r, Some(Err(_)))) {
-        return Err(results.into_iter().nth(err).flatten().unwrap().unwrap_err());
-    }
-    let mut blobs = Vec::with_capacity(count);
-    for result in results {
-        match result {
-            Some(r) => blobs.push(r?),
-            None => bail!("a layer was not written"),
-        }
-    }
-    Ok(blobs)
+    crate::pool::map(count, jobs, |i| {
+        write_one(&image.ctx, &image.layers[i].source, compression, dir, i)
+            .with_context(|| format!("writing layer {} of {count}", i + 1))
+    })
 }
 
 /// Copies the base image's layer blobs, byte for byte, into `dir` as

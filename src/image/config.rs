@@ -14,9 +14,10 @@ use oci_spec::image::{
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Image, canonical_json};
+use super::Image;
 use crate::compress::Compression;
 use crate::digest::Digest;
+use crate::oci::canonical_json;
 
 /// What the writer learnt about one layer blob.
 #[derive(Clone, Debug)]
@@ -185,7 +186,9 @@ pub fn oci_manifest(config: &[u8], layers: &[BlobInfo]) -> Result<Vec<u8>> {
         .iter()
         .map(|b| {
             DescriptorBuilder::default()
-                .media_type(MediaType::from(b.compression.oci_layer_media_type()))
+                .media_type(MediaType::from(crate::oci::media_type::oci_layer(
+                    b.compression,
+                )))
                 .digest(&b.digest)
                 .size(b.size)
                 .build()

@@ -21,12 +21,13 @@ use std::io::Write;
 use anyhow::{Context as _, Result, bail};
 use serde::Serialize;
 
+use super::Image;
 use super::blobs::LayerBlob;
 use super::config::{image_config, legacy_layer_json};
-use super::{Image, canonical_json};
 use crate::archive::plan::plan_layer;
 use crate::archive::{TarOut, write_layer};
 use crate::digest::{Digest, HashingWriter};
+use crate::oci::canonical_json;
 
 /// Writes an uncompressed docker-archive, reading every file once and
 /// holding no layer in memory or on disk.

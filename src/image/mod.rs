@@ -21,7 +21,8 @@ use crate::archive::Owner;
 use crate::archive::plan::{LayerSettings, LayerSource};
 use crate::base::{Base, BaseLayer, Pick};
 use crate::digest::Digest;
-use crate::reference;
+use crate::oci::platform::host_architecture;
+use crate::oci::{canonical_json, reference};
 use crate::spec::{self, Spec};
 
 /// A checked spec, ready to be written.
@@ -316,29 +317,6 @@ fn base_layer_id(parent: &str, digest: &Digest) -> String {
         blob: digest.to_string(),
     };
     Digest::of(&canonical_json(&id)).hex().to_owned()
-}
-
-/// The OCI name of the host's architecture.
-pub fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "riscv64" => "riscv64",
-        "s390x" => "s390x",
-        "arm" => "arm",
-        other => other,
-    }
-}
-
-/// JSON with object keys sorted and no whitespace: the one serialisation of
-/// every document stevedore writes (configs, manifests, indexes).
-pub fn canonical_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    // serde_json's Value keeps object keys in a BTreeMap, so the round trip
-    // sorts them whatever map type the input used.
-    let value = serde_json::to_value(value).expect("image documents serialise to JSON");
-    serde_json::to_vec(&value).expect("JSON values serialise")
 }
 
 #[cfg(test)]

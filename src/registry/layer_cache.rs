@@ -23,7 +23,7 @@ use crate::archive::LayerSource;
 use crate::archive::plan::LayerSettings;
 use crate::compress::Compression;
 use crate::digest::Digest;
-use crate::image::canonical_json;
+use crate::oci::canonical_json;
 use crate::spec::EntryMetadata;
 
 /// The one store whose paths never change once written.

@@ -34,12 +34,14 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::Connection;
 use super::client::{Body, Client, backoff, header, is_html, is_transport};
 use super::progress::{Outcome, Progress};
-use super::{Connection, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Reference, Target};
 use crate::archive::TarOut;
 use crate::digest::{Digest, HashingWriter};
-use crate::image::canonical_json;
+use crate::oci::canonical_json;
+use crate::oci::media_type::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
+use crate::oci::{Reference, Target};
 use crate::output::{AtomicDir, AtomicFile};
 
 /// Output formats of a pull.
@@ -50,7 +52,7 @@ pub enum PullFormat {
 }
 
 /// The platform to pick from an index.
-pub use super::platform::Platform;
+pub use crate::oci::platform::Platform;
 
 #[derive(Clone, Debug)]
 pub struct PullOptions {
@@ -159,7 +161,7 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
             unique.len() - 1
         });
     }
-    let fetched = super::for_each_index(unique.len(), opts.jobs, |u| {
+    let fetched = crate::pool::map(unique.len(), opts.jobs, |u| {
         let i = unique[u];
         let started = Instant::now();
         let before = partial_len(work, &layers[i].digest);
@@ -234,7 +236,7 @@ pub fn index_entry(
     }
     let entries = doc.manifests.as_deref().unwrap_or(&[]);
     let entry =
-        super::platform::choose(entries, |d| d.platform.as_ref(), platform).map_err(|e| {
+        crate::oci::platform::choose(entries, |d| d.platform.as_ref(), platform).map_err(|e| {
             anyhow::anyhow!("{src}: the index {e}; choose one with --os, --arch and --variant")
         })?;
     let want: Digest = entry
@@ -292,8 +294,8 @@ fn check_tag_ref(tag: &str) -> Result<()> {
     let Some((name, t)) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')) else {
         bail!("--tag {tag:?} must be NAME:TAG, as in hello:latest");
     };
-    crate::reference::check_name(name).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
-    crate::reference::check_tag(t).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
+    crate::oci::reference::check_name(name).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
+    crate::oci::reference::check_tag(t).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
     Ok(())
 }
 

@@ -34,18 +34,20 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
+use super::Connection;
 use super::client::{Body, Client, backoff, header};
 use super::layer_cache::{CachedLayer, LayerCache};
 use super::progress::{Outcome, Progress};
 use super::source::{self, BlobFile, BlobImage, IndexImage, NamedBlob, Source};
-use super::{Connection, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, OCI_MANIFEST, Reference, Target};
 use crate::archive::plan::{LayerSettings, plan_layer};
 use crate::archive::{LayerSource, write_layer};
 use crate::compress::Compression;
 use crate::digest::{Digest, HashingWriter};
 use crate::image::Image;
-use crate::image::canonical_json;
 use crate::image::config::{BlobInfo, image_config};
+use crate::oci::canonical_json;
+use crate::oci::media_type::{self, DOCKER_MANIFEST, OCI_MANIFEST};
+use crate::oci::{Reference, Target};
 
 /// Upload chunk size, and the largest blob sent in one request.
 pub const CHUNK: u64 = 32 << 20;
@@ -96,7 +98,8 @@ pub fn push(
     }
     let mut scopes = vec![format!("repository:{}:pull,push", dest.repo)];
     if let Some(from) = &opts.mount_from {
-        crate::reference::check_name(from).map_err(|e| anyhow::anyhow!("--mount-from: {e}"))?;
+        crate::oci::reference::check_name(from)
+            .map_err(|e| anyhow::anyhow!("--mount-from: {e}"))?;
         scopes.push(format!("repository:{from}:pull"));
     }
     let client = Client::connect(conn, &dest.host, &dest.repo, scopes)?;
@@ -133,7 +136,7 @@ impl Pusher<'_> {
         let (pusher, opts) = (self, self.opts);
         let base = image.base_layers();
         let progress = Progress::new(base.len() + image.layers.len());
-        let layers = super::for_each_index(base.len() + image.layers.len(), opts.jobs, |i| {
+        let layers = crate::pool::map(base.len() + image.layers.len(), opts.jobs, |i| {
             if let Some(layer) = base.get(i) {
                 let started = Instant::now();
                 let what = format!("base layer {}", i + 1);
@@ -181,7 +184,7 @@ impl Pusher<'_> {
             _ => manifest(&config, &layers, docker)?,
         };
         let media_type = if docker {
-            super::DOCKER_MANIFEST
+            DOCKER_MANIFEST
         } else {
             OCI_MANIFEST
         };
@@ -196,7 +199,7 @@ impl Pusher<'_> {
         let (configs, layers): (Vec<&NamedBlob>, Vec<&NamedBlob>) =
             index.blobs.iter().partition(|b| b.config);
         let progress = Progress::new(layers.len());
-        super::for_each_index(layers.len(), self.opts.jobs, |i| {
+        crate::pool::map(layers.len(), self.opts.jobs, |i| {
             let started = Instant::now();
             let layer = layers[i];
             let pushed = self
@@ -210,7 +213,7 @@ impl Pusher<'_> {
             );
             Ok(())
         })?;
-        super::for_each_index(configs.len(), self.opts.jobs, |i| {
+        crate::pool::map(configs.len(), self.opts.jobs, |i| {
             let config = configs[i];
             self.push_file(&config.file, &config.digest, &progress)
                 .map_err(|e| self.name_layer(e, &config.what, &config.digest))
@@ -291,20 +294,19 @@ fn manifest(config: &[u8], layers: &[Done], docker: bool) -> Result<Vec<u8>> {
     let layers: Vec<Value> = layers
         .iter()
         .map(|l| {
-            let media_type = match (docker, l.compression) {
-                (false, c) => c.oci_layer_media_type(),
-                (true, Compression::None) => DOCKER_LAYER_TAR,
-                (true, Compression::Gzip) => DOCKER_LAYER_GZIP,
-                (true, Compression::Zstd) => unreachable!("checked before the push"),
+            let media_type = if docker {
+                media_type::docker_layer(l.compression).expect("checked before the push")
+            } else {
+                media_type::oci_layer(l.compression)
             };
             json!({ "mediaType": media_type, "digest": l.digest.to_string(), "size": l.size })
         })
         .collect();
     let doc = json!({
         "schemaVersion": 2,
-        "mediaType": source::manifest_media_type(docker),
+        "mediaType": media_type::manifest(docker),
         "config": {
-            "mediaType": source::config_media_type(docker),
+            "mediaType": media_type::config(docker),
             "digest": Digest::of(config).to_string(),
             "size": config.len(),
         },
@@ -330,7 +332,7 @@ enum Start {
 impl Pusher<'_> {
     fn push_blob_layers(&self, image: &BlobImage) -> Result<(Vec<u8>, Vec<Done>)> {
         let progress = Progress::new(image.layers.len());
-        let layers = super::for_each_index(image.layers.len(), self.opts.jobs, |i| {
+        let layers = crate::pool::map(image.layers.len(), self.opts.jobs, |i| {
             let layer = &image.layers[i];
             let started = Instant::now();
             let digest = match (&layer.digest, &layer.diff_id) {

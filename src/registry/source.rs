@@ -22,14 +22,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use super::platform::{self, Platform};
-use super::{
-    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
-    OCI_MANIFEST,
-};
 use crate::compress::Compression;
 use crate::digest::Digest;
 use crate::image::Image;
+use crate::oci::media_type::{self, OCI_INDEX, OCI_MANIFEST};
+use crate::oci::platform::{self, Platform};
 use crate::spec::Spec;
 
 /// Where a blob's bytes are: a file, or a member of a tar.
@@ -440,16 +437,6 @@ fn parse_digest(text: &str, what: &str) -> Result<Digest> {
         .map_err(|e: String| anyhow::anyhow!("{what}: {e}"))
 }
 
-/// The compression an OCI or Docker layer media type says.
-pub fn layer_compression(media_type: &str) -> Result<Compression> {
-    Ok(match media_type {
-        "application/vnd.oci.image.layer.v1.tar" | DOCKER_LAYER_TAR => Compression::None,
-        "application/vnd.oci.image.layer.v1.tar+gzip" | DOCKER_LAYER_GZIP => Compression::Gzip,
-        "application/vnd.oci.image.layer.v1.tar+zstd" => Compression::Zstd,
-        other => bail!("layer media type {other:?} is not a tar, tar+gzip or tar+zstd layer"),
-    })
-}
-
 /// An image manifest of an OCI layout, checked against its digest and
 /// size, and the `index.json` entry that leads to it.
 pub struct LayoutManifest {
@@ -551,7 +538,7 @@ fn read_document(
 /// Whether a media type is that of an index of images (or a Docker
 /// manifest list).
 fn says_index(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_LIST
+    media_type::is_index(media_type)
 }
 
 /// Whether a document is an index of images, by its media type or, when
@@ -786,7 +773,8 @@ fn oci_layout(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<BlobImage> 
         layers.push(LayerBlob {
             digest: Some(d.clone()),
             diff_id: None,
-            compression: layer_compression(&layer.media_type).with_context(|| what.clone())?,
+            compression: media_type::layer_compression(&layer.media_type)
+                .with_context(|| what.clone())?,
             what: format!("{what} ({} in {})", blob_name(&d), root.display()),
             file,
         });
@@ -884,24 +872,6 @@ fn sniff_compression(file: &BlobFile) -> Result<Compression> {
     })
 }
 
-/// The OCI media type of a config blob and the Docker one, by format.
-pub fn config_media_type(docker: bool) -> &'static str {
-    if docker {
-        DOCKER_CONFIG
-    } else {
-        super::OCI_CONFIG
-    }
-}
-
-/// The manifest media type by format.
-pub fn manifest_media_type(docker: bool) -> &'static str {
-    if docker {
-        DOCKER_MANIFEST
-    } else {
-        super::OCI_MANIFEST
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -932,7 +902,10 @@ mod tests {
                 "os": "linux",
                 "rootfs": { "type": "layers", "diff_ids": [layer["digest"]] },
             });
-            let config = self.blob(super::super::OCI_CONFIG, config.to_string().as_bytes());
+            let config = self.blob(
+                crate::oci::media_type::OCI_CONFIG,
+                config.to_string().as_bytes(),
+            );
             let manifest = json!({
                 "schemaVersion": 2,
                 "mediaType": OCI_MANIFEST,

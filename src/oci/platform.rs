@@ -25,7 +25,7 @@ impl Platform {
     pub fn host() -> Platform {
         Platform {
             os: "linux".to_owned(),
-            architecture: crate::image::host_architecture().to_owned(),
+            architecture: host_architecture().to_owned(),
             variant: None,
         }
     }
@@ -46,6 +46,20 @@ impl fmt::Display for Platform {
             write!(f, "/{v}")?;
         }
         Ok(())
+    }
+}
+
+/// The OCI name of the host's architecture.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        "riscv64" => "riscv64",
+        "s390x" => "s390x",
+        "arm" => "arm",
+        other => other,
     }
 }
 
