@@ -1,5 +1,5 @@
 //! Layer compression with fixed settings, so the same tar always gives the
-//! same blob.
+//! same blob, and the one decoder of what others compressed.
 //!
 //! - gzip: level 6 (as `gzip` and `pigz`), a header with no file name, no
 //!   time (0) and the "unknown" OS byte, through flate2's zlib-rs backend.
@@ -8,7 +8,7 @@
 //!   (its single-threaded mode gives other bytes), so the output never depends
 //!   on the machine; layers are compressed in parallel instead.
 
-use std::io::{self, Write};
+use std::io::{self, BufReader, Read, Write};
 
 use clap::ValueEnum;
 use zstd::zstd_safe::CParameter;
@@ -37,6 +37,28 @@ const ZSTD_OVERLAP_LOG: u32 = 8;
 const GZIP_OS_UNKNOWN: u8 = 255;
 
 impl Compression {
+    /// The compression a blob's first bytes (up to four) show; anything
+    /// that is neither gzip nor zstd is taken as uncompressed.
+    pub fn sniff(head: &[u8]) -> Compression {
+        match head {
+            [0x1f, 0x8b, ..] => Compression::Gzip,
+            [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+            _ => Compression::None,
+        }
+    }
+
+    /// Reads `r` decompressed: gzip members one after the other, as
+    /// `gzip -d` does, or a zstd stream.
+    pub fn decoder<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+        Ok(match self {
+            Compression::None => Box::new(r),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+            Compression::Zstd => {
+                Box::new(zstd::stream::read::Decoder::with_buffer(BufReader::new(r))?)
+            }
+        })
+    }
+
     /// Wraps `w` in this compression.
     pub fn encoder<W: Write>(self, w: W) -> io::Result<Encoder<W>> {
         Ok(match self {

@@ -17,6 +17,7 @@ pub mod cli;
 pub mod closure;
 pub mod compress;
 pub mod digest;
+pub mod export;
 pub mod image;
 pub mod layering;
 pub mod load;
@@ -28,7 +29,9 @@ pub mod output;
 pub mod pool;
 pub mod registry;
 pub mod rootfs;
+pub mod source;
 pub mod spec;
+pub mod stored;
 pub mod terminal;
 
 use anyhow::{Context, Result};
@@ -45,13 +48,13 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             out,
             jobs,
         } => {
-            let image = image::Image::from_spec(spec::Spec::load(&spec)?)?;
+            let image = source::launcher_image(&spec)?;
             let jobs =
                 jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             build::build(&image, format, compress, &out, jobs)
         }
         Command::Stream { spec } => {
-            let image = image::Image::from_spec(spec::Spec::load(&spec)?)?;
+            let image = source::launcher_image(&spec)?;
             build::stream_to_stdout(&image)
         }
         Command::Layers {
@@ -150,7 +153,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             out,
             name,
             tag,
-        } => base::export::export(&image, &base::Pick::Named { name, tag }, &out),
+        } => export::export(&image, &base::Pick::Named { name, tag }, &out),
         Command::Merge { images, out } => merge::merge(&images, &out),
         Command::Launch { script, args } => nix_builder::launch(&script, &args),
         Command::NixBuilder {

@@ -17,7 +17,6 @@ use clap::ValueEnum;
 
 use crate::image::Image;
 use crate::image::docker_archive;
-use crate::spec::Spec;
 
 /// Where `load` puts an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
@@ -43,16 +42,12 @@ enum Kind {
 
 impl Kind {
     fn of(source: &Path) -> Result<Kind> {
-        let mut head = [0u8; 2];
-        let n = std::fs::File::open(source)
-            .and_then(|mut f| f.read(&mut head))
-            .with_context(|| format!("reading {}", source.display()))?;
-        if n >= 1 && (head.starts_with(b"#!") || head[0] == b'{') {
-            return Ok(Kind::Launcher(Box::new(Image::from_spec(Spec::load(
+        if crate::source::is_launcher(source)? {
+            return Ok(Kind::Launcher(Box::new(crate::source::launcher_image(
                 source,
-            )?)?)));
+            )?)));
         }
-        let members = crate::registry::source::tar_index(source)?;
+        let members = crate::stored::members(source)?;
         if !members.contains_key("manifest.json") {
             bail!(
                 "{}: load takes a docker-archive or a streamLayeredImage launcher; push an OCI layout to a registry instead",

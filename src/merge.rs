@@ -36,7 +36,7 @@ use crate::digest::Digest;
 use crate::oci::canonical_json;
 use crate::oci::platform::Platform;
 use crate::output::AtomicFile;
-use crate::registry::source::{self, BlobFile, Blobs, DirBlobs, TarBlobs, tar_index};
+use crate::stored::{self, BlobFile, Blobs, DirBlobs, TarBlobs};
 
 /// mtime of every member of the merged archive.
 const MTIME: u64 = 1;
@@ -65,13 +65,13 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
             oci_input(&DirBlobs(input.clone()))
                 .with_context(|| format!("{what} (an OCI layout)"))?
         } else {
-            let readable = crate::base::readable(
+            let readable = crate::source::readable(
                 input,
                 &scratch.path().join(format!("input-{i}.tar")),
                 limits,
             )
             .with_context(|| what.clone())?;
-            let index = tar_index(&readable).with_context(|| what.clone())?;
+            let index = stored::members(&readable).with_context(|| what.clone())?;
             if let Some(manifest_file) = index.get("manifest.json") {
                 let entries: Vec<Value> = serde_json::from_slice(&manifest_file.read()?)
                     .with_context(|| format!("{what}: manifest.json is not a list of images"))?;
@@ -289,7 +289,7 @@ fn member_name(value: &Value) -> Result<String> {
 /// annotation (or its ref name when that is a whole `name:tag`), untagged
 /// otherwise. An image for several platforms (an index of images, or
 /// entries that differ by platform) gives its image for this machine, as
-/// a base image does ([`source::layout_manifests`]).
+/// a base image does ([`stored::layout::layout_manifests`]).
 fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value>)> {
     #[derive(serde::Deserialize)]
     struct Descriptor {
@@ -322,7 +322,7 @@ fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value
     };
     let mut members = BTreeMap::new();
     let mut entries = Vec::new();
-    for (n, m) in source::layout_manifests(blobs, &Platform::host())?
+    for (n, m) in stored::layout::layout_manifests(blobs, &Platform::host())?
         .into_iter()
         .enumerate()
     {

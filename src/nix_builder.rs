@@ -24,7 +24,7 @@
 //! - `launcher`: `bin/NAME`, a `#!stevedore launch` script that copies an
 //!   image to a registry, podman or the Docker daemon ([`launch`]);
 //! - `export`: `exportImage`, an image's file system as one tar
-//!   ([`crate::base::export`]);
+//!   ([`crate::export`]);
 //! - `merge`: `mergeImages`, images in one docker-archive ([`crate::merge`]).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -279,7 +279,7 @@ impl BaseAttrs {
             name: self.name.clone(),
             tag: self.tag.clone(),
         };
-        crate::base::Base::open(Path::new(&self.path), &pick, keep_tars)
+        crate::source::open_base(Path::new(&self.path), &pick, keep_tars)
     }
 }
 
@@ -422,7 +422,7 @@ pub fn run() -> Result<()> {
                     tag: job.from_image_tag,
                 },
             };
-            crate::base::export::export(Path::new(&job.from_image), &pick, Path::new(&out))
+            crate::export::export(Path::new(&job.from_image), &pick, Path::new(&out))
         }
         Job::Merge(job) => {
             check_version(job.version)?;
@@ -562,7 +562,7 @@ fn image(job: &ImageJob, attrs: &Value, out: &str) -> Result<()> {
         customisation: customisation_spec(job),
     };
     let spec_json = serde_json::to_vec_pretty(&spec)?;
-    let image = Image::from_spec_with_base(spec, base)?;
+    let image = Image::new(spec, base)?;
     let out = Path::new(out);
     let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     match job.output {

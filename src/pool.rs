@@ -114,6 +114,6 @@ mod tests {
 
     #[test]
     fn nothing_to_do_is_fine() {
-        assert!(map(0, 4, |i| Ok(i)).unwrap().is_empty());
+        assert!(map(0, 4, Ok).unwrap().is_empty());
     }
 }

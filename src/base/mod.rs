@@ -19,7 +19,6 @@
 //! the error when a layer is refused (the lowest layer's, its first entry's),
 //! are those of reading the layers one after the other.
 
-pub mod export;
 pub mod scan;
 
 use std::fs::File;
@@ -31,8 +30,8 @@ use serde_json::Value;
 
 use crate::compress::Compression;
 use crate::digest::{Digest, HashingReader};
-pub use crate::registry::source::Pick;
-use crate::registry::source::{self, BlobFile};
+pub use crate::stored::Pick;
+use crate::stored::{self, BlobFile, StoredLayer};
 pub use scan::{EntryKind, Limits, View, ViewEntry};
 
 /// One layer of a base image, as stored.
@@ -51,10 +50,7 @@ pub struct BaseLayer {
 impl BaseLayer {
     /// The blob's bytes.
     pub fn reader(&self) -> Result<impl Read + use<>> {
-        let mut f = File::open(&self.file.path)
-            .with_context(|| format!("reading {}", self.file.path.display()))?;
-        f.seek(SeekFrom::Start(self.file.offset))?;
-        Ok(f.take(self.file.size))
+        self.file.reader()
     }
 
     /// The layer id of docker-archives: the blob's digest.
@@ -78,18 +74,20 @@ pub struct Base {
 }
 
 impl Base {
-    /// Reads the image at `path`. With `keep_tars`, each layer's
-    /// uncompressed tar is kept in a scratch directory, so files can be read
-    /// back quickly ([`Base::open_file`]).
-    pub fn open(path: &Path, pick: &Pick, keep_tars: bool) -> Result<Base> {
-        let scratch = tempfile::Builder::new()
-            .prefix("stevedore-base-")
-            .tempdir()
-            .context("creating a scratch directory")?;
+    /// Reads the image at `path`, which [`crate::stored`] reads at
+    /// `readable` (the path itself, or a file in `scratch` that holds it
+    /// expanded); `scratch` lives as long as the base. With `keep_tars`,
+    /// each layer's uncompressed tar is kept in `scratch`, so files can be
+    /// read back quickly ([`Base::open_file`]).
+    pub fn open(
+        path: &Path,
+        readable: &Path,
+        scratch: tempfile::TempDir,
+        pick: &Pick,
+        keep_tars: bool,
+    ) -> Result<Base> {
         let limits = Limits::from_env()?;
-        let readable = readable(path, &scratch.path().join("base.tar"), limits)
-            .with_context(|| format!("fromImage {}", path.display()))?;
-        let blobs = source::open_blobs(&readable, pick, "fromImage")?;
+        let blobs = stored::open(readable, pick, "fromImage")?;
         let config: Value = serde_json::from_slice(&blobs.config)
             .with_context(|| format!("fromImage {}: the config is not JSON", path.display()))?;
         let diff_ids: Vec<Digest> = config
@@ -182,7 +180,9 @@ impl Base {
         }
         let mut blob = BufReader::new(layer.reader()?);
         let head = blob.fill_buf()?.get(..4).unwrap_or_default().to_vec();
-        let mut tar = scan::decoder(&head, blob)?;
+        let mut tar = crate::compress::Compression::sniff(&head)
+            .decoder(blob)
+            .context("starting zstd")?;
         let skipped = std::io::copy(&mut (&mut tar).take(entry.offset), &mut std::io::sink())
             .with_context(|| format!("reading {}", self.path.display()))?;
         if skipped != entry.offset {
@@ -206,7 +206,7 @@ impl Base {
 /// tar kept at `keep`, and its size, digest and diff_id checked (an error
 /// there is the record's). The digest is the blob's, as read.
 fn read_base_layer(
-    blob: &source::LayerBlob,
+    blob: &StoredLayer,
     index: usize,
     want_diff_id: &Digest,
     what: &str,
@@ -219,11 +219,7 @@ fn read_base_layer(
         )),
         None => None,
     };
-    let mut f = File::open(&blob.file.path)
-        .with_context(|| format!("reading {}", blob.file.path.display()))?;
-    f.seek(SeekFrom::Start(blob.file.offset))?;
-    let mut hashing =
-        HashingReader::new(BufReader::with_capacity(256 * 1024, f.take(blob.file.size)));
+    let mut hashing = HashingReader::new(BufReader::with_capacity(256 * 1024, blob.file.reader()?));
     let mut record = scan::read_layer(
         what,
         index,
@@ -273,50 +269,12 @@ fn read_base_layer(
     Ok((record, digest))
 }
 
-/// A file stevedore can index for `path`: a directory (an OCI layout) or
-/// an uncompressed archive as it is; an archive compressed as a whole is
-/// decompressed, and a launcher or spec streamed, to the new file
-/// `scratch`.
-pub fn readable(path: &Path, scratch: &Path, limits: Limits) -> Result<PathBuf> {
-    let md = std::fs::metadata(path)?;
-    if md.is_dir() {
-        return Ok(path.to_owned());
-    }
-    let mut head = [0u8; 4];
-    let n = File::open(path)?.read(&mut head)?;
-    let head = &head[..n];
-    if head.starts_with(b"#!") || head.starts_with(b"{") {
-        let spec = crate::spec::Spec::load(path)?;
-        let image = crate::image::Image::from_spec(spec)?;
-        let mut w = BufWriter::new(File::create(scratch)?);
-        crate::image::docker_archive::stream(&image, &mut w)?;
-        w.flush()?;
-        return Ok(scratch.to_owned());
-    }
-    if scan::sniff(head) == Compression::None {
-        return Ok(path.to_owned());
-    }
-    let mut w = BufWriter::new(File::create(scratch)?);
-    let mut r = scan::decoder(head, BufReader::new(File::open(path)?))?;
-    let mut copied = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = r.read(&mut buf).context("decompressing the archive")?;
-        if n == 0 {
-            break;
-        }
-        copied += n as u64;
-        if copied > limits.max_layer_bytes {
-            bail!(
-                "the archive expands to more than {} bytes (the limit; set {} to change it)",
-                limits.max_layer_bytes,
-                scan::MAX_LAYER_BYTES_VAR
-            );
-        }
-        w.write_all(&buf[..n])?;
-    }
-    w.flush()?;
-    Ok(scratch.to_owned())
+/// A new scratch directory for a base: expanded archives, kept layer tars.
+pub fn scratch_dir() -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("stevedore-base-")
+        .tempdir()
+        .context("creating a scratch directory")
 }
 
 #[cfg(test)]

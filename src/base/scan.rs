@@ -448,29 +448,6 @@ impl<R: Read, W: Write> Read for Tee<R, W> {
     }
 }
 
-/// The compression of a layer, from its first bytes.
-pub fn sniff(head: &[u8]) -> crate::compress::Compression {
-    use crate::compress::Compression;
-    match head {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
-        _ => Compression::None,
-    }
-}
-
-/// A decompressing reader for a layer whose first bytes were `head`.
-pub fn decoder<'a, R: Read + 'a>(head: &[u8], r: R) -> Result<Box<dyn Read + 'a>> {
-    use crate::compress::Compression;
-    Ok(match sniff(head) {
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(io::BufReader::new(r))
-                .context("starting zstd")?,
-        ),
-        Compression::None => Box::new(r),
-    })
-}
-
 /// What reading one layer found besides the entries.
 #[derive(Debug)]
 pub struct LayerScan {
@@ -582,10 +559,14 @@ fn read_tar(
         }
     }
     let head = &head[..got];
-    let compressed = sniff(head) != crate::compress::Compression::None;
+    let compression = crate::compress::Compression::sniff(head);
+    let compressed = compression != crate::compress::Compression::None;
     let raw = io::Cursor::new(head.to_vec()).chain(blob);
     let bounded = Bounded {
-        inner: decoder(head, raw).with_context(|| what.to_owned())?,
+        inner: compression
+            .decoder(raw)
+            .context("starting zstd")
+            .with_context(|| what.to_owned())?,
         read: 0,
         compressed_size: if compressed { compressed_size } else { None },
         limits,

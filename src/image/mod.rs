@@ -19,7 +19,7 @@ use std::os::unix::ffi::OsStringExt;
 
 use crate::archive::Owner;
 use crate::archive::plan::{LayerSettings, LayerSource};
-use crate::base::{Base, BaseLayer, Pick};
+use crate::base::{Base, BaseLayer};
 use crate::digest::Digest;
 use crate::oci::platform::host_architecture;
 use crate::oci::{canonical_json, reference};
@@ -58,12 +58,9 @@ pub struct Layer {
 impl Image {
     /// Checks a spec: names, times, and that every path exists where it
     /// should. A store path already held by a lower layer is dropped.
-    pub fn from_spec(spec: Spec) -> Result<Image> {
-        Image::from_spec_with_base(spec, None)
-    }
-
-    /// As [`Image::from_spec`], with the spec's base already read.
-    pub fn from_spec_with_base(spec: Spec, opened: Option<Base>) -> Result<Image> {
+    /// `base` is the spec's base, opened by the caller
+    /// ([`crate::source::image`] opens it).
+    pub fn new(spec: Spec, base: Option<Base>) -> Result<Image> {
         reference::check_name(&spec.name).map_err(|e| anyhow::anyhow!("field name: {e}"))?;
         reference::check_tag(&spec.tag).map_err(|e| anyhow::anyhow!("field tag: {e}"))?;
         let created = match spec.created.as_deref() {
@@ -86,17 +83,9 @@ impl Image {
             }
         }
 
-        let base = match (&spec.base, opened) {
-            (Some(_), Some(opened)) => Some(opened),
-            (None, _) => None,
-            (Some(b), None) => {
-                let pick = Pick::Named {
-                    name: b.name.clone(),
-                    tag: b.tag.clone(),
-                };
-                Some(Base::open(&b.path, &pick, false).context("field base")?)
-            }
-        };
+        if spec.base.is_some() != base.is_some() {
+            bail!("field base: the spec's base and the base opened for it disagree");
+        }
         let mut layers = Vec::new();
         // Store paths the base holds are not written again.
         let mut covered: BTreeSet<OsString> = base

@@ -4,8 +4,7 @@
 //!
 //! [`client`] owns HTTP, TLS, retries and authentication; [`credentials`]
 //! finds what users already configured for podman, skopeo and Docker;
-//! [`source`] reads every image stevedore writes; [`platform`] chooses
-//! the image of a multi-platform index; [`layer_cache`] keeps the digests
+//! [`layer_cache`] keeps the digests
 //! of layers made from the store; [`progress`] reports per layer. The protocol is small and its failure modes matter (resuming,
 //! never pushing a broken manifest, never printing a credential), so it is
 //! written here on an HTTP library (`ureq`) rather than through a registry
@@ -17,7 +16,6 @@ pub mod layer_cache;
 pub mod progress;
 pub mod pull;
 pub mod push;
-pub mod source;
 
 // Until every caller names them where they live.
 pub use crate::oci::{Reference, Target};

@@ -64,7 +64,7 @@ pub struct PullOptions {
 }
 
 /// Largest manifest or config read into memory.
-use super::source::DOCUMENT_LIMIT;
+use crate::stored::DOCUMENT_LIMIT;
 /// The time of every entry of the docker-archive written.
 const ARCHIVE_MTIME: u64 = 1;
 

@@ -38,7 +38,6 @@ use super::Connection;
 use super::client::{Body, Client, backoff, header};
 use super::layer_cache::{CachedLayer, LayerCache};
 use super::progress::{Outcome, Progress};
-use super::source::{self, BlobFile, BlobImage, IndexImage, NamedBlob, Source};
 use crate::archive::plan::{LayerSettings, plan_layer};
 use crate::archive::{LayerSource, write_layer};
 use crate::compress::Compression;
@@ -48,6 +47,8 @@ use crate::image::config::{BlobInfo, image_config};
 use crate::oci::canonical_json;
 use crate::oci::media_type::{self, DOCKER_MANIFEST, OCI_MANIFEST};
 use crate::oci::{Reference, Target};
+use crate::source::{self, Source};
+use crate::stored::{BlobFile, IndexImage, NamedBlob, StoredImage};
 
 /// Upload chunk size, and the largest blob sent in one request.
 pub const CHUNK: u64 = 32 << 20;
@@ -114,7 +115,7 @@ pub fn push(
             pusher.push_index_parts(index)?;
             (index.index.bytes.clone(), index.index.media_type.clone())
         }
-        Source::Blobs(image) => {
+        Source::Stored(image) => {
             pusher.push_image(pusher.push_blob_layers(image)?, image.oci_manifest.as_ref())?
         }
         Source::Launcher { image, .. } => {
@@ -267,7 +268,7 @@ fn check_docker_format(source: &Source, path: &Path, opts: &PushOptions) -> Resu
                 platforms.join(", ")
             );
         }
-        Source::Blobs(image) => image
+        Source::Stored(image) => image
             .layers
             .iter()
             .find(|l| l.compression == Compression::Zstd)
@@ -330,7 +331,7 @@ enum Start {
 }
 
 impl Pusher<'_> {
-    fn push_blob_layers(&self, image: &BlobImage) -> Result<(Vec<u8>, Vec<Done>)> {
+    fn push_blob_layers(&self, image: &StoredImage) -> Result<(Vec<u8>, Vec<Done>)> {
         let progress = Progress::new(image.layers.len());
         let layers = crate::pool::map(image.layers.len(), self.opts.jobs, |i| {
             let layer = &image.layers[i];
@@ -341,7 +342,7 @@ impl Pusher<'_> {
                 // against the diff_id its config records.
                 (None, Some(diff_id)) => {
                     let (digest, content) =
-                        source::digest_and_diff_id(&layer.file, layer.compression)
+                        crate::stored::digest_and_diff_id(&layer.file, layer.compression)
                             .with_context(|| layer.what.clone())?;
                     if &content != diff_id {
                         bail!(

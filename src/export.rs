@@ -14,16 +14,16 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Base, EntryKind, Pick, View, ViewEntry};
 use crate::archive::Owner;
 use crate::archive::header::{self, Header, Kind};
+use crate::base::{Base, EntryKind, Pick, View, ViewEntry};
 use crate::output::AtomicFile;
 
 /// Reads the image at `image` and writes its root file system to `out`,
 /// atomically.
 pub fn export(image: &Path, pick: &Pick, out: &Path) -> Result<()> {
     let mut file = AtomicFile::create(out)?;
-    let base = Base::open(image, pick, true)?;
+    let base = crate::source::open_base(image, pick, true)?;
     {
         let mut w = BufWriter::with_capacity(256 * 1024, file.file());
         write_rootfs(&base, &mut w)?;

@@ -1,155 +1,17 @@
-//! What `push` and `load` read: any image stevedore writes.
-//!
-//! - An OCI layout directory, or an `oci-archive` (that layout in a tar):
-//!   the manifest, config and layer blobs as they are, named by digest.
-//!   A multi-platform image (an index of images, nested or not, or
-//!   `index.json` entries that differ by platform) is read for this
-//!   machine's platform ([`Platform::host`]) when one image is wanted, and
-//!   whole when it is pushed ([`IndexImage`]).
-//! - A docker-archive: `manifest.json`, the config and each `layer.tar`
-//!   (compressed or not); the config's `diff_ids` are what the build
-//!   recorded.
-//! - A `streamLayeredImage` launcher (or a spec): nothing written yet; its
-//!   layers are made from the store while they are pushed.
-//!
-//! Tar members are read in place, by offset: nothing is unpacked.
+//! Reading an OCI image layout (a directory, or an oci-archive's members):
+//! `index.json`, indexes nested at most [`INDEX_DEPTH`] deep, manifests
+//! checked against their digests and sizes, and the image for a platform.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
-use crate::compress::Compression;
+use super::{BlobFile, Pick, StoredImage, StoredLayer, blob_name, parse_digest};
 use crate::digest::Digest;
-use crate::image::Image;
 use crate::oci::media_type::{self, OCI_INDEX, OCI_MANIFEST};
 use crate::oci::platform::{self, Platform};
-use crate::spec::Spec;
-
-/// Where a blob's bytes are: a file, or a member of a tar.
-#[derive(Clone, Debug)]
-pub struct BlobFile {
-    pub path: PathBuf,
-    pub offset: u64,
-    pub size: u64,
-}
-
-/// The largest document (manifest, index, config, `manifest.json`) read
-/// whole into memory; a blob that says it is larger is refused before a
-/// byte is read.
-pub const DOCUMENT_LIMIT: u64 = 16 << 20;
-
-impl BlobFile {
-    /// Reads the whole blob (configs and manifests), up to
-    /// [`DOCUMENT_LIMIT`].
-    pub fn read(&self) -> Result<Vec<u8>> {
-        if self.size > DOCUMENT_LIMIT {
-            bail!(
-                "{} is {} bytes; documents (manifests, indexes, configs) are read whole, up to {DOCUMENT_LIMIT} bytes",
-                self.path.display(),
-                self.size
-            );
-        }
-        let mut file =
-            File::open(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut bytes = Vec::with_capacity(self.size as usize);
-        file.take(self.size)
-            .read_to_end(&mut bytes)
-            .with_context(|| format!("reading {}", self.path.display()))?;
-        if bytes.len() as u64 != self.size {
-            bail!("{} is shorter than its index says", self.path.display());
-        }
-        Ok(bytes)
-    }
-
-    /// The digest of the blob's bytes.
-    pub fn digest(&self) -> Result<Digest> {
-        let mut file =
-            File::open(&self.path).with_context(|| format!("reading {}", self.path.display()))?;
-        file.seek(SeekFrom::Start(self.offset))?;
-        let mut hashing = crate::digest::HashingWriter::new(std::io::sink());
-        let n = std::io::copy(&mut file.take(self.size), &mut hashing)
-            .with_context(|| format!("reading {}", self.path.display()))?;
-        let (_, digest, _) = hashing.finish();
-        if n != self.size {
-            bail!("{} is shorter than its index says", self.path.display());
-        }
-        Ok(digest)
-    }
-}
-
-/// The digest of a compressed layer blob and of its uncompressed tar (its
-/// diff_id), in one pass.
-pub fn digest_and_diff_id(file: &BlobFile, compression: Compression) -> Result<(Digest, Digest)> {
-    let mut f =
-        File::open(&file.path).with_context(|| format!("reading {}", file.path.display()))?;
-    f.seek(SeekFrom::Start(file.offset))?;
-    let mut compressed = crate::digest::HashingReader::new(std::io::BufReader::with_capacity(
-        256 * 1024,
-        f.take(file.size),
-    ));
-    let mut tar = crate::digest::HashingWriter::new(std::io::sink());
-    let failed = |e| anyhow::anyhow!("its {compression:?} data is damaged ({e})");
-    match compression {
-        Compression::None => {
-            std::io::copy(&mut compressed, &mut tar).map_err(failed)?;
-        }
-        Compression::Gzip => {
-            let mut decoder = flate2::read::MultiGzDecoder::new(&mut compressed);
-            std::io::copy(&mut decoder, &mut tar).map_err(failed)?;
-        }
-        Compression::Zstd => {
-            let mut decoder = zstd::stream::read::Decoder::new(&mut compressed).map_err(failed)?;
-            std::io::copy(&mut decoder, &mut tar).map_err(failed)?;
-        }
-    }
-    // Whatever follows the compressed stream is part of the blob too.
-    std::io::copy(&mut compressed, &mut std::io::sink()).map_err(failed)?;
-    let (digest, n) = compressed.finish();
-    if n != file.size {
-        bail!("{} is shorter than its index says", file.path.display());
-    }
-    Ok((digest, tar.finish().1))
-}
-
-/// A layer stored as a blob.
-#[derive(Clone, Debug)]
-pub struct LayerBlob {
-    /// Known from an OCI manifest; a docker-archive's compressed layers
-    /// are hashed when pushed.
-    pub digest: Option<Digest>,
-    /// The uncompressed digest the build recorded (docker-archive configs).
-    pub diff_id: Option<Digest>,
-    pub compression: Compression,
-    pub file: BlobFile,
-    /// How messages name the layer: `layer 2 (abc.../layer.tar)`.
-    pub what: String,
-}
-
-/// An image whose blobs exist.
-pub struct BlobImage {
-    pub config: Vec<u8>,
-    pub layers: Vec<LayerBlob>,
-    /// The manifest as an OCI layout holds it, pushed unchanged.
-    pub oci_manifest: Option<Vec<u8>>,
-}
-
-/// A push source.
-pub enum Source {
-    Blobs(BlobImage),
-    /// An OCI layout whose image is an index of images for several
-    /// platforms: pushed as it is.
-    Index(IndexImage),
-    /// A launcher or spec: `spec` is its path.
-    Launcher {
-        image: Box<Image>,
-        spec: PathBuf,
-    },
-}
 
 /// A multi-platform image of an OCI layout, every blob of every platform
 /// found and its documents checked, in the order a registry takes them.
@@ -159,9 +21,9 @@ pub struct IndexImage {
     pub blobs: Vec<NamedBlob>,
     /// Every image manifest and inner index, each after those it names:
     /// put by digest.
-    pub manifests: Vec<Document>,
+    pub manifests: Vec<IndexDocument>,
     /// The index `index.json` names: put under the tag, last.
-    pub index: Document,
+    pub index: IndexDocument,
     /// The platforms of the index's entries, for messages.
     pub platforms: Vec<Platform>,
 }
@@ -177,7 +39,7 @@ pub struct NamedBlob {
 
 /// A manifest or index as a layout holds it, checked against its digest
 /// and size.
-pub struct Document {
+pub struct IndexDocument {
     pub digest: Digest,
     pub media_type: String,
     pub bytes: Vec<u8>,
@@ -227,172 +89,6 @@ struct ManifestDoc {
     manifests: Vec<Descriptor>,
 }
 
-/// Which image of an archive or layout holding several to read.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Pick {
-    /// The archive must hold exactly one image (`push`).
-    #[default]
-    Only,
-    /// The first image, or the one whose tag is `name:tag` (either may be
-    /// left out), as dockerTools' `fromImageName` and `fromImageTag` pick.
-    Named {
-        name: Option<String>,
-        tag: Option<String>,
-    },
-}
-
-impl Pick {
-    /// Whether a `RepoTags` entry or OCI ref name (`name:tag`, or a tag
-    /// alone) is the one asked for. A registry or `localhost/` prefix on
-    /// the archive's side still matches (`podman save` writes them).
-    fn matches(&self, repo_tag: &str) -> bool {
-        let Pick::Named { name, tag } = self else {
-            return true;
-        };
-        let (have_name, have_tag) = match repo_tag.rsplit_once(':') {
-            Some((n, t)) if !t.contains('/') => (n, t),
-            _ => (repo_tag, "latest"),
-        };
-        let name_ok = name
-            .as_deref()
-            .is_none_or(|want| have_name == want || have_name.ends_with(&format!("/{want}")));
-        let tag_ok = tag.as_deref().is_none_or(|want| have_tag == want);
-        name_ok && tag_ok
-    }
-
-    fn matches_tag(&self, tag: &str) -> bool {
-        match self {
-            Pick::Only => true,
-            Pick::Named { tag: want, .. } => want.as_deref().is_none_or(|w| w == tag),
-        }
-    }
-
-    fn is_any(&self) -> bool {
-        matches!(
-            self,
-            Pick::Named {
-                name: None,
-                tag: None
-            }
-        )
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            Pick::Only => "the only image".into(),
-            Pick::Named { name, tag } => format!(
-                "{}:{}",
-                name.as_deref().unwrap_or("*"),
-                tag.as_deref().unwrap_or("*")
-            ),
-        }
-    }
-}
-
-/// Reads a push source, detecting its kind. An OCI layout whose image is
-/// an index of images for several platforms is pushed as it is.
-pub fn open(path: &Path) -> Result<Source> {
-    let mut head = [0u8; 2];
-    let md = std::fs::metadata(path).with_context(|| format!("source {}", path.display()))?;
-    if !md.is_dir() {
-        let n = File::open(path)
-            .and_then(|mut f| f.read(&mut head))
-            .with_context(|| format!("reading source {}", path.display()))?;
-        if n >= 1 && (head.starts_with(b"#!") || head[0] == b'{') {
-            let image = Image::from_spec(Spec::load(path)?)?;
-            return Ok(Source::Launcher {
-                image: Box::new(image),
-                spec: path.to_owned(),
-            });
-        }
-    }
-    if let Stored::Layout(blobs, kind) = stored(path, "source")? {
-        let index = layout_index(blobs.as_ref())
-            .with_context(|| format!("source {} ({kind})", path.display()))?;
-        if let Some(index) = index {
-            return Ok(Source::Index(index));
-        }
-    }
-    open_blobs(path, &Pick::Only, "source").map(Source::Blobs)
-}
-
-/// Reads an image whose blobs exist: an OCI layout directory, an
-/// oci-archive or a docker-archive. `what` starts error messages
-/// (`source`, `fromImage`). A layout's index of images for several
-/// platforms gives its image for this machine ([`Platform::host`]).
-pub fn open_blobs(path: &Path, pick: &Pick, what: &str) -> Result<BlobImage> {
-    match stored(path, what)? {
-        Stored::Layout(blobs, kind) => oci_layout(path, blobs.as_ref(), pick)
-            .with_context(|| format!("{what} {} ({kind})", path.display())),
-        Stored::DockerArchive(members) => docker_archive(path, &members, pick)
-            .with_context(|| format!("{what} {} (a docker-archive)", path.display())),
-    }
-}
-
-/// What an image path that is not a launcher holds.
-enum Stored {
-    /// An OCI layout (a directory, or an oci-archive's members), and which
-    /// of the two, for messages.
-    Layout(Box<dyn Blobs>, &'static str),
-    /// A docker-archive's members.
-    DockerArchive(BTreeMap<String, BlobFile>),
-}
-
-fn stored(path: &Path, what: &str) -> Result<Stored> {
-    let md = std::fs::metadata(path).with_context(|| format!("{what} {}", path.display()))?;
-    if md.is_dir() {
-        return Ok(Stored::Layout(
-            Box::new(DirBlobs(path.to_owned())),
-            "an OCI layout",
-        ));
-    }
-    let members = tar_index(path).with_context(|| format!("{what} {}", path.display()))?;
-    if members.contains_key("manifest.json") {
-        Ok(Stored::DockerArchive(members))
-    } else if members.contains_key("index.json") {
-        Ok(Stored::Layout(
-            Box::new(TarBlobs(members)),
-            "an oci-archive",
-        ))
-    } else {
-        bail!(
-            "{what} {}: not an image (a docker-archive, an OCI layout or oci-archive, or a streamLayeredImage launcher)",
-            path.display()
-        )
-    }
-}
-
-/// The members of a tar: name (without `./`) to position and size.
-pub fn tar_index(path: &Path) -> Result<BTreeMap<String, BlobFile>> {
-    let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut archive = tar::Archive::new(file);
-    let mut members = BTreeMap::new();
-    let entries = archive
-        .entries()
-        .with_context(|| format!("{}: not a tar archive", path.display()))?;
-    for entry in entries {
-        let entry = entry.with_context(|| format!("{}: not a tar archive", path.display()))?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let name = entry
-            .path()
-            .with_context(|| format!("{}: a member name is not valid", path.display()))?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_owned();
-        members.insert(
-            name,
-            BlobFile {
-                path: path.to_owned(),
-                offset: entry.raw_file_position(),
-                size: entry.size(),
-            },
-        );
-    }
-    Ok(members)
-}
-
 /// Where an OCI layout's files are.
 pub trait Blobs {
     fn file(&self, name: &str) -> Result<BlobFile>;
@@ -426,15 +122,6 @@ impl Blobs for TarBlobs {
             .cloned()
             .with_context(|| format!("{name} is missing"))
     }
-}
-
-fn blob_name(digest: &Digest) -> String {
-    format!("blobs/sha256/{}", digest.hex())
-}
-
-fn parse_digest(text: &str, what: &str) -> Result<Digest> {
-    text.parse()
-        .map_err(|e: String| anyhow::anyhow!("{what}: {e}"))
 }
 
 /// An image manifest of an OCI layout, checked against its digest and
@@ -594,7 +281,7 @@ fn follow_index(
 /// every blob they name, found. `None` when the layout's image is not an
 /// index. Entries of `index.json` for several platforms of one image are
 /// refused: there is no index of them to push.
-fn layout_index(blobs: &dyn Blobs) -> Result<Option<IndexImage>> {
+pub(super) fn read_index_image(blobs: &dyn Blobs) -> Result<Option<IndexImage>> {
     let index = read_index(blobs)?;
     let groups = images(&index.manifests);
     let [group] = groups.as_slice() else {
@@ -642,13 +329,13 @@ fn document(
     digest: Digest,
     bytes: Vec<u8>,
     default: &str,
-) -> Document {
+) -> IndexDocument {
     let media_type = [&doc.media_type, &entry.media_type]
         .into_iter()
         .find(|t| !t.is_empty())
         .map_or(default, String::as_str)
         .to_owned();
-    Document {
+    IndexDocument {
         digest,
         media_type,
         bytes,
@@ -720,7 +407,7 @@ fn collect_index(
     Ok(())
 }
 
-fn oci_layout(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<BlobImage> {
+pub(super) fn read_image(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<StoredImage> {
     let index = read_index(blobs)?;
     let groups = images(&index.manifests);
     let group = match (groups.as_slice(), pick) {
@@ -770,7 +457,7 @@ fn oci_layout(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<BlobImage> 
                 layer.size
             );
         }
-        layers.push(LayerBlob {
+        layers.push(StoredLayer {
             digest: Some(d.clone()),
             diff_id: None,
             compression: media_type::layer_compression(&layer.media_type)
@@ -779,96 +466,10 @@ fn oci_layout(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<BlobImage> 
             file,
         });
     }
-    Ok(BlobImage {
+    Ok(StoredImage {
         config: config_bytes,
         layers,
         oci_manifest: Some(manifest),
-    })
-}
-
-fn docker_archive(
-    path: &Path,
-    members: &BTreeMap<String, BlobFile>,
-    pick: &Pick,
-) -> Result<BlobImage> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Entry {
-        config: String,
-        layers: Vec<String>,
-        #[serde(default)]
-        repo_tags: Option<Vec<String>>,
-    }
-    #[derive(Deserialize)]
-    struct Config {
-        rootfs: RootFs,
-    }
-    #[derive(Deserialize)]
-    struct RootFs {
-        diff_ids: Vec<String>,
-    }
-    let member = |name: &str| {
-        members
-            .get(name.trim_start_matches("./"))
-            .cloned()
-            .with_context(|| format!("manifest.json names {name:?}, which is not in the archive"))
-    };
-    let manifest: Vec<Entry> = serde_json::from_slice(&member("manifest.json")?.read()?)
-        .context("manifest.json is not a docker-archive manifest")?;
-    let entry = match (manifest.as_slice(), pick) {
-        ([], _) => bail!("manifest.json lists no image"),
-        ([one], Pick::Only) => one,
-        (many, Pick::Only) => bail!(
-            "manifest.json lists {} images; push takes an archive with one",
-            many.len()
-        ),
-        (many, _) if pick.is_any() => &many[0],
-        (many, _) => many
-            .iter()
-            .find(|e| e.repo_tags.iter().flatten().any(|t| pick.matches(t)))
-            .with_context(|| format!("manifest.json has no image tagged {}", pick.describe()))?,
-    };
-    let config = member(&entry.config)?.read()?;
-    let parsed: Config = serde_json::from_slice(&config)
-        .with_context(|| format!("{} is not an image config", entry.config))?;
-    if parsed.rootfs.diff_ids.len() != entry.layers.len() {
-        bail!(
-            "the config has {} diff_ids for {} layers",
-            parsed.rootfs.diff_ids.len(),
-            entry.layers.len()
-        );
-    }
-    let mut layers = Vec::new();
-    for (i, (name, diff_id)) in entry.layers.iter().zip(&parsed.rootfs.diff_ids).enumerate() {
-        let what = format!("layer {} ({name} in {})", i + 1, path.display());
-        let file = member(name)?;
-        let compression = sniff_compression(&file)?;
-        let diff_id = parse_digest(diff_id, &what)?;
-        layers.push(LayerBlob {
-            digest: (compression == Compression::None).then(|| diff_id.clone()),
-            diff_id: Some(diff_id),
-            compression,
-            file,
-            what,
-        });
-    }
-    Ok(BlobImage {
-        config,
-        layers,
-        oci_manifest: None,
-    })
-}
-
-/// A layer's compression, from its first bytes.
-fn sniff_compression(file: &BlobFile) -> Result<Compression> {
-    let mut f = File::open(&file.path)?;
-    f.seek(SeekFrom::Start(file.offset))?;
-    let mut magic = [0u8; 4];
-    let n = f.take(file.size).read(&mut magic)?;
-    Ok(match &magic[..n] {
-        [0x1f, 0x8b, ..] => Compression::Gzip,
-        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
-        _ => Compression::None,
     })
 }
 
@@ -925,14 +526,14 @@ mod tests {
             d
         }
 
-        fn open(&self, entries: &[Value]) -> Result<BlobImage> {
+        fn open(&self, entries: &[Value]) -> Result<StoredImage> {
             let index = json!({ "schemaVersion": 2, "manifests": entries });
             std::fs::write(self.0.path().join("index.json"), index.to_string()).unwrap();
             let any = Pick::Named {
                 name: None,
                 tag: None,
             };
-            open_blobs(self.0.path(), &any, "fromImage")
+            super::super::open(self.0.path(), &any, "fromImage")
         }
     }
 
