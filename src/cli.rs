@@ -153,7 +153,7 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
         #[arg(long, value_enum, default_value = "docker-archive")]
-        format: crate::registry::pull::PullFormat,
+        format: crate::pull::PullFormat,
         #[command(flatten)]
         connection: ConnectionArgs,
         /// Platform to pick from an index.

@@ -27,6 +27,7 @@ pub mod nixdb;
 pub mod oci;
 pub mod output;
 pub mod pool;
+pub mod pull;
 pub mod registry;
 pub mod rootfs;
 pub mod source;
@@ -132,9 +133,9 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             jobs,
         } => {
             let src = registry::Reference::parse("source", &source)?;
-            let opts = registry::pull::PullOptions {
+            let opts = pull::PullOptions {
                 format,
-                platform: registry::pull::Platform {
+                platform: oci::Platform {
                     os,
                     architecture: arch
                         .unwrap_or_else(|| oci::platform::host_architecture().to_owned()),
@@ -143,7 +144,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
                 tag: Some(tag.unwrap_or_else(|| format!("{}:latest", src.name()))),
                 jobs,
             };
-            let pulled = registry::pull::pull(&src, &out, &connection.connection()?, &opts)?;
+            let pulled = pull::pull(&src, &out, &connection.connection()?, &opts)?;
             println!("{pulled}");
             Ok(())
         }

@@ -30,10 +30,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::archive::TarOut;
 use crate::base::scan::{self, Limits};
 use crate::digest::Digest;
-use crate::oci::canonical_json;
+use crate::image::docker_archive::ArchiveWriter;
 use crate::oci::platform::Platform;
 use crate::output::AtomicFile;
 use crate::stored::{self, BlobFile, Blobs, DirBlobs, TarBlobs};
@@ -116,19 +115,24 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
 
     {
         let w = BufWriter::with_capacity(256 * 1024, target.file());
-        let mut tar = TarOut::new(w, MTIME);
+        let mut archive = ArchiveWriter::new(w, MTIME);
         for m in &members.list {
+            let tar = archive.tar();
             tar.begin_file(&m.name, m.file.size)?;
             copy_member(&m.file, tar.inner()).with_context(|| {
                 format!("copying {} of image {}", m.name, inputs[m.input].display())
             })?;
             tar.end_file(m.file.size)?;
         }
-        tar.file("manifest.json", &canonical_json(&manifest))?;
-        if !repositories.is_empty() {
-            tar.file("repositories", &canonical_json(&repositories))?;
+        for entry in manifest {
+            archive.image(entry);
         }
-        tar.finish()?;
+        for (repo, tags) in repositories {
+            for (tag, top) in tags {
+                archive.tag(&repo, &tag, top);
+            }
+        }
+        archive.finish()?;
     }
     target.commit()
 }

@@ -606,9 +606,9 @@ fn pull(job: &PullJob, out: &Path) -> Result<()> {
         "imageName and imageDigest",
         &format!("docker://{}@{}", job.image_name, job.image_digest),
     )?;
-    let opts = crate::registry::pull::PullOptions {
-        format: crate::registry::pull::PullFormat::DockerArchive,
-        platform: crate::registry::pull::Platform {
+    let opts = crate::pull::PullOptions {
+        format: crate::pull::PullFormat::DockerArchive,
+        platform: crate::oci::Platform {
             os: job.os.clone(),
             architecture: job.arch.clone(),
             variant: job.variant.clone(),
@@ -620,7 +620,7 @@ fn pull(job: &PullJob, out: &Path) -> Result<()> {
         tls_verify: job.tls_verify,
         ..Default::default()
     };
-    let pulled = crate::registry::pull::pull(&src, out, &conn, &opts)?;
+    let pulled = crate::pull::pull(&src, out, &conn, &opts)?;
     eprintln!("pulled {pulled}");
     Ok(())
 }

@@ -209,7 +209,7 @@ pub fn oci_manifest(config: &[u8], layers: &[BlobInfo]) -> Result<Vec<u8>> {
     Ok(canonical_json(&manifest))
 }
 
-/// The OCI index, naming the manifest by the image's tag.
+/// The OCI index of a build, naming the manifest by the image's tag.
 pub fn oci_index(image: &Image, manifest: &[u8]) -> Result<Vec<u8>> {
     let mut platform = PlatformBuilder::default()
         .architecture(image.architecture.as_str())
@@ -217,16 +217,39 @@ pub fn oci_index(image: &Image, manifest: &[u8]) -> Result<Vec<u8>> {
     if let Some(v) = &image.variant {
         platform = platform.variant(v.clone());
     }
-    let descriptor = DescriptorBuilder::default()
-        .media_type(MediaType::ImageManifest)
+    index_of_one(
+        manifest,
+        crate::oci::media_type::OCI_MANIFEST,
+        Some(platform.build()?),
+        Some(&image.reference()),
+    )
+}
+
+/// The index of a layout that holds one image: its manifest (of
+/// `media_type`), for `platform` when given, named `reference`
+/// (`name:tag`) when given, with the annotations containerd and the OCI
+/// spec read (the whole reference, and the tag).
+pub fn index_of_one(
+    manifest: &[u8],
+    media_type: &str,
+    platform: Option<oci_spec::image::Platform>,
+    reference: Option<&str>,
+) -> Result<Vec<u8>> {
+    let mut descriptor = DescriptorBuilder::default()
+        .media_type(MediaType::from(media_type))
         .digest(&Digest::of(manifest))
-        .size(manifest.len() as u64)
-        .platform(platform.build()?)
-        .annotations(HashMap::from([
-            (ANNOTATION_REF_NAME.to_owned(), image.tag.clone()),
-            ("io.containerd.image.name".to_owned(), image.reference()),
-        ]))
-        .build()?;
+        .size(manifest.len() as u64);
+    if let Some(platform) = platform {
+        descriptor = descriptor.platform(platform);
+    }
+    if let Some(reference) = reference {
+        let tag = reference.rsplit_once(':').map_or(reference, |(_, t)| t);
+        descriptor = descriptor.annotations(HashMap::from([
+            (ANNOTATION_REF_NAME.to_owned(), tag.to_owned()),
+            ("io.containerd.image.name".to_owned(), reference.to_owned()),
+        ]));
+    }
+    let descriptor = descriptor.build()?;
     let index = ImageIndexBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageIndex)

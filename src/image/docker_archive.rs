@@ -14,12 +14,16 @@
 //! `repositories` file and per-layer `json` the old ones. Layers come first
 //! and the config last, because the config holds the layers' digests: that
 //! is what lets [`stream`] write the whole archive in one pass.
+//!
+//! [`ArchiveWriter`] is the one writer of docker-archives: a build's,
+//! `pull`'s (members named by digest) and `merge`'s (members of other
+//! archives) go through it.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context as _, Result, bail};
-use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::Image;
 use super::blobs::LayerBlob;
@@ -100,31 +104,82 @@ fn layer_preamble(image: &Image, index: usize, tar: &mut TarOut<impl Write>) -> 
     tar.file(&format!("{id}/json"), &legacy_layer_json(image, index))
 }
 
-fn finish(image: &Image, diff_ids: &[Digest], mut tar: TarOut<impl Write>) -> Result<()> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct ManifestEntry {
-        config: String,
-        repo_tags: Vec<String>,
-        layers: Vec<String>,
-    }
+fn finish(image: &Image, diff_ids: &[Digest], tar: TarOut<impl Write>) -> Result<()> {
+    let mut archive = ArchiveWriter::from_tar(tar);
     let config = image_config(image, diff_ids)?;
     let config_name = format!("{}.json", Digest::of(&config).hex());
-    tar.file(&config_name, &config)?;
+    archive.tar().file(&config_name, &config)?;
     let ids = image.layer_ids();
-    let manifest = [ManifestEntry {
-        config: config_name,
-        repo_tags: vec![image.reference()],
-        layers: (0..ids.len()).map(|i| layer_name(image, i)).collect(),
-    }];
-    tar.file("manifest.json", &canonical_json(&manifest))?;
+    archive.image(manifest_entry(
+        config_name,
+        vec![image.reference()],
+        (0..ids.len()).map(|i| layer_name(image, i)).collect(),
+    ));
     if let Some(top) = ids.last() {
-        let repositories = BTreeMap::from([(
-            image.name.as_str(),
-            BTreeMap::from([(image.tag.as_str(), *top)]),
-        )]);
-        tar.file("repositories", &canonical_json(&repositories))?;
+        archive.tag(&image.name, &image.tag, Value::String((*top).to_owned()));
     }
-    tar.finish()?;
+    archive.finish()?;
     Ok(())
+}
+
+/// An entry of `manifest.json`: the config's member, the image's tags and
+/// its layers' members, lowest first.
+pub fn manifest_entry(config: String, repo_tags: Vec<String>, layers: Vec<String>) -> Value {
+    json!({ "Config": config, "RepoTags": repo_tags, "Layers": layers })
+}
+
+/// Writes a docker-archive: the caller writes the layer and config members
+/// into [`ArchiveWriter::tar`] and names each image and tag; `finish`
+/// adds `manifest.json` (and `repositories` when a tag was named), in
+/// sorted JSON.
+pub struct ArchiveWriter<W: Write> {
+    tar: TarOut<W>,
+    manifest: Vec<Value>,
+    repositories: BTreeMap<String, BTreeMap<String, Value>>,
+}
+
+impl<W: Write> ArchiveWriter<W> {
+    /// An archive whose every member has the time `mtime`.
+    pub fn new(w: W, mtime: u64) -> ArchiveWriter<W> {
+        ArchiveWriter::from_tar(TarOut::new(w, mtime))
+    }
+
+    fn from_tar(tar: TarOut<W>) -> ArchiveWriter<W> {
+        ArchiveWriter {
+            tar,
+            manifest: Vec::new(),
+            repositories: BTreeMap::new(),
+        }
+    }
+
+    /// Where the members go.
+    pub fn tar(&mut self) -> &mut TarOut<W> {
+        &mut self.tar
+    }
+
+    /// Adds an image: an entry of `manifest.json` ([`manifest_entry`], or
+    /// one taken from another archive).
+    pub fn image(&mut self, entry: Value) {
+        self.manifest.push(entry);
+    }
+
+    /// Adds `repo:tag` to the legacy `repositories` file, naming the top
+    /// layer's id.
+    pub fn tag(&mut self, repo: &str, tag: &str, top_layer: Value) {
+        self.repositories
+            .entry(repo.to_owned())
+            .or_default()
+            .insert(tag.to_owned(), top_layer);
+    }
+
+    /// Writes `manifest.json` and `repositories`, and ends the tar.
+    pub fn finish(mut self) -> Result<W> {
+        self.tar
+            .file("manifest.json", &canonical_json(&self.manifest))?;
+        if !self.repositories.is_empty() {
+            self.tar
+                .file("repositories", &canonical_json(&self.repositories))?;
+        }
+        self.tar.finish()
+    }
 }

@@ -1,6 +1,6 @@
 //! Registries without a daemon: the OCI distribution protocol (Docker
 //! Registry HTTP API v2) spoken by the helper itself, to push images
-//! ([`push`]) and pull them by digest ([`pull`]).
+//! ([`push`]) and fetch them by digest ([`fetch`]).
 //!
 //! [`client`] owns HTTP, TLS, retries and authentication; [`credentials`]
 //! finds what users already configured for podman, skopeo and Docker;
@@ -12,9 +12,9 @@
 
 pub mod client;
 pub mod credentials;
+pub mod fetch;
 pub mod layer_cache;
 pub mod progress;
-pub mod pull;
 pub mod push;
 
 // Until every caller names them where they live.

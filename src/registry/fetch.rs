@@ -1,5 +1,5 @@
-//! `stevedore pull`: an image from a registry into a docker-archive or an
-//! OCI layout, every blob checked against its digest and its size.
+//! Fetching an image from a registry, every blob checked against its
+//! digest and its size.
 //!
 //! - The manifest is fetched by the reference's digest (or tag) and its
 //!   bytes checked against the digest asked for. An index (OCI, or a
@@ -18,13 +18,9 @@
 //!   used only after its digest is checked again. A pull holds a lock on
 //!   its work directory, so two pulls to the same output take turns, and
 //!   a blob named twice in one manifest is downloaded once.
-//! - The output is written atomically ([`crate::output`]). The
-//!   docker-archive is deterministic: fixed names (`<digest>.tar`,
-//!   `<digest>.json`), a fixed time, sorted JSON, and the layer blobs as
-//!   pulled, byte for byte. So `pullImage` has the same hash everywhere.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -32,42 +28,19 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::Connection;
 use super::client::{Body, Client, backoff, header, is_html, is_transport};
 use super::progress::{Outcome, Progress};
-use crate::archive::TarOut;
 use crate::digest::{Digest, HashingWriter};
-use crate::oci::canonical_json;
 use crate::oci::media_type::{DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST};
 use crate::oci::{Reference, Target};
-use crate::output::{AtomicDir, AtomicFile};
-
-/// Output formats of a pull.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum PullFormat {
-    DockerArchive,
-    OciDir,
-}
 
 /// The platform to pick from an index.
-pub use crate::oci::platform::Platform;
-
-#[derive(Clone, Debug)]
-pub struct PullOptions {
-    pub format: PullFormat,
-    pub platform: Platform,
-    /// `NAME:TAG` the output names the image by.
-    pub tag: Option<String>,
-    pub jobs: usize,
-}
+use crate::oci::platform::Platform;
 
 /// Largest manifest or config read into memory.
 use crate::stored::DOCUMENT_LIMIT;
-/// The time of every entry of the docker-archive written.
-const ARCHIVE_MTIME: u64 = 1;
-
 #[derive(Clone, Debug, Deserialize)]
 struct Descriptor {
     digest: String,
@@ -90,12 +63,6 @@ struct Document {
     manifests: Option<Vec<Descriptor>>,
 }
 
-/// Where the image goes, created before anything is fetched.
-enum Output {
-    Dir(AtomicDir),
-    File(AtomicFile),
-}
-
 /// A blob to fetch: its digest, size, and how messages name it.
 pub struct Wanted {
     pub digest: Digest,
@@ -103,17 +70,37 @@ pub struct Wanted {
     pub what: String,
 }
 
-/// Pulls `src` into `out`; returns `HOST/REPO@sha256:...` of the image
-/// manifest pulled.
-pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) -> Result<String> {
-    if let Some(tag) = &opts.tag {
-        check_tag_ref(tag)?;
+/// An image fetched into its work directory: the manifest for the
+/// platform asked for, the config, and every layer blob, checked.
+pub struct Fetched {
+    /// The image manifest's digest.
+    pub digest: Digest,
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    pub config: Wanted,
+    pub config_bytes: Vec<u8>,
+    pub layers: Vec<Wanted>,
+    /// Where each layer's blob is, in the work directory.
+    pub paths: Vec<PathBuf>,
+    work_dir: WorkDir,
+}
+
+impl Fetched {
+    /// Removes the work directory, once the image is written elsewhere.
+    pub fn done(self) {
+        self.work_dir.done();
     }
-    // The output first: a bad one is refused before any download.
-    let output = match opts.format {
-        PullFormat::OciDir => Output::Dir(AtomicDir::create(out)?),
-        PullFormat::DockerArchive => Output::File(AtomicFile::create(out)?),
-    };
+}
+
+/// Fetches `src` for `platform` into the work directory of the output
+/// `out` (which names it, so a rerun resumes), on up to `jobs` threads.
+pub fn fetch(
+    src: &Reference,
+    out: &Path,
+    conn: &Connection,
+    platform: &Platform,
+    jobs: usize,
+) -> Result<Fetched> {
     let client = Client::connect(
         conn,
         &src.host,
@@ -125,9 +112,7 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
         check_document_digest(&manifest, want, "the manifest")?;
     }
     let mut digest = Digest::of(&manifest);
-    if let Some((want, size)) =
-        index_entry(&src.to_string(), &manifest, &media_type, &opts.platform)?
-    {
+    if let Some((want, size)) = index_entry(&src.to_string(), &manifest, &media_type, platform)? {
         let (m, t) = fetch_manifest(&client, &want.to_string())?;
         check_document_digest(&m, &want, "the platform's manifest")?;
         if m.len() as u64 != size {
@@ -161,7 +146,7 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
             unique.len() - 1
         });
     }
-    let fetched = crate::pool::map(unique.len(), opts.jobs, |u| {
+    let fetched = crate::pool::map(unique.len(), jobs, |u| {
         let i = unique[u];
         let started = Instant::now();
         let before = partial_len(work, &layers[i].digest);
@@ -196,29 +181,16 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
         .collect();
     progress.finish();
 
-    let tag = opts.tag.clone();
-    match output {
-        Output::Dir(dir) => write_oci_dir(
-            dir,
-            &manifest,
-            &media_type,
-            &config_want,
-            &config_bytes,
-            &layers,
-            &paths,
-            tag.as_deref(),
-        )?,
-        Output::File(file) => write_docker_archive(
-            file,
-            &config_want,
-            &config_bytes,
-            &layers,
-            &paths,
-            tag.as_deref(),
-        )?,
-    }
-    work_dir.done();
-    Ok(format!("{}@{digest}", src.name()))
+    Ok(Fetched {
+        digest,
+        manifest,
+        media_type,
+        config: config_want,
+        config_bytes,
+        layers,
+        paths,
+        work_dir,
+    })
 }
 
 /// The entry an index (`media_type`, or a document with `manifests`)
@@ -287,16 +259,6 @@ pub fn image_blobs(
         .map(|(i, l)| wanted(l, &format!("layer {}", i + 1)))
         .collect::<Result<_>>()?;
     Ok(ImageBlobs { config, layers })
-}
-
-/// `NAME:TAG` for the output.
-fn check_tag_ref(tag: &str) -> Result<()> {
-    let Some((name, t)) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')) else {
-        bail!("--tag {tag:?} must be NAME:TAG, as in hello:latest");
-    };
-    crate::oci::reference::check_name(name).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
-    crate::oci::reference::check_tag(t).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
-    Ok(())
 }
 
 fn wanted(d: &Descriptor, what: &str) -> Result<Wanted> {
@@ -660,91 +622,4 @@ fn file_digest(path: &Path) -> Result<Digest> {
     std::io::copy(&mut file, &mut hashing)
         .with_context(|| format!("reading {}", path.display()))?;
     Ok(hashing.finish().1)
-}
-
-/// An OCI layout with the manifest as pulled.
-#[allow(clippy::too_many_arguments)]
-fn write_oci_dir(
-    dir: AtomicDir,
-    manifest: &[u8],
-    media_type: &str,
-    config: &Wanted,
-    config_bytes: &[u8],
-    layers: &[Wanted],
-    paths: &[PathBuf],
-    tag: Option<&str>,
-) -> Result<()> {
-    let blobs = dir.path().join("blobs/sha256");
-    fs::create_dir_all(&blobs).with_context(|| format!("creating {}", blobs.display()))?;
-    for (layer, path) in layers.iter().zip(paths) {
-        let target = blobs.join(layer.digest.hex());
-        if !target.exists() {
-            fs::copy(path, &target).with_context(|| format!("writing {}", target.display()))?;
-        }
-    }
-    let manifest_digest = Digest::of(manifest);
-    for (digest, bytes) in [(&config.digest, config_bytes), (&manifest_digest, manifest)] {
-        let target = blobs.join(digest.hex());
-        fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
-    }
-    let mut descriptor = json!({
-        "mediaType": media_type,
-        "digest": manifest_digest.to_string(),
-        "size": manifest.len(),
-    });
-    if let Some(tag) = tag {
-        let short = tag.rsplit_once(':').map_or(tag, |(_, t)| t);
-        descriptor["annotations"] = json!({
-            "io.containerd.image.name": tag,
-            "org.opencontainers.image.ref.name": short,
-        });
-    }
-    let index = json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [descriptor] });
-    for (name, bytes) in [
-        ("index.json", canonical_json(&index)),
-        ("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec()),
-    ] {
-        let target = dir.path().join(name);
-        fs::write(&target, bytes).with_context(|| format!("writing {}", target.display()))?;
-    }
-    dir.commit()
-}
-
-/// A docker-archive: layers as `<hex>.tar` (the blobs as pulled; loaders
-/// detect their compression), the config as `<hex>.json`, and
-/// `manifest.json`.
-fn write_docker_archive(
-    mut file: AtomicFile,
-    config: &Wanted,
-    config_bytes: &[u8],
-    layers: &[Wanted],
-    paths: &[PathBuf],
-    tag: Option<&str>,
-) -> Result<()> {
-    let mut tar = TarOut::new(
-        BufWriter::with_capacity(256 * 1024, file.file()),
-        ARCHIVE_MTIME,
-    );
-    let mut written = std::collections::BTreeSet::new();
-    let mut names = Vec::new();
-    for (layer, path) in layers.iter().zip(paths) {
-        let name = format!("{}.tar", layer.digest.hex());
-        if written.insert(name.clone()) {
-            tar.file_from(&name, path)?;
-        }
-        names.push(name);
-    }
-    let config_name = format!("{}.json", config.digest.hex());
-    tar.file(&config_name, config_bytes)?;
-    let manifest = json!([{
-        "Config": config_name,
-        "RepoTags": tag.map(|t| vec![t]).unwrap_or_default(),
-        "Layers": names,
-    }]);
-    tar.file("manifest.json", &canonical_json(&manifest))?;
-    tar.finish()?
-        .into_inner()
-        .map_err(|e| e.into_error())
-        .context("writing the archive")?;
-    file.commit()
 }

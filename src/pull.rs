@@ -1,0 +1,127 @@
+//! `stevedore pull` and `pullImage`: an image from a registry
+//! ([`crate::registry::fetch`]) written as a docker-archive or an OCI
+//! layout, atomically ([`crate::output`]). The docker-archive is
+//! deterministic: fixed names (`<digest>.tar`, `<digest>.json`), a fixed
+//! time, sorted JSON, and the layer blobs as pulled, byte for byte. So
+//! `pullImage` has the same hash everywhere.
+
+use std::io::BufWriter;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+use crate::image::config::index_of_one;
+use crate::image::docker_archive::{ArchiveWriter, manifest_entry};
+use crate::image::oci_layout::LayoutBlobs;
+use crate::oci::{Platform, Reference};
+use crate::output::{AtomicDir, AtomicFile};
+use crate::registry::Connection;
+use crate::registry::fetch;
+
+/// Output formats of a pull.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullFormat {
+    DockerArchive,
+    OciDir,
+}
+
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    pub format: PullFormat,
+    pub platform: Platform,
+    /// `NAME:TAG` the output names the image by.
+    pub tag: Option<String>,
+    pub jobs: usize,
+}
+
+/// The time of every entry of the docker-archive written.
+const ARCHIVE_MTIME: u64 = 1;
+
+/// Where the image goes, created before anything is fetched.
+enum Output {
+    Dir(AtomicDir),
+    File(AtomicFile),
+}
+
+/// Pulls `src` into `out`; returns `HOST/REPO@sha256:...` of the image
+/// manifest pulled.
+pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) -> Result<String> {
+    if let Some(tag) = &opts.tag {
+        check_tag_ref(tag)?;
+    }
+    // The output first: a bad one is refused before any download.
+    let output = match opts.format {
+        PullFormat::OciDir => Output::Dir(AtomicDir::create(out)?),
+        PullFormat::DockerArchive => Output::File(AtomicFile::create(out)?),
+    };
+    let fetched = fetch::fetch(src, out, conn, &opts.platform, opts.jobs)?;
+    let tag = opts.tag.as_deref();
+    match output {
+        Output::Dir(dir) => {
+            write_oci_dir(&dir, &fetched, tag)?;
+            dir.commit()?;
+        }
+        Output::File(file) => write_docker_archive(file, &fetched, tag)?,
+    }
+    let digest = fetched.digest.clone();
+    fetched.done();
+    Ok(format!("{}@{digest}", src.name()))
+}
+
+/// `NAME:TAG` for the output.
+fn check_tag_ref(tag: &str) -> Result<()> {
+    let Some((name, t)) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')) else {
+        bail!("--tag {tag:?} must be NAME:TAG, as in hello:latest");
+    };
+    crate::oci::reference::check_name(name).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
+    crate::oci::reference::check_tag(t).map_err(|e| anyhow::anyhow!("--tag: {e}"))?;
+    Ok(())
+}
+
+/// An OCI layout with the manifest as pulled.
+fn write_oci_dir(dir: &AtomicDir, fetched: &fetch::Fetched, tag: Option<&str>) -> Result<()> {
+    let mut blobs = LayoutBlobs::default();
+    for (layer, path) in fetched.layers.iter().zip(&fetched.paths) {
+        blobs.file(&layer.digest, path);
+    }
+    blobs.bytes(fetched.config_bytes.clone());
+    blobs.bytes(fetched.manifest.clone());
+    let index = index_of_one(&fetched.manifest, &fetched.media_type, None, tag)?;
+    blobs.write_dir(dir.path(), &index)
+}
+
+/// A docker-archive: layers as `<hex>.tar` (the blobs as pulled; loaders
+/// detect their compression), the config as `<hex>.json`, and
+/// `manifest.json`.
+fn write_docker_archive(
+    mut file: AtomicFile,
+    fetched: &fetch::Fetched,
+    tag: Option<&str>,
+) -> Result<()> {
+    let mut archive = ArchiveWriter::new(
+        BufWriter::with_capacity(256 * 1024, file.file()),
+        ARCHIVE_MTIME,
+    );
+    let mut written = std::collections::BTreeSet::new();
+    let mut names = Vec::new();
+    for (layer, path) in fetched.layers.iter().zip(&fetched.paths) {
+        let name = format!("{}.tar", layer.digest.hex());
+        if written.insert(name.clone()) {
+            archive.tar().file_from(&name, path)?;
+        }
+        names.push(name);
+    }
+    let config_name = format!("{}.json", fetched.config.digest.hex());
+    archive.tar().file(&config_name, &fetched.config_bytes)?;
+    archive.image(manifest_entry(
+        config_name,
+        tag.map(|t| vec![t.to_owned()]).unwrap_or_default(),
+        names,
+    ));
+    archive
+        .finish()?
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .context("writing the archive")?;
+    file.commit()
+}
