@@ -1,7 +1,7 @@
 # A derivation built by the helper: `helperDerivation name job extra`.
 # The helper reads its work as JSON (structured attrs) from the
-# `stevedore` attribute, versioned so a helper refuses a job it does not
-# know; `extra` adds derivation attributes (outputs,
+# `stevedore` attribute, whose `version` a helper of another job format
+# refuses; `extra` adds derivation attributes (outputs,
 # exportReferencesGraph, ...).
 {
   # The helper binary's store path (helperBin.nix).

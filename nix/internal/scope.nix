@@ -4,7 +4,8 @@
 # `callPackage` fills them from the scope (builtins.functionArgs), so
 # every file says what it uses. nixpkgs' lib.makeScope and callPackage do
 # the same, but the library evaluates without nixpkgs, so this is the
-# small part of them it needs: no overriding, no `...` in the patterns.
+# small part of them it needs (no overrideScope, no `override` on
+# results).
 #
 #   scope (self: { a = 1; b = self.callPackage ./b.nix { }; })
 #
