@@ -1,10 +1,21 @@
 # buildImage: every store path in one layer, the customisation layer on
-# top, as a docker-archive in the store. Arguments as buildLayeredImage
-# without maxLayers and layering, and runAsRoot (shell commands run as
-# root in a user namespace, chrooted into the image root); fromImage is
-# not supported yet. See docs/API.md. `fn` is the name errors give:
-# buildImageWithNixDb calls this too.
-lib: fn: args:
+# top, as a docker-archive in the store; on a fromImage base, its layers
+# go first and these two on top. Arguments as buildLayeredImage without
+# maxLayers and layering, and runAsRoot: shell commands run as root in a
+# user namespace, chrooted into the image root, whose changes make the
+# customisation layer. See docs/API.md.
+{
+  # internal/layeredImage: the image behind every builder.
+  layeredImage,
+  # internal/baseName.nix: the arguments' name, for derivation names.
+  baseName,
+  # Argument checks (internal/checks.nix).
+  checks,
+  # The name errors give: buildImageWithNixDb is this function under its
+  # own name.
+  fn ? "buildImage",
+}:
+args:
 let
   runAsRoot = args.runAsRoot or null;
 in
@@ -15,10 +26,11 @@ else if runAsRoot != null && (args.fakeRootCommands or "") != "" then
 else if args ? maxLayers || args ? layering then
   throw "${fn}: maxLayers and layering are not arguments of buildImage; use buildLayeredImage"
 else
-  lib.layeredImage {
+  layeredImage {
     inherit fn runAsRoot;
     output = "docker-archive";
-    compress = lib.checks.compressor fn (args.compressor or "gz");
-    drvName = "${lib.baseName args}.tar";
+    compress = checks.compressor fn (args.compressor or "gz");
+    drvName = "${baseName args}.tar";
+    # Two layers on top of the base, however many it has.
     countBase = false;
   } (builtins.removeAttrs args [ "compressor" "runAsRoot" ] // { maxLayers = 2; })

@@ -3,23 +3,35 @@
 #
 #   podman load -i result
 #
-# Other arguments as streamLayeredImage; see docs/API.md. `fn` is the name
-# errors give: buildLayeredImageWithNixDb calls this too.
-lib: fn: args:
+# Other arguments as streamLayeredImage; see docs/API.md. The result's
+# `stream` (and dockerTools' `conf`) is the same image from
+# streamLayeredImage, whose tag it shares.
+{
+  # internal/layeredImage: the image behind every builder.
+  layeredImage,
+  # internal/baseName.nix: the arguments' name, for derivation names.
+  baseName,
+  # Argument checks (internal/checks.nix).
+  checks,
+  # The name errors give: buildLayeredImageWithNixDb is this function
+  # under its own name.
+  fn ? "buildLayeredImage",
+}:
+args:
 let
   rest = builtins.removeAttrs args [ "compressor" ];
-  stream = lib.layeredImage {
+  stream = layeredImage {
     inherit fn;
     output = "stream";
-    drvName = "stream-${lib.baseName args}";
+    drvName = "stream-${baseName args}";
   } rest;
   # Without a tag, the archive takes the stream's (its output hash), so
   # both carry the same tag, as in dockerTools.
-  image = lib.layeredImage {
+  image = layeredImage {
     inherit fn;
     output = "docker-archive";
-    compress = lib.checks.compressor fn (args.compressor or "gz");
-    drvName = "${lib.baseName args}.tar";
+    compress = checks.compressor fn (args.compressor or "gz");
+    drvName = "${baseName args}.tar";
   } (rest // { tag = stream.imageTag; });
 in
 image

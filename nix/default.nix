@@ -6,54 +6,86 @@
 #
 # Needs no nixpkgs: every derivation is a plain `derivation` whose builder
 # is the stevedore helper. flake.nix passes nixpkgs' shell and coreutils.
+# This file only wires the scope (internal/scope.nix): each file below is
+# a function of the names it uses, filled from the scope.
 {
   # The stevedore helper: a derivation with bin/stevedore, or a path to a
   # prebuilt binary (copied into the store).
   helper,
   # The system derivations are built for.
   system ? builtins.currentSystem,
-  # The shell that runs extraCommands and fakeRootCommands.
+  # The shell that runs extraCommands, fakeRootCommands and runAsRoot.
   shell ? "/bin/sh",
-  # PATH for those commands.
+  # PATH for extraCommands and fakeRootCommands.
   scriptPath ? "/usr/bin:/bin",
   # No longer used: fakeRootCommands run as root in a user namespace of
   # the helper's own. Accepted with a warning.
   fakeroot ? null,
 }:
 let
-  internal = import ./internal {
-    inherit
-      helper
-      system
-      shell
-      scriptPath
-      ;
-  };
+  scope = import ./internal/scope.nix (
+    self:
+    let
+      inherit (self) callPackage;
+    in
+    {
+      inherit
+        helper
+        system
+        shell
+        scriptPath
+        ;
+
+      # Private: the helper and the derivations it builds.
+      helperBin = callPackage ./internal/helperBin.nix { };
+      helperDerivation = callPackage ./internal/helperDerivation.nix { };
+      archiveDerivation = callPackage ./internal/archiveDerivation.nix { };
+      textFile = callPackage ./internal/textFile.nix { };
+      copyTo = callPackage ./internal/copyTo.nix { };
+
+      # Private: argument checks and small helpers.
+      checks = callPackage ./internal/checks.nix { };
+      hasRegistryHost = callPackage ./internal/hasRegistryHost.nix { };
+      storeSafeName = callPackage ./internal/storeSafeName.nix { };
+      baseName = callPackage ./internal/baseName.nix { };
+      storePathOf = callPackage ./internal/storePathOf.nix { };
+      outputHash = callPackage ./internal/outputHash.nix { };
+      systemArchitecture = callPackage ./internal/systemArchitecture.nix { };
+
+      # Private: the layered image and the derivations it is made of.
+      layeredImage = callPackage ./internal/layeredImage { };
+      customisationLayer = callPackage ./internal/layeredImage/customisationLayer.nix { };
+      runAsRootLayer = callPackage ./internal/layeredImage/runAsRootLayer.nix { };
+      configFile = callPackage ./internal/layeredImage/configFile.nix { };
+      nixDbTree = callPackage ./internal/layeredImage/nixDbTree.nix { };
+      imageDerivation = callPackage ./internal/layeredImage/imageDerivation.nix { };
+
+      # Public.
+      streamLayeredImage = callPackage ./streamLayeredImage.nix { };
+      buildLayeredImage = callPackage ./buildLayeredImage.nix { };
+      buildImage = callPackage ./buildImage.nix { };
+      # The builders they extend, under the name their errors give.
+      buildLayeredImageWithNixDb = callPackage ./buildLayeredImageWithNixDb.nix {
+        buildLayeredImage = callPackage ./buildLayeredImage.nix {
+          fn = "buildLayeredImageWithNixDb";
+        };
+      };
+      buildImageWithNixDb = callPackage ./buildImageWithNixDb.nix {
+        buildImage = callPackage ./buildImage.nix { fn = "buildImageWithNixDb"; };
+      };
+      pullImage = callPackage ./pullImage.nix { };
+      exportImage = callPackage ./exportImage.nix { };
+      mergeImages = callPackage ./mergeImages.nix { };
+    }
+  );
   warnFakeroot =
     if fakeroot == null then
       x: x
     else
       builtins.trace "stevedore: warning: the fakeroot argument is no longer used (fakeRootCommands run in a user namespace of the helper's own); leave it out";
-  lib = internal // {
-    inherit streamLayeredImage;
-    layeredImage = import ./internal/layeredImage.nix lib;
-    # copyToRegistry, copyToPodman, copyToDockerDaemon of an image.
-    copyTo = import ./internal/copyTo.nix lib;
-    # The two builders under the name their errors give.
-    buildLayeredImageAs = import ./buildLayeredImage.nix lib;
-    buildImageAs = import ./buildImage.nix lib;
-  };
-  streamLayeredImage = import ./streamLayeredImage.nix lib;
-  buildLayeredImage = lib.buildLayeredImageAs "buildLayeredImage";
-  buildImage = lib.buildImageAs "buildImage";
-  buildLayeredImageWithNixDb = import ./buildLayeredImageWithNixDb.nix lib;
-  buildImageWithNixDb = import ./buildImageWithNixDb.nix lib;
-  pullImage = import ./pullImage.nix lib;
-  exportImage = import ./exportImage.nix lib;
-  mergeImages = import ./mergeImages.nix lib;
 in
 warnFakeroot {
-  inherit
+  inherit (scope)
     streamLayeredImage
     buildLayeredImage
     buildImage

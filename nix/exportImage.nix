@@ -8,15 +8,23 @@
 # what is refused"), applies the whiteouts of its layers and writes every
 # path with the mode, owner and mtime its layer gave it. Arguments as
 # dockerTools.exportImage; see docs/API.md.
-lib:
 {
-  # The image: a docker-archive (also one compressed as a whole), an OCI
-  # layout or oci-archive, a streamLayeredImage result, or a pullImage
-  # result.
+  # internal/archiveDerivation.nix: name: job: extra: derivation.
+  archiveDerivation,
+  # Argument checks (internal/checks.nix).
+  checks,
+  # internal/storeSafeName.nix: a name without `/` and `:`.
+  storeSafeName,
+}:
+{
+  # The image: any image the library makes (mergeImages' included), or a
+  # docker-archive (also one compressed as a whole), an OCI layout or an
+  # oci-archive.
   fromImage,
   # Of an archive holding several images, the one named so; null: the
   # first (fromImageTag is then not looked at, as in dockerTools).
   fromImageName ? null,
+  # With fromImageName, the tag of the image to take.
   fromImageTag ? "latest",
   # The name of the result (`<name>.tar`); by default the image's.
   name ? null,
@@ -42,12 +50,12 @@ let
       stripped = builtins.match "(.*)\\.tar(\\.gz|\\.zst|\\.zstd)?" unprefixed;
       base = if stripped != null then builtins.head stripped else unprefixed;
     in
-    builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] base;
+    storeSafeName base;
   baseName =
     if name == null then
       imageBase
     else if builtins.isString name && name != "" then
-      builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] name
+      storeSafeName name
     else
       throw "${fn}: name must be a non-empty string such as \"rootfs\"";
   fromImageStr =
@@ -55,13 +63,10 @@ let
       "${fromImage}"
     else
       throw "${fn}: fromImage must be an image (a derivation or a path to an image file)";
-  optionalString =
-    what: v:
-    if v == null || builtins.isString v then v else throw "${fn}: ${what} must be a string or null";
 in
-lib.archiveDerivation "${baseName}.tar" {
+archiveDerivation "${baseName}.tar" {
   job = "export";
   fromImage = fromImageStr;
-  fromImageName = optionalString "fromImageName" fromImageName;
-  fromImageTag = optionalString "fromImageTag" fromImageTag;
+  fromImageName = checks.optionalString fn "fromImageName" fromImageName;
+  fromImageTag = checks.optionalString fn "fromImageTag" fromImageTag;
 } { }

@@ -5,11 +5,18 @@
 #   stevedore.mergeImages [ app db tools ]
 #   podman load -i result
 #
-# Each image is a docker-archive (compressed as a whole or not, holding
-# one image or several), an OCI layout or oci-archive, or a
-# streamLayeredImage result. Layer blobs and
-# configs are copied byte for byte, each once; see docs/API.md.
-lib: images:
+# Layer blobs and configs are copied byte for byte, each once; see
+# docs/API.md.
+{
+  # internal/archiveDerivation.nix: name: job: extra: derivation.
+  archiveDerivation,
+  # The copyTo* apps of the result (internal/copyTo.nix).
+  copyTo,
+}:
+# A non-empty list of images, each a derivation or path: a docker-archive
+# (compressed as a whole or not, holding one image or several), an OCI
+# layout or oci-archive, or a streamLayeredImage result.
+images:
 let
   fn = "mergeImages";
   list =
@@ -23,9 +30,9 @@ let
       "${image}"
     else
       throw "${fn}: image ${toString (i + 1)} of the list is not an image (a derivation or a path)";
-  merged = lib.archiveDerivation "merge-docker-images" {
+  merged = archiveDerivation "merge-docker-images" {
     job = "merge";
     images = builtins.genList (i: asString i (builtins.elemAt list i)) (builtins.length list);
   } { };
 in
-merged // lib.copyTo merged
+merged // copyTo merged

@@ -13,7 +13,19 @@
 # (layer blobs as pulled, byte for byte), so the same arguments give the
 # same hash on every machine. Arguments as dockerTools.pullImage; see
 # docs/API.md.
-lib:
+{
+  # internal/helperDerivation.nix: name: job: extra: derivation.
+  helperDerivation,
+  # Argument checks (internal/checks.nix).
+  checks,
+  # internal/hasRegistryHost.nix and internal/storeSafeName.nix.
+  hasRegistryHost,
+  storeSafeName,
+  # The OCI architecture of the library's `system`.
+  systemArchitecture,
+  # The copyTo* apps of the result (internal/copyTo.nix).
+  copyTo,
+}:
 {
   # The repository, with its registry host first
   # ("registry.example.com/team/app"); a name without a host
@@ -32,7 +44,7 @@ lib:
   finalImageTag ? "latest",
   # The platform to pick from an index.
   os ? "linux",
-  arch ? lib.architectureOf lib.system,
+  arch ? systemArchitecture,
   # false: accept plain http and self-signed certificates (local
   # registries).
   tlsVerify ? true,
@@ -41,16 +53,11 @@ lib:
 }:
 let
   fn = "pullImage";
-  components = builtins.filter builtins.isString (builtins.split "/" imageName);
-  first = builtins.head components;
-  hasHost =
-    builtins.length components > 1
-    && (builtins.match ".*[.:].*" first != null || first == "localhost");
   # Docker Hub's registry, and its `library/` for official images.
   reference =
-    if hasHost then
+    if hasRegistryHost imageName then
       imageName
-    else if builtins.length components == 1 then
+    else if builtins.length (builtins.split "/" imageName) == 1 then
       "registry-1.docker.io/library/${imageName}"
     else
       "registry-1.docker.io/${imageName}";
@@ -71,16 +78,16 @@ let
       }
     else
       throw "${fn}: hash is required: build once with hash = \"sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\" and take the hash Nix reports";
-  tag = lib.checks.tag fn finalImageTag;
-  baseName = builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] finalImageName;
+  tag = checks.tag fn finalImageTag;
+  baseName = storeSafeName finalImageName;
   drvName = if name != null then name else "docker-image-${baseName}-${tag}.tar";
   image =
-    lib.helperDerivation drvName
+    helperDerivation drvName
       {
         job = "pull";
         imageName = reference;
         imageDigest = digest;
-        finalImageName = lib.checks.name fn finalImageName;
+        finalImageName = checks.name fn finalImageName;
         finalImageTag = tag;
         inherit os arch;
         tlsVerify =
@@ -111,4 +118,4 @@ image
   imageName = finalImageName;
   imageTag = tag;
 }
-// lib.copyTo image
+// copyTo image

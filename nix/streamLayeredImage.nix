@@ -3,11 +3,17 @@
 #
 #   ./result | podman load
 #
-# Arguments as dockerTools.streamLayeredImage; see docs/API.md and
-# nix/internal/layeredImage.nix.
-lib: args:
-lib.layeredImage {
+# Arguments as dockerTools.streamLayeredImage; see docs/API.md and the
+# argument pattern of nix/internal/layeredImage/default.nix.
+{
+  # internal/layeredImage: the image behind every builder.
+  layeredImage,
+  # internal/baseName.nix: the arguments' name, for derivation names.
+  baseName,
+}:
+args:
+layeredImage {
   fn = "streamLayeredImage";
   output = "stream";
-  drvName = "stream-${lib.baseName args}";
+  drvName = "stream-${baseName args}";
 } args

@@ -1,5 +1,11 @@
 # Argument checks made at evaluation: each failure is one `throw` that
-# names the function, the argument and the fix.
+# names the function, the argument and the fix. Each check takes the
+# public function's name (`fn`) first, for the message, and returns the
+# value it accepts.
+{
+  # hasRegistryHost.nix: name -> whether it starts with a registry host.
+  hasRegistryHost,
+}:
 let
   component = "[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*";
   domainComponent = "([a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])";
@@ -8,25 +14,26 @@ let
   upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
   lower = [ "a" "b" "c" "d" "e" "f" "g" "h" "i" "j" "k" "l" "m" "n" "o" "p" "q" "r" "s" "t" "u" "v" "w" "x" "y" "z" ];
   toLower = builtins.replaceStrings upper lower;
-  hasHost =
-    name:
-    let
-      first = builtins.head (builtins.split "/" name);
-    in
-    builtins.length (builtins.split "/" name) > 1
-    && (matches ".*[.:].*" first || first == "localhost");
   pathOf =
     name:
-    if hasHost name then
+    if hasRegistryHost name then
       builtins.concatStringsSep "/" (builtins.tail (builtins.filter builtins.isString (builtins.split "/" name)))
     else
       name;
   hostOf = name: builtins.head (builtins.split "/" name);
   validName =
     name:
-    matches "${component}(/${component})*" (pathOf name) && (!hasHost name || matches domain (hostOf name));
+    matches "${component}(/${component})*" (pathOf name)
+    && (!hasRegistryHost name || matches domain (hostOf name));
+  # An argument that picks an image of an archive by name or tag, or null
+  # for no pick.
+  optionalString =
+    fn: what: v:
+    if v == null || builtins.isString v then v else throw "${fn}: ${what} must be a string or null";
 in
 {
+  inherit optionalString;
+
   # A repository name, lowercase, as registries require.
   name =
     fn: name:
@@ -36,7 +43,7 @@ in
       name
     else if validName (toLower (pathOf name)) then
       throw "${fn}: name \"${name}\" must be lowercase (registries reject it); use \"${
-        (if hasHost name then hostOf name + "/" else "")
+        (if hasRegistryHost name then hostOf name + "/" else "")
         + toLower (pathOf name)
       }\""
     else
@@ -135,14 +142,6 @@ in
   # null without a base.
   fromImage =
     fn: image: name: tag:
-    let
-      optString =
-        what: v:
-        if v == null || builtins.isString v then
-          v
-        else
-          throw "${fn}: ${what} must be a string or null";
-    in
     if image == null then
       (
         if name != null || tag != null then
@@ -150,17 +149,15 @@ in
         else
           null
       )
-    else if builtins.isAttrs image && image ? outPath || builtins.isPath image then
+    else if
+      builtins.isAttrs image && image ? outPath
+      || builtins.isPath image
+      || builtins.isString image && builtins.substring 0 1 image == "/"
+    then
       {
         path = "${image}";
-        name = optString "fromImageName" name;
-        tag = optString "fromImageTag" tag;
-      }
-    else if builtins.isString image && builtins.substring 0 1 image == "/" then
-      {
-        path = image;
-        name = optString "fromImageName" name;
-        tag = optString "fromImageTag" tag;
+        name = optionalString fn "fromImageName" name;
+        tag = optionalString fn "fromImageTag" tag;
       }
     else
       throw "${fn}: fromImage must be an image (a derivation such as buildLayeredImage's or pullImage's result) or a path to a docker-archive or OCI layout";

@@ -1,6 +1,6 @@
 # The copyToRegistry, copyToPodman and copyToDockerDaemon apps of an image:
-# small derivations whose bin/<name> is a `#!stevedore launch` script that
-# names the image, so
+# small derivations whose bin/<name> is a `#!<helper> launch` script with
+# a line of JSON naming the image, and `meta.mainProgram` set, so
 #
 #   nix run .#image.copyToRegistry -- docker://registry.example.com/app:1.0
 #   nix run .#image.copyToPodman
@@ -8,11 +8,15 @@
 #
 # push it, stream it into `podman load`, or send it to the Docker daemon's
 # socket (DOCKER_HOST or /var/run/docker.sock).
-lib: image:
+{
+  # helperDerivation.nix: name: job: extra: derivation.
+  helperDerivation,
+}:
+image:
 let
   launcher =
     name:
-    lib.helperDerivation name {
+    helperDerivation name {
       job = "launcher";
       inherit name;
       action = name;
