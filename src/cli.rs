@@ -134,7 +134,7 @@ pub enum Command {
         #[arg(long, default_value_t = 4)]
         jobs: usize,
         /// Upload chunk size in bytes; larger blobs are sent in chunks.
-        #[arg(long, default_value_t = crate::registry::push::CHUNK, hide = true)]
+        #[arg(long, default_value_t = crate::registry::upload::CHUNK, hide = true)]
         chunk_size: u64,
     },
     /// Pull an image from a registry, by digest, into a docker-archive or an

@@ -28,6 +28,7 @@ pub mod oci;
 pub mod output;
 pub mod pool;
 pub mod pull;
+pub mod push;
 pub mod registry;
 pub mod rootfs;
 pub mod source;
@@ -110,14 +111,14 @@ pub fn run(cli: cli::Cli) -> Result<()> {
                 anyhow::bail!("--chunk-size must be at least 1");
             }
             let dest = registry::Reference::parse("destination", &destination)?;
-            let opts = registry::push::PushOptions {
+            let opts = push::PushOptions {
                 docker_format: format == cli::ManifestFormat::V2s2,
                 mount_from,
                 compression: compress,
                 jobs,
                 chunk: chunk_size,
             };
-            let pushed = registry::push::push(&source, &dest, &connection.connection()?, &opts)?;
+            let pushed = push::push(&source, &dest, &connection.connection()?, &opts)?;
             println!("{pushed}");
             Ok(())
         }

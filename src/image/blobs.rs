@@ -77,38 +77,10 @@ fn write_one(
     dir: &Path,
     index: usize,
 ) -> Result<LayerBlob> {
-    let plan = plan_layer(ctx, source)?;
     let tmp = dir.join(format!(".layer-{index}.partial"));
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let file = BufWriter::with_capacity(WRITE_BUFFER, file);
-    let (file, info) = if compression == Compression::None {
-        let mut tar = HashingWriter::new(file);
-        write_layer(ctx, &plan, &mut tar)?;
-        let (file, diff_id, size) = tar.finish();
-        check_size(size, &plan)?;
-        let info = BlobInfo {
-            digest: diff_id.clone(),
-            diff_id,
-            size,
-            compression,
-        };
-        (file, info)
-    } else {
-        let mut tar = HashingWriter::new(compression.encoder(HashingWriter::new(file))?);
-        write_layer(ctx, &plan, &mut tar)?;
-        let (encoder, diff_id, tar_size) = tar.finish();
-        check_size(tar_size, &plan)?;
-        let (file, digest, size) = encoder.finish().context("compressing layer")?.finish();
-        (
-            file,
-            BlobInfo {
-                diff_id,
-                digest,
-                size,
-                compression,
-            },
-        )
-    };
+    let (file, info) = write_blob(ctx, source, compression, file)?;
     file.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|mut f| f.flush())
@@ -116,6 +88,45 @@ fn write_one(
     let path = dir.join(info.digest.hex());
     fs::rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
     Ok(LayerBlob { info, path })
+}
+
+/// Plans a layer, then writes its tar to `w` compressed, in one pass that
+/// hashes both the tar (its diff_id) and the blob; returns `w` and what
+/// the blob is. The one maker of layer blobs, for files and for pushes.
+pub fn write_blob<W: Write>(
+    ctx: &LayerSettings,
+    source: &LayerSource,
+    compression: Compression,
+    w: W,
+) -> Result<(W, BlobInfo)> {
+    let plan = plan_layer(ctx, source)?;
+    if compression == Compression::None {
+        let mut tar = HashingWriter::new(w);
+        write_layer(ctx, &plan, &mut tar)?;
+        let (w, diff_id, size) = tar.finish();
+        check_size(size, &plan)?;
+        let info = BlobInfo {
+            digest: diff_id.clone(),
+            diff_id,
+            size,
+            compression,
+        };
+        return Ok((w, info));
+    }
+    let mut tar = HashingWriter::new(compression.encoder(HashingWriter::new(w))?);
+    write_layer(ctx, &plan, &mut tar)?;
+    let (encoder, diff_id, tar_size) = tar.finish();
+    check_size(tar_size, &plan)?;
+    let (w, digest, size) = encoder.finish().context("compressing layer")?.finish();
+    Ok((
+        w,
+        BlobInfo {
+            diff_id,
+            digest,
+            size,
+            compression,
+        },
+    ))
 }
 
 /// The tar written must be exactly as long as planned: the plan's size is

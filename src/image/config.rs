@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use oci_spec::image::{
     ANNOTATION_REF_NAME, ConfigBuilder, DescriptorBuilder, HistoryBuilder,
     ImageConfigurationBuilder, ImageIndexBuilder, ImageManifestBuilder, MediaType, PlatformBuilder,
@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::Image;
 use crate::compress::Compression;
 use crate::digest::Digest;
-use crate::oci::canonical_json;
+use crate::oci::{canonical_json, media_type};
 
 /// What the writer learnt about one layer blob.
 #[derive(Clone, Debug)]
@@ -182,24 +182,42 @@ fn merge_env(old: &[Value], new: &[Value]) -> Vec<Value> {
 
 /// The OCI image manifest for a config blob and layer blobs.
 pub fn oci_manifest(config: &[u8], layers: &[BlobInfo]) -> Result<Vec<u8>> {
+    manifest(
+        config,
+        layers.iter().map(|b| (b.compression, &b.digest, b.size)),
+        false,
+    )
+}
+
+/// The image manifest for a config blob and layer blobs (compression,
+/// digest, size), OCI or Docker schema 2 (which has no zstd layers).
+pub fn manifest<'a>(
+    config: &[u8],
+    layers: impl IntoIterator<Item = (Compression, &'a Digest, u64)>,
+    docker: bool,
+) -> Result<Vec<u8>> {
     let layers = layers
-        .iter()
-        .map(|b| {
-            DescriptorBuilder::default()
-                .media_type(MediaType::from(crate::oci::media_type::oci_layer(
-                    b.compression,
-                )))
-                .digest(&b.digest)
-                .size(b.size)
-                .build()
+        .into_iter()
+        .map(|(compression, digest, size)| {
+            let media_type = if docker {
+                media_type::docker_layer(compression)
+                    .context("Docker schema 2 has no zstd layers")?
+            } else {
+                media_type::oci_layer(compression)
+            };
+            Ok(DescriptorBuilder::default()
+                .media_type(MediaType::from(media_type))
+                .digest(digest)
+                .size(size)
+                .build()?)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
-        .media_type(MediaType::ImageManifest)
+        .media_type(MediaType::from(media_type::manifest(docker)))
         .config(
             DescriptorBuilder::default()
-                .media_type(MediaType::ImageConfig)
+                .media_type(MediaType::from(media_type::config(docker)))
                 .digest(&Digest::of(config))
                 .size(config.len() as u64)
                 .build()?,
@@ -219,7 +237,7 @@ pub fn oci_index(image: &Image, manifest: &[u8]) -> Result<Vec<u8>> {
     }
     index_of_one(
         manifest,
-        crate::oci::media_type::OCI_MANIFEST,
+        media_type::OCI_MANIFEST,
         Some(platform.build()?),
         Some(&image.reference()),
     )

@@ -1,11 +1,12 @@
 //! Registries without a daemon: the OCI distribution protocol (Docker
-//! Registry HTTP API v2) spoken by the helper itself, to push images
-//! ([`push`]) and fetch them by digest ([`fetch`]).
+//! Registry HTTP API v2) spoken by the helper itself, to upload blobs and
+//! manifests ([`upload`]) and fetch images by digest ([`fetch`]). Only
+//! transport: what to send is [`crate::push`]'s, where a pulled image
+//! goes [`crate::pull`]'s.
 //!
 //! [`client`] owns HTTP, TLS, retries and authentication; [`credentials`]
 //! finds what users already configured for podman, skopeo and Docker;
-//! [`layer_cache`] keeps the digests
-//! of layers made from the store; [`progress`] reports per layer. The protocol is small and its failure modes matter (resuming,
+//! [`progress`] reports per layer. The protocol is small and its failure modes matter (resuming,
 //! never pushing a broken manifest, never printing a credential), so it is
 //! written here on an HTTP library (`ureq`) rather than through a registry
 //! crate that would hide them.
@@ -13,9 +14,8 @@
 pub mod client;
 pub mod credentials;
 pub mod fetch;
-pub mod layer_cache;
 pub mod progress;
-pub mod push;
+pub mod upload;
 
 // Until every caller names them where they live.
 pub use crate::oci::{Reference, Target};
