@@ -19,7 +19,9 @@
 //! the error when a layer is refused (the lowest layer's, its first entry's),
 //! are those of reading the layers one after the other.
 
+mod guard;
 pub mod scan;
+mod view;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
