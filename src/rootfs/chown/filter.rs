@@ -1,10 +1,10 @@
 //! The calls the supervisor answers, by number on this architecture, and
 //! the seccomp filter that sends them to it.
 //!
-//! Written by hand on `libc`: no maintained crate installs a filter that
-//! notifies a listener in this shape, and `rustix` has no seccomp calls;
-//! `libc` has the BPF opcodes and structures, and the constants it lacks
-//! (`AUDIT_ARCH_*`, `__X32_SYSCALL_BIT`) are defined here.
+//! The program is written by hand on `libc`: no maintained crate installs
+//! a filter that notifies a listener in this shape, and `rustix` has no
+//! seccomp calls; `libc` has the BPF opcodes and structures, and the
+//! constants it lacks (`AUDIT_ARCH_*`, `__X32_SYSCALL_BIT`) are here.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -110,15 +110,8 @@ pub(super) fn call_of(nr: i32) -> Option<Call> {
 /// (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`, Linux 5.5), which the stat calls
 /// need for every object that has no recorded owner.
 fn kernel_continues_calls() -> bool {
-    // SAFETY: a zeroed utsname is valid, and filled by the call.
-    let mut uts: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: a struct owned here.
-    if unsafe { libc::uname(&mut uts) } != 0 {
-        return false;
-    }
-    // SAFETY: the kernel NUL-terminates the release.
-    let release = unsafe { std::ffi::CStr::from_ptr(uts.release.as_ptr()) };
-    release_at_least(&release.to_string_lossy(), (5, 5))
+    let uts = rustix::system::uname();
+    release_at_least(&uts.release().to_string_lossy(), (5, 5))
 }
 
 /// Whether a kernel release (`6.1.0-13-amd64`) is at least `major.minor`.
@@ -181,10 +174,7 @@ pub(super) fn install_filter() -> io::Result<Option<OwnedFd>> {
         len: filter.len() as u16,
         filter: filter.as_mut_ptr(),
     };
-    // SAFETY: plain prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
+    rustix::thread::set_no_new_privs(true)?;
     // SAFETY: `prog` points at `filter`, both alive for the call, which
     // copies the program.
     let fd = unsafe {

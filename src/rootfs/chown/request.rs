@@ -1,11 +1,12 @@
 //! A call's arguments as the supervisor decodes them, and its object:
 //! where the kernel would look it up, found again through `/proc`.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::FileExt;
+
+use rustix::fs::{Mode, OFlags, Stat, openat};
 
 use super::filter::Call;
 use super::record::Owner;
@@ -223,35 +224,16 @@ pub fn read_path(mem: &fs::File, addr: u64) -> Result<Vec<u8>, i32> {
 }
 
 /// `openat(dir, path, O_PATH)`, following a last symlink or not.
-pub(super) fn open_path(dir: RawFd, path: &[u8], follow: bool) -> Result<OwnedFd, i32> {
-    let c = CString::new(path).map_err(|_| libc::EINVAL)?;
-    let mut flags = libc::O_PATH | libc::O_CLOEXEC;
+pub(super) fn open_path(dir: BorrowedFd<'_>, path: &[u8], follow: bool) -> Result<OwnedFd, i32> {
+    let mut flags = OFlags::PATH | OFlags::CLOEXEC;
     if !follow {
-        flags |= libc::O_NOFOLLOW;
+        flags |= OFlags::NOFOLLOW;
     }
-    // SAFETY: a C string owned here.
-    let fd = unsafe { libc::openat(dir, c.as_ptr(), flags) };
-    if fd < 0 {
-        return Err(errno());
-    }
-    // SAFETY: a new descriptor.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    openat(dir, path, flags, Mode::empty()).map_err(|e| e.raw_os_error())
 }
 
-pub(super) fn errno() -> i32 {
-    io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
-
-pub(super) fn fstat(fd: &OwnedFd) -> Result<libc::stat, i32> {
-    // SAFETY: a zeroed stat is valid, and filled by the call.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: a descriptor owned here and a stat owned here.
-    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(errno());
-    }
-    Ok(st)
+pub(super) fn fstat(fd: &OwnedFd) -> Result<Stat, i32> {
+    rustix::fs::fstat(fd).map_err(|e| e.raw_os_error())
 }
 
 /// Whether an inode still has a name.
@@ -262,19 +244,15 @@ pub(super) fn linked(fd: &OwnedFd) -> bool {
 /// Opens `PATH` under `/proc` (`PID/mem`) for reading, and for writing
 /// with `write`.
 pub(super) fn open_proc_file(proc_dir: &OwnedFd, path: &str, write: bool) -> io::Result<fs::File> {
-    let c = CString::new(path.as_bytes()).expect("no NUL");
-    let access = if write { libc::O_RDWR } else { libc::O_RDONLY };
-    // SAFETY: a C string owned here.
-    let fd = unsafe { libc::openat(proc_dir.as_raw_fd(), c.as_ptr(), access | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new descriptor.
-    Ok(unsafe { fs::File::from_raw_fd(fd) })
+    let access = if write { OFlags::RDWR } else { OFlags::RDONLY };
+    let fd = openat(proc_dir, path, access | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(fs::File::from(fd))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::CString;
+
     use super::*;
 
     fn chown(call: Call, fd: i32, flags: i32) -> Request {

@@ -1,27 +1,33 @@
 //! The supervisor: the process that forks off the shell under the filter,
 //! answers its chown and stat calls, and leaves the record when it exits.
 //!
-//! Written by hand on `libc`: the seccomp user-notification ioctls and the
-//! kernel's `stat`/`statx` written into the caller's memory have no safe
-//! wrapper in a maintained crate (`rustix` has neither), and `fork`, with
-//! one thread and no exec, is unsafe whatever crate makes it.
+//! Descriptors, lookups, limits and waits go through `rustix`. What stays
+//! on `libc` by hand has no safe wrapper there: the seccomp notification
+//! calls and ioctls, the `stat` and `statx` the supervisor makes to write
+//! them into the caller's memory in the kernel's layout, `fork` (unsafe
+//! whatever makes it), and the signal that `exit_as` raises again.
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use rustix::event::{PollFd, PollFlags, Timespec, poll};
+use rustix::fs::{AtFlags, CWD, Mode, Stat, StatVfsMountFlags, chmodat, fstatvfs};
+use rustix::io::Errno;
+use rustix::process::{
+    Pid, PidfdFlags, Resource, Rlimit, Signal, WaitOptions, getrlimit, kill_process, pidfd_open,
+    setrlimit, waitpid,
+};
 
 use super::fd_passing::{receive_fd, send_fd};
 use super::filter::{AUDIT_ARCH, Call, call_of, install_filter};
 use super::record::{BaseOwner, Owner, Owners, report_bytes};
-use super::request::{
-    Base, Request, errno, fstat, linked, open_path, open_proc_file, read_path, resolve,
-};
+use super::request::{Base, Request, fstat, linked, open_path, open_proc_file, read_path, resolve};
 
 /// The ids a call may name, as the identity map has them.
 const IDS: u32 = 65536;
@@ -37,7 +43,7 @@ pub struct Setup {
 
 impl Setup {
     pub fn open(report: &Path, base_owners: Vec<BaseOwner>) -> Result<Setup> {
-        let proc_dir = open_path(libc::AT_FDCWD, b"/proc", true)
+        let proc_dir = open_path(CWD, b"/proc", true)
             .map_err(io::Error::from_raw_os_error)
             .context("chown supervisor: opening /proc")?;
         let report = fs::OpenOptions::new()
@@ -87,11 +93,12 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
                 None
             }
         };
-        send_fd(&theirs, listener.as_ref().map(AsRawFd::as_raw_fd))
+        send_fd(&theirs, listener.as_ref().map(AsFd::as_fd))
             .context("chown supervisor: handing the seccomp listener to the supervisor")?;
         return Ok(());
     }
     drop(theirs);
+    let child = Pid::from_raw(pid).expect("a child's pid is positive");
     // SAFETY: the supervisor's copy of a descriptor it does not use; the
     // builder sees the pipe's end when the shell starts.
     unsafe { libc::close(status_fd) };
@@ -101,10 +108,10 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
         base_owners,
     } = setup;
     let result = match receive_fd(&ours) {
-        Ok(Some(listener)) => Supervisor::new(listener, proc_dir, pid as u32, &base_owners)
+        Ok(Some(listener)) => Supervisor::new(listener, proc_dir, child, &base_owners)
             .and_then(|mut s| s.run())
             .map_err(|e| format!("{e:#}")),
-        Ok(None) => wait_for(pid).map(|status| (Owners::new(), status)),
+        Ok(None) => wait_for(child).map(|status| (Owners::new(), status)),
         Err(e) => Err(format!(
             "chown supervisor: receiving the seccomp listener: {e}"
         )),
@@ -112,11 +119,8 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
     let (owners, status) = match result {
         Ok((owners, status)) => (Ok(owners), Some(status)),
         Err(e) => {
-            // SAFETY: plain kill and wait of the child this process made.
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-                libc::waitpid(pid, std::ptr::null_mut(), 0);
-            }
+            let _ = kill_process(child, Signal::KILL);
+            let _ = waitpid(Some(child), WaitOptions::empty());
             (Err(e), None)
         }
     };
@@ -132,16 +136,12 @@ pub fn fork_supervisor(setup: Setup, status_fd: RawFd) -> Result<()> {
 }
 
 /// Waits for a child; its wait status.
-fn wait_for(pid: libc::pid_t) -> Result<libc::c_int, String> {
+fn wait_for(pid: Pid) -> Result<libc::c_int, String> {
     loop {
-        let mut status = 0;
-        // SAFETY: waits for this process's own child.
-        if unsafe { libc::waitpid(pid, &mut status, 0) } == pid {
-            return Ok(status);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(format!("chown supervisor: waiting for the shell: {e}"));
+        match waitpid(Some(pid), WaitOptions::empty()) {
+            Ok(Some((_, status))) => return Ok(status.as_raw()),
+            Ok(None) | Err(Errno::INTR) => {}
+            Err(e) => return Err(format!("chown supervisor: waiting for the shell: {e}")),
         }
     }
 }
@@ -179,7 +179,7 @@ struct Kept {
 struct Supervisor {
     listener: OwnedFd,
     proc_dir: OwnedFd,
-    child: u32,
+    child: Pid,
     /// `pidfd_open` of the child (Linux 5.3), else polled.
     pidfd: Option<OwnedFd>,
     /// Bytes for `struct seccomp_notif` and `seccomp_notif_resp` as this
@@ -202,7 +202,7 @@ impl Supervisor {
     fn new(
         listener: OwnedFd,
         proc_dir: OwnedFd,
-        child: u32,
+        child: Pid,
         base_owners: &[BaseOwner],
     ) -> Result<Supervisor> {
         let mut sizes = libc::seccomp_notif_sizes {
@@ -226,26 +226,20 @@ impl Supervisor {
             );
         }
         let words = |kernel: u16, ours: usize| usize::from(kernel).max(ours).div_ceil(8);
-        // SAFETY: plain call with the child's pid.
-        let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child as libc::pid_t, 0) };
-        // SAFETY: a new descriptor, when there is one.
-        let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
-        // Room for a descriptor per recorded inode, under the hard limit.
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: the calls read and set this process's limit.
-        let max_fds = unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-                limit.rlim_cur = limit.rlim_max.min(1 << 20);
-                libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-                libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
-                limit.rlim_cur as usize
-            } else {
-                1024
-            }
-        };
+        let pidfd = pidfd_open(child, PidfdFlags::empty()).ok();
+        // Room for a descriptor per recorded inode, under the hard limit
+        // (`None` is unlimited).
+        let hard = getrlimit(Resource::Nofile).maximum;
+        let _ = setrlimit(
+            Resource::Nofile,
+            Rlimit {
+                current: Some(hard.map_or(1 << 20, |h| h.min(1 << 20))),
+                maximum: hard,
+            },
+        );
+        let max_fds = getrlimit(Resource::Nofile)
+            .current
+            .map_or(usize::MAX, |n| n as usize);
         let mut supervisor = Supervisor {
             listener,
             proc_dir,
@@ -270,7 +264,7 @@ impl Supervisor {
             let path = [b"/".as_slice(), b.path.as_bytes()].concat();
             // The root is this process's: the path is where the base put
             // it, unless `contents` replaced it.
-            let Ok(fd) = open_path(libc::AT_FDCWD, &path, false) else {
+            let Ok(fd) = open_path(CWD, &path, false) else {
                 continue;
             };
             let Ok(st) = fstat(&fd) else { continue };
@@ -285,44 +279,28 @@ impl Supervisor {
     /// owners of the inodes that still have names.
     fn run(&mut self) -> Result<(Owners, libc::c_int)> {
         loop {
-            let mut fds = [
-                libc::pollfd {
-                    fd: self.listener.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-                libc::pollfd {
-                    fd: self.pidfd.as_ref().map_or(-1, |fd| fd.as_raw_fd()),
-                    events: libc::POLLIN,
-                    revents: 0,
-                },
-            ];
-            let timeout = if self.pidfd.is_some() { -1 } else { 100 };
-            // SAFETY: two pollfds owned here.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout) };
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                bail!("chown supervisor: waiting for chown calls: {e}");
+            let mut fds = vec![PollFd::new(&self.listener, PollFlags::IN)];
+            fds.extend(self.pidfd.iter().map(|fd| PollFd::new(fd, PollFlags::IN)));
+            // Without a pidfd, the child's exit is looked for every 100 ms.
+            let every = Timespec {
+                tv_sec: 0,
+                tv_nsec: 100_000_000,
+            };
+            match poll(&mut fds, self.pidfd.is_none().then_some(&every)) {
+                Ok(_) => {}
+                Err(Errno::INTR) => continue,
+                Err(e) => bail!("chown supervisor: waiting for chown calls: {e}"),
             }
-            if fds[0].revents & libc::POLLIN != 0 {
+            let called = fds[0].revents().contains(PollFlags::IN);
+            drop(fds);
+            if called {
                 self.answer_one()?;
                 continue;
             }
-            let mut status = 0;
-            // SAFETY: waits for this process's own child.
-            let waited =
-                unsafe { libc::waitpid(self.child as libc::pid_t, &mut status, libc::WNOHANG) };
-            if waited < 0 {
-                bail!(
-                    "chown supervisor: waiting for the shell: {}",
-                    io::Error::last_os_error()
-                );
-            }
-            if waited > 0 {
-                return Ok((self.owners(), status));
+            match waitpid(Some(self.child), WaitOptions::NOHANG) {
+                Ok(Some((_, status))) => return Ok((self.owners(), status.as_raw())),
+                Ok(None) => {}
+                Err(e) => bail!("chown supervisor: waiting for the shell: {e}"),
             }
         }
     }
@@ -468,10 +446,7 @@ impl Supervisor {
         let Ok(target) = resolve(notif.pid, request, path.as_deref()) else {
             return Some(Answer::Continue);
         };
-        let dir = match target.base {
-            Base::Root => libc::AT_FDCWD,
-            Base::Proc => self.proc_dir.as_raw_fd(),
-        };
+        let dir = self.dir(target.base).as_raw_fd();
         // One call to find the inode: most have no recorded owner.
         let Ok(path) = CString::new(target.path) else {
             return Some(Answer::Continue);
@@ -555,6 +530,14 @@ impl Supervisor {
         Some(result)
     }
 
+    /// Where a lookup from `base` starts.
+    fn dir(&self, base: Base) -> BorrowedFd<'_> {
+        match base {
+            Base::Root => CWD,
+            Base::Proc => self.proc_dir.as_fd(),
+        }
+    }
+
     /// The object of a call, open, and its `fstat`; or the error the call
     /// fails with.
     fn find(
@@ -562,21 +545,12 @@ impl Supervisor {
         pid: u32,
         request: &Request,
         path: Option<&[u8]>,
-    ) -> Result<(OwnedFd, libc::stat), i32> {
+    ) -> Result<(OwnedFd, Stat), i32> {
         let target = resolve(pid, request, path)?;
-        let dir = match target.base {
-            Base::Root => libc::AT_FDCWD,
-            Base::Proc => self.proc_dir.as_raw_fd(),
-        };
-        let fd = open_path(dir, &target.path, target.follow)?;
+        let fd = open_path(self.dir(target.base), &target.path, target.follow)?;
         let st = fstat(&fd)?;
         // In the kernel's order: the mount, the ids, the permission.
-        // SAFETY: a zeroed statvfs is valid, and filled by the call.
-        let mut vfs: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: a descriptor and a struct owned here.
-        if unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut vfs) } == 0
-            && vfs.f_flag & libc::ST_RDONLY != 0
-        {
+        if fstatvfs(&fd).is_ok_and(|vfs| vfs.f_flag.contains(StatVfsMountFlags::RDONLY)) {
             return Err(libc::EROFS);
         }
         let owner = request.owner;
@@ -601,7 +575,7 @@ impl Supervisor {
 
     /// As a chown does: no setuid bit, and no setgid bit with group
     /// execute, on what is not a directory.
-    fn clear_set_id_bits(&self, fd: &OwnedFd, st: &libc::stat) -> Result<(), i32> {
+    fn clear_set_id_bits(&self, fd: &OwnedFd, st: &Stat) -> Result<(), i32> {
         let mode = st.st_mode & 0o7777;
         if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             return Ok(());
@@ -613,15 +587,18 @@ impl Supervisor {
         if cleared == mode {
             return Ok(());
         }
-        let link = CString::new(format!("self/fd/{}", fd.as_raw_fd())).expect("no NUL");
-        // SAFETY: a C string owned here; `/proc` opened before chroot.
-        if unsafe { libc::fchmodat(self.proc_dir.as_raw_fd(), link.as_ptr(), cleared, 0) } != 0 {
-            return Err(errno());
-        }
-        Ok(())
+        // Through `/proc` opened before chroot.
+        let link = format!("self/fd/{}", fd.as_raw_fd());
+        chmodat(
+            &self.proc_dir,
+            link,
+            Mode::from_raw_mode(cleared),
+            AtFlags::empty(),
+        )
+        .map_err(|e| e.raw_os_error())
     }
 
-    fn record(&mut self, fd: OwnedFd, st: &libc::stat, owner: Owner) {
+    fn record(&mut self, fd: OwnedFd, st: &Stat, owner: Owner) {
         let key = (st.st_dev, st.st_ino);
         if let Some(k) = self.kept.get_mut(&key) {
             k.owner = k.owner.then(owner);
