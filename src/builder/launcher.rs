@@ -112,3 +112,41 @@ pub fn read(script: &Path) -> Result<Launcher> {
         image: parsed.image,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn script(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        fs::write(file.path(), text).unwrap();
+        file
+    }
+
+    #[test]
+    fn reads_the_action_and_image_after_the_first_line() {
+        let file = script(
+            "#!/nix/store/x-stevedore launch\n{\"version\": 1, \"action\": \"copy-to-podman\", \"image\": \"/nix/store/y-img\"}\n",
+        );
+        let launcher = read(file.path()).unwrap();
+        assert_eq!(launcher.action, Action::Podman);
+        assert_eq!(launcher.image, "/nix/store/y-img");
+    }
+
+    #[test]
+    fn refuses_other_files_and_versions() {
+        for text in [
+            "{\"version\": 1, \"action\": \"copy-to-podman\", \"image\": \"i\"}",
+            "#!x launch\n{\"version\": 1, \"action\": \"copy\", \"image\": \"i\"}",
+            "#!x launch\n{\"version\": 1, \"action\": \"copy-to-podman\", \"image\": \"i\", \"more\": 1}",
+        ] {
+            let e = format!("{:#}", read(script(text).path()).unwrap_err());
+            assert!(e.contains("not a stevedore launcher"), "{e}");
+        }
+        let file = script(
+            "#!x launch\n{\"version\": 2, \"action\": \"copy-to-docker-daemon\", \"image\": \"i\"}",
+        );
+        let e = read(file.path()).unwrap_err().to_string();
+        assert!(e.contains("stevedore.version: 2 is not supported"), "{e}");
+    }
+}

@@ -5,14 +5,14 @@
 //! attrs); its `stevedore` attribute names the job and carries its
 //! fields, and the graphs a job names are what `exportReferencesGraph`
 //! exported. Nothing reaches a shell command line: scripts are written to
-//! files and run by the shell the caller gave ([`script`]).
+//! files and run by the shell the caller gave (`script`).
 //!
-//! One module per job, holding its fields and its body: [`root`],
-//! [`run_as_root`], [`image`], [`file`], [`nix_db`], [`pull`],
-//! [`launcher`], [`export`], [`merge`]. Pieces several jobs share have
-//! one home each: [`join`] (the symlink forest of `contents`),
-//! [`script`] (the shell scripts), [`metadata`] (the modes and owners of
-//! a customisation tree), [`from_image`] (the `base` attribute).
+//! One module per job, holding its fields and its body: `root`,
+//! `run_as_root`, `image`, `file`, `nix_db`, `pull`, [`launcher`],
+//! `export`, `merge`. Pieces several jobs share have one home each:
+//! `join` (the symlink forest of `contents`), `script` (the shell
+//! scripts), `metadata` (the modes and owners of a customisation tree),
+//! `from_image` (the `base` attribute).
 
 mod export;
 mod file;
