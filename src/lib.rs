@@ -13,6 +13,7 @@
 pub mod archive;
 pub mod base;
 pub mod build;
+pub mod builder;
 pub mod cli;
 pub mod closure;
 pub mod compress;
@@ -22,7 +23,6 @@ pub mod image;
 pub mod layering;
 pub mod load;
 pub mod merge;
-pub mod nix_builder;
 pub mod nixdb;
 pub mod oci;
 pub mod output;
@@ -110,7 +110,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             if chunk_size == 0 {
                 anyhow::bail!("--chunk-size must be at least 1");
             }
-            let dest = registry::Reference::parse("destination", &destination)?;
+            let dest = oci::Reference::parse("destination", &destination)?;
             let opts = push::PushOptions {
                 docker_format: format == cli::ManifestFormat::V2s2,
                 mount_from,
@@ -133,7 +133,7 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             tag,
             jobs,
         } => {
-            let src = registry::Reference::parse("source", &source)?;
+            let src = oci::Reference::parse("source", &source)?;
             let opts = pull::PullOptions {
                 format,
                 platform: oci::Platform {
@@ -157,14 +157,52 @@ pub fn run(cli: cli::Cli) -> Result<()> {
             tag,
         } => export::export(&image, &base::Pick::Named { name, tag }, &out),
         Command::Merge { images, out } => merge::merge(&images, &out),
-        Command::Launch { script, args } => nix_builder::launch(&script, &args),
+        Command::Launch { script, args } => launch(&script, &args),
         Command::NixBuilder {
             in_namespace,
             status_fd,
         } => match (in_namespace, status_fd) {
             (Some(config), Some(fd)) => rootfs::userns::child(&config, fd),
-            _ => nix_builder::run(),
+            _ => builder::run(),
         },
+    }
+}
+
+/// Runs a launcher script that the Nix library wrote: `copy-to-registry
+/// DEST [push options]` as a `push` command line, `copy-to-podman` and
+/// `copy-to-docker-daemon` as a `load`.
+fn launch(script: &std::path::Path, args: &[String]) -> Result<()> {
+    use builder::launcher::Action;
+
+    let launcher = builder::launcher::read(script)?;
+    let name = script
+        .file_name()
+        .map_or("copy".into(), |n| n.to_string_lossy().into_owned());
+    match launcher.action {
+        Action::Registry => {
+            let argv = ["stevedore".to_owned(), "push".to_owned(), launcher.image]
+                .into_iter()
+                .chain(args.iter().cloned());
+            let cli = match <cli::Cli as clap::Parser>::try_parse_from(argv) {
+                Ok(cli) => cli,
+                Err(e) if args.is_empty() => anyhow::bail!(
+                    "{name}: give the destination, as in `{name} docker://registry.example.com/hello:latest` ({})",
+                    e.kind()
+                ),
+                Err(e) => e.exit(),
+            };
+            run(cli)
+        }
+        Action::Podman | Action::DockerDaemon => {
+            if !args.is_empty() {
+                anyhow::bail!("{name} takes no arguments");
+            }
+            let into = match launcher.action {
+                Action::Podman => load::Into::Podman,
+                _ => load::Into::DockerDaemon,
+            };
+            load::load(std::path::Path::new(&launcher.image), into)
+        }
     }
 }
 

@@ -28,6 +28,18 @@ pub fn in_order<T: Send>(
     count: usize,
     jobs: usize,
     work: impl Fn(usize) -> T + Sync,
+    take: impl FnMut(usize, T) -> Result<()>,
+) -> Result<()> {
+    run(count, jobs, work, |_| false, take)
+}
+
+/// [`in_order`], in which no item starts once one has given a result
+/// that `fails`.
+fn run<T: Send>(
+    count: usize,
+    jobs: usize,
+    work: impl Fn(usize) -> T + Sync,
+    fails: impl Fn(&T) -> bool + Sync,
     mut take: impl FnMut(usize, T) -> Result<()>,
 ) -> Result<()> {
     let next = AtomicUsize::new(0);
@@ -36,14 +48,20 @@ pub fn in_order<T: Send>(
         let (done, results) = mpsc::channel();
         for _ in 0..jobs.clamp(1, count.max(1)) {
             let done = done.clone();
-            let (next, stop, work) = (&next, &stop, &work);
+            let (next, stop, work, fails) = (&next, &stop, &work, &fails);
             scope.spawn(move || {
-                loop {
+                // Stop is looked at before an item is taken, so every item
+                // taken is run and the results below any one always come.
+                while !stop.load(Ordering::SeqCst) {
                     let i = next.fetch_add(1, Ordering::SeqCst);
-                    if i >= count || stop.load(Ordering::SeqCst) {
+                    if i >= count {
                         break;
                     }
-                    if done.send((i, work(i))).is_err() {
+                    let result = work(i);
+                    if fails(&result) {
+                        stop.store(true, Ordering::SeqCst);
+                    }
+                    if done.send((i, result)).is_err() {
                         break;
                     }
                 }
@@ -68,15 +86,15 @@ pub fn in_order<T: Send>(
 }
 
 /// Runs `work` for every number below `count` on up to `jobs` threads and
-/// returns the results in number order; the failure of the lowest number
-/// that failed is the error.
+/// returns the results in number order. No item starts once one has
+/// failed, and the failure of the lowest number that failed is the error.
 pub fn map<T: Send>(
     count: usize,
     jobs: usize,
     work: impl Fn(usize) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
     let mut out = Vec::with_capacity(count);
-    in_order(count, jobs, work, |_, result| {
+    run(count, jobs, work, Result::is_err, |_, result| {
         out.push(result?);
         Ok(())
     })?;

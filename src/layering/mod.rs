@@ -8,9 +8,9 @@
 //! `pkgs/build-support/docker/auto-layer.nix` and
 //! `popularity-contest-layering-pipeline.nix` (like `streamLayeredImage` in
 //! `default.nix` before them) compute `availableLayers = maxLayers -
-//! usedLayers` with `usedLayers = 1` plus the layers of a `fromImage`, which
-//! stevedore does not take, and refuse to build unless `usedLayers <
-//! maxLayers`.
+//! usedLayers` with `usedLayers = 1` plus the layers of a `fromImage`, and
+//! refuse to build unless `usedLayers < maxLayers`; a base's layers are
+//! taken off first by [`max_layers_above_base`].
 
 pub mod auto;
 pub mod explicit;
@@ -57,14 +57,26 @@ impl FromStr for Strategy {
     }
 }
 
+/// The fewest layers an image can have: one store layer and the
+/// customisation layer.
+pub const MIN_LAYERS: usize = CUSTOMISATION_LAYERS + 1;
+
+/// What `max_layers` leaves for the new layers of an image whose base has
+/// `base_layers` layers: the base's count towards it, as in dockerTools;
+/// `None` when fewer than [`MIN_LAYERS`] remain.
+pub fn max_layers_above_base(max_layers: usize, base_layers: usize) -> Option<usize> {
+    max_layers
+        .checked_sub(base_layers)
+        .filter(|&n| n >= MIN_LAYERS)
+}
+
 /// How many store layers `max_layers` leaves once the customisation layer
 /// is counted; at least one is needed, as dockerTools requires.
 pub fn store_layer_limit(max_layers: usize) -> Result<usize> {
     if max_layers <= CUSTOMISATION_LAYERS {
         bail!(
             "max layers {max_layers} leaves no layer for store paths: the customisation \
-             layer takes {CUSTOMISATION_LAYERS}; use at least {}",
-            CUSTOMISATION_LAYERS + 1
+             layer takes {CUSTOMISATION_LAYERS}; use at least {MIN_LAYERS}"
         );
     }
     Ok(max_layers - CUSTOMISATION_LAYERS)
@@ -290,6 +302,14 @@ mod tests {
             let g = graph(&[("/nix/store/a-x", 1, &[])]);
             assert!(plan(&g, &Strategy::Auto, too_few, &BTreeSet::new()).is_err());
         }
+    }
+
+    #[test]
+    fn a_base_takes_its_layers_off_max_layers() {
+        assert_eq!(max_layers_above_base(100, 0), Some(100));
+        assert_eq!(max_layers_above_base(6, 4), Some(2));
+        assert_eq!(max_layers_above_base(5, 4), None);
+        assert_eq!(max_layers_above_base(3, 4), None);
     }
 
     #[test]

@@ -17,9 +17,6 @@ pub mod fetch;
 pub mod progress;
 pub mod upload;
 
-// Until every caller names them where they live.
-pub use crate::oci::{Reference, Target};
-
 /// How to reach a registry: from the command line.
 #[derive(Clone, Debug)]
 pub struct Connection {

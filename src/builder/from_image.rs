@@ -1,0 +1,45 @@
+//! The `base` attribute of the image, run-as-root and nix-db jobs:
+//! `fromImage`, `fromImageName` and `fromImageTag` as Nix hands them over.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use crate::spec;
+
+/// `fromImage`, `fromImageName`, `fromImageTag`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BaseAttrs {
+    /// The base image: a docker-archive (compressed as a whole or not), an
+    /// OCI layout or oci-archive, or a stream launcher.
+    pub path: String,
+    /// Of an archive with several images, the one with this name;
+    /// `null`: the first.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Of an archive with several images, the one with this tag.
+    #[serde(default)]
+    pub tag: Option<String>,
+}
+
+impl BaseAttrs {
+    /// The spec's `base`.
+    pub fn spec(&self) -> spec::BaseSpec {
+        spec::BaseSpec {
+            path: PathBuf::from(&self.path),
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+        }
+    }
+
+    /// Reads the base image.
+    pub fn open(&self, keep_tars: bool) -> Result<crate::base::Base> {
+        let pick = crate::base::Pick::Named {
+            name: self.name.clone(),
+            tag: self.tag.clone(),
+        };
+        crate::source::open_base(Path::new(&self.path), &pick, keep_tars)
+    }
+}
