@@ -10,10 +10,9 @@
 
 use std::io::{self, BufReader, Read, Write};
 
-use clap::ValueEnum;
 use zstd::zstd_safe::CParameter;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,

@@ -13,25 +13,24 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail};
-use clap::ValueEnum;
 
 use crate::image::Image;
 use crate::image::docker_archive;
 
 /// Where `load` puts an image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Into {
+pub enum Destination {
     Podman,
     DockerDaemon,
 }
 
 /// Loads `source` (a docker-archive or a launcher) into `into`.
-pub fn load(source: &Path, into: Into) -> Result<()> {
+pub fn load(source: &Path, into: Destination) -> Result<()> {
     let kind = Kind::of(source)?;
     match into {
-        Into::Podman => into_podman(source, &kind),
-        Into::DockerDaemon => into_docker(source, &kind),
+        Destination::Podman => into_podman(source, &kind),
+        Destination::DockerDaemon => into_docker(source, &kind),
     }
 }
 

@@ -10,7 +10,7 @@ fn main() {
     {
         eprintln!("stevedore: warning: {err:#}");
     }
-    if let Err(err) = stevedore::run(cli) {
+    if let Err(err) = stevedore::cli::run(cli) {
         // Errors carry text from outside: printed escaped, on one line.
         let message = stevedore::terminal::escape(&format!("{err:#}"));
         eprintln!("stevedore: error: {message}");

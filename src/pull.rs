@@ -19,7 +19,8 @@ use crate::registry::Connection;
 use crate::registry::fetch;
 
 /// Output formats of a pull.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PullFormat {
     DockerArchive,
     OciDir,

@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use super::from_image::BaseAttrs;
 use super::{Derivation, check_version};
-use crate::build::{self, Format};
 use crate::compress::Compression;
 use crate::image::Image;
+use crate::image::format::{self, Format};
 use crate::layering::{self, Strategy};
 use crate::spec::{self, ConfigSpec, CustomisationSpec, LayerSpec, MetadataFiles, Spec};
 
@@ -212,10 +212,10 @@ impl ImageJob {
         match self.output {
             Output::Stream => write_stream_launcher(out, &spec_json),
             Output::DockerArchive => {
-                build::build(&image, Format::DockerArchive, self.compress, out, jobs)
+                format::write(&image, Format::DockerArchive, self.compress, out, jobs)
             }
             Output::OciArchive => {
-                build::build(&image, Format::OciArchive, self.compress, out, jobs)
+                format::write(&image, Format::OciArchive, self.compress, out, jobs)
             }
         }
     }

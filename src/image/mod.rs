@@ -4,6 +4,7 @@
 pub mod blobs;
 pub mod config;
 pub mod docker_archive;
+pub mod format;
 pub mod layer_cache;
 pub mod oci_layout;
 

@@ -1,12 +1,48 @@
-//! Command-line interface: one subcommand per job, parsed with clap and
-//! kept apart from the library code that does the work.
+//! The command line as clap parses it: every subcommand, its options and
+//! their help. The values it takes are the library's own types, parsed
+//! by their names ([`named`]), so no library type knows of clap.
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Parser, Subcommand};
 
-use crate::build::Format;
 use crate::compress::Compression;
+use crate::image::format::Format;
+use crate::load::Destination;
+use crate::pull::PullFormat;
+
+/// A parser of a library enum by its serialised names (`names`: each
+/// with its help, or none), so clap checks and lists the values while the
+/// enum stays clap's stranger.
+fn named<T>(names: &'static [(&'static str, &'static str)]) -> impl TypedValueParser<Value = T>
+where
+    T: serde::de::DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    let values = names.iter().map(|&(name, help)| {
+        let value = PossibleValue::new(name);
+        if help.is_empty() {
+            value
+        } else {
+            value.help(help)
+        }
+    });
+    PossibleValuesParser::new(values).map(|name| {
+        serde_json::from_value(serde_json::Value::String(name)).expect("a listed name parses")
+    })
+}
+
+const FORMATS: &[(&str, &str)] = &[
+    (
+        "docker-archive",
+        "A `docker save` style tar, for `podman load` and `docker load`",
+    ),
+    ("oci-dir", "An OCI image layout directory"),
+    ("oci-archive", "An OCI image layout in a tar"),
+];
+const COMPRESSIONS: &[(&str, &str)] = &[("none", ""), ("gzip", ""), ("zstd", "")];
+const PULL_FORMATS: &[(&str, &str)] = &[("docker-archive", ""), ("oci-dir", "")];
+const DESTINATIONS: &[(&str, &str)] = &[("podman", ""), ("docker-daemon", "")];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,10 +69,10 @@ pub enum Command {
         /// Image spec (JSON, version 1).
         spec: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value = "docker-archive")]
+        #[arg(long, value_parser = named::<Format>(FORMATS), default_value = "docker-archive")]
         format: Format,
         /// Layer compression.
-        #[arg(long, value_enum, default_value = "gzip")]
+        #[arg(long, value_parser = named::<Compression>(COMPRESSIONS), default_value = "gzip")]
         compress: Compression,
         /// Where to write the image; written under a temporary name and
         /// renamed when complete.
@@ -128,7 +164,7 @@ pub enum Command {
         #[arg(long, value_name = "REPO")]
         mount_from: Option<String>,
         /// Layer compression of a streamLayeredImage source.
-        #[arg(long, value_enum, default_value = "gzip")]
+        #[arg(long, value_parser = named::<Compression>(COMPRESSIONS), default_value = "gzip")]
         compress: Compression,
         /// Blobs sent at once.
         #[arg(long, default_value_t = 4)]
@@ -152,8 +188,8 @@ pub enum Command {
         /// renamed when complete.
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, value_enum, default_value = "docker-archive")]
-        format: crate::pull::PullFormat,
+        #[arg(long, value_parser = named::<PullFormat>(PULL_FORMATS), default_value = "docker-archive")]
+        format: PullFormat,
         #[command(flatten)]
         connection: ConnectionArgs,
         /// Platform to pick from an index.
@@ -180,8 +216,8 @@ pub enum Command {
         POST /images/load on its unix socket, so no HTTP proxy interferes.")]
     Load {
         source: PathBuf,
-        #[arg(long, value_enum)]
-        into: crate::load::Into,
+        #[arg(long, value_parser = named::<Destination>(DESTINATIONS))]
+        into: Destination,
     },
     /// Flatten an image into one root-filesystem tar, as dockerTools'
     /// exportImage does (without a VM).

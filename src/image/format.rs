@@ -1,5 +1,6 @@
-//! `stevedore build` and `stevedore stream`: from a checked image to an
-//! output in the asked format, written atomically.
+//! From a checked image to an output in the asked format, written
+//! atomically (`stevedore build`, the image jobs), or streamed to
+//! standard output (`stevedore stream`).
 
 use std::io::{BufWriter, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -7,15 +8,15 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use clap::ValueEnum;
 
+use super::blobs::write_layer_blobs;
+use super::{Image, docker_archive, oci_layout};
 use crate::compress::Compression;
-use crate::image::blobs::write_layer_blobs;
-use crate::image::{Image, docker_archive, oci_layout};
 use crate::output::{AtomicDir, AtomicFile, scratch_beside};
 
 /// Output formats, named as skopeo names its transports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// A `docker save` style tar, for `podman load` and `docker load`.
     DockerArchive,
@@ -28,7 +29,7 @@ pub enum Format {
 const OUTPUT_BUFFER: usize = 256 * 1024;
 
 /// Writes `image` to `out`. Nothing appears at `out` unless all went well.
-pub fn build(
+pub fn write(
     image: &Image,
     format: Format,
     compression: Compression,

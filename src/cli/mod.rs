@@ -1,0 +1,88 @@
+//! The command line: [`args`] is what clap parses; each command's body is
+//! a few lines here or in its own file, calling the library.
+
+mod args;
+mod launch;
+mod nix_db;
+mod push_pull;
+
+use anyhow::{Context, Result};
+
+pub use args::{Cli, Command, ConnectionArgs, ManifestFormat};
+
+use crate::image::format;
+use crate::{base, builder, closure, export, layering, load, merge, pool, rootfs, source};
+
+/// Runs one command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Build {
+            spec,
+            format,
+            compress,
+            out,
+            jobs,
+        } => {
+            let image = source::launcher_image(&spec)?;
+            let jobs = jobs.unwrap_or_else(pool::default_jobs);
+            format::write(&image, format, compress, &out, jobs)
+        }
+        Command::Stream { spec } => format::stream_to_stdout(&source::launcher_image(&spec)?),
+        Command::Layers {
+            graph,
+            strategy,
+            max_layers,
+            exclude,
+        } => {
+            let graph = closure::Graph::load(&graph)?;
+            let exclude = read_exclude(exclude.as_deref())?;
+            let plan = layering::plan(&graph, &strategy.parse()?, max_layers, &exclude)?;
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            Ok(())
+        }
+        Command::NixDb {
+            graph,
+            root,
+            gc_roots,
+            registration_time,
+            exclude,
+        } => nix_db::run(
+            &graph,
+            &root,
+            gc_roots,
+            &registration_time,
+            exclude.as_deref(),
+        ),
+        command @ (Command::Push { .. } | Command::Pull { .. }) => push_pull::run(command),
+        Command::Load { source, into } => load::load(&source, into),
+        Command::Export {
+            image,
+            out,
+            name,
+            tag,
+        } => export::export(&image, &base::Pick::Named { name, tag }, &out),
+        Command::Merge { images, out } => merge::merge(&images, &out),
+        Command::Launch { script, args } => launch::run(&script, &args),
+        Command::NixBuilder {
+            in_namespace,
+            status_fd,
+        } => match (in_namespace, status_fd) {
+            (Some(config), Some(fd)) => rootfs::userns::child(&config, fd),
+            _ => builder::run(),
+        },
+    }
+}
+
+/// The store paths listed in an `--exclude` file, one per line.
+fn read_exclude(file: Option<&std::path::Path>) -> Result<std::collections::BTreeSet<String>> {
+    let Some(file) = file else {
+        return Ok(Default::default());
+    };
+    Ok(std::fs::read_to_string(file)
+        .with_context(|| format!("reading --exclude {}", file.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect())
+}
