@@ -8,29 +8,29 @@ use std::process::Command;
 use crate::support::process::run;
 
 /// Runs openssl, panicking with its output on failure.
-pub(super) fn openssl(dir: &Path, args: &[&str]) {
+fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new("openssl").current_dir(dir).args(args));
+}
+
+/// A self-signed RSA certificate `NAME.pem` for `subject`, its key in
+/// `NAME.key`, with the openssl `extensions` given.
+pub(super) fn self_signed(dir: &Path, name: &str, subject: &str, extensions: &[&str]) {
+    let (key, cert) = (format!("{name}.key"), format!("{name}.pem"));
+    let mut args = vec![
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &cert, "-days",
+        "3650", "-subj", subject,
+    ];
+    args.extend_from_slice(extensions);
+    openssl(dir, &args);
 }
 
 /// A CA, and a server certificate for 127.0.0.1 signed by it.
 pub(super) fn make_certificates(dir: &Path) {
-    let subj_ca = "/CN=stevedore test CA";
-    openssl(
+    self_signed(
         dir,
+        "ca",
+        "/CN=stevedore test CA",
         &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "3650",
-            "-subj",
-            subj_ca,
             "-addext",
             "basicConstraints=critical,CA:TRUE",
             "-addext",

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::certificates::{make_certificates, openssl};
+use super::certificates::{make_certificates, self_signed};
 use super::{PASSWORD, USER};
 use crate::support::process::run;
 
@@ -25,24 +25,7 @@ pub(super) struct TokenServer {
 
 impl TokenServer {
     pub(super) fn start(dir: &Path) -> TokenServer {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                "token.key",
-                "-out",
-                "token.pem",
-                "-days",
-                "3650",
-                "-subj",
-                "/CN=stevedore test tokens",
-            ],
-        );
+        self_signed(dir, "token", "/CN=stevedore test tokens", &[]);
         let der = run(Command::new("openssl").current_dir(dir).args([
             "x509",
             "-in",
