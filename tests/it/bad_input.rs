@@ -11,9 +11,8 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    assert_one_line_error, build_fails, run, spec, stevedore, tempdir, write_spec,
-};
+use crate::support::process::{assert_one_line_error, run, stevedore, tempdir};
+use crate::support::spec::{build_fails, spec, write_spec};
 
 /// Format and compression pairs covering each way an output is written:
 /// a file written directly, a file with a scratch directory of blobs, and
@@ -151,7 +150,7 @@ fn path_outside_the_store() {
     let dir = tmp.path().join("stevedore-bad-input-nested");
     fs::create_dir_all(dir.join("bin")).unwrap();
     fs::write(dir.join("bin/tool"), "tool").unwrap();
-    let store_file = crate::common::nix_add(&dir).join("bin");
+    let store_file = crate::support::store::nix_add(&dir).join("bin");
     let path = write_spec(tmp.path(), &store_spec("x", &[&store_file], json!({})));
     fails_everywhere(
         &[],
@@ -364,7 +363,7 @@ fn existing_oci_dir_is_left_alone() {
     let out = tmp.path().join("oci");
     fs::create_dir(&out).unwrap();
     fs::write(out.join("mine"), "keep").unwrap();
-    let err = crate::common::run_fail(
+    let err = crate::support::process::run_fail(
         stevedore()
             .arg("build")
             .arg(&path)
@@ -373,9 +372,9 @@ fn existing_oci_dir_is_left_alone() {
     );
     assert_one_line_error(&err, "build onto an existing directory");
     assert!(err.contains(out.to_str().unwrap()), "{err}");
-    assert_eq!(crate::common::dir_names(&out), ["mine"]);
+    assert_eq!(crate::support::process::dir_names(&out), ["mine"]);
     assert_eq!(
-        crate::common::dir_names(tmp.path()),
+        crate::support::process::dir_names(tmp.path()),
         ["oci", "spec.json"],
         "temporary files left"
     );
@@ -388,7 +387,7 @@ fn existing_oci_dir_is_left_alone() {
 #[test]
 fn outputs_that_are_not_our_regular_files_are_refused_and_left_alone() {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
-    let busybox = crate::common::busybox_store_path();
+    let busybox = crate::support::store::busybox_store_path();
     let spec_dir = tempdir();
     let spec_path = write_spec(
         spec_dir.path(),
@@ -429,7 +428,7 @@ fn outputs_that_are_not_our_regular_files_are_refused_and_left_alone() {
     // An image to export and merge, beside the targets' directory.
     let image_dir = tempdir();
     let image = image_dir.path().join("image.tar");
-    crate::common::build(&spec_path, "docker-archive", "none", &image);
+    crate::support::spec::build(&spec_path, "docker-archive", "none", &image);
     let image = image.to_str().unwrap();
     let spec_arg = spec_path.to_str().unwrap();
     // Pull takes its output first: it is refused before any connection.
@@ -486,7 +485,7 @@ fn outputs_that_are_not_our_regular_files_are_refused_and_left_alone() {
     assert_eq!(fs::metadata(&theirs).unwrap().uid(), 65534);
     // Nothing else was left beside them.
     assert_eq!(
-        crate::common::dir_names(d),
+        crate::support::process::dir_names(d),
         [
             "fifo",
             "file",
@@ -504,9 +503,9 @@ fn outputs_that_are_not_our_regular_files_are_refused_and_left_alone() {
 /// 128 + the signal's number.
 #[test]
 fn a_build_ended_by_a_signal_leaves_no_partial_files() {
-    let data = crate::registry::store_path_with(
+    let data = crate::support::store::store_path_with(
         &format!("signalled-{}", std::process::id()),
-        &[("noise", crate::registry::noise(96 << 20, 7))],
+        &[("noise", crate::support::store::noise(96 << 20, 7))],
     );
     let spec_dir = tempdir();
     let spec_path = write_spec(
@@ -524,7 +523,7 @@ fn a_build_ended_by_a_signal_leaves_no_partial_files() {
             .unwrap();
         // Until something is half-written beside the output.
         let started = std::time::Instant::now();
-        while crate::common::dir_names(dir.path()).is_empty() {
+        while crate::support::process::dir_names(dir.path()).is_empty() {
             assert!(
                 started.elapsed() < std::time::Duration::from_secs(60),
                 "the build wrote nothing in a minute"
@@ -541,7 +540,7 @@ fn a_build_ended_by_a_signal_leaves_no_partial_files() {
             "signal {signal}: {status}"
         );
         assert_eq!(
-            crate::common::dir_names(dir.path()),
+            crate::support::process::dir_names(dir.path()),
             Vec::<String>::new(),
             "signal {signal} left files"
         );

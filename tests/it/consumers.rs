@@ -7,24 +7,18 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
-use crate::common::{
-    Registry, build, busybox_store_path, nix_add, podman_inspect, podman_load, podman_load_stream,
-    podman_run, run, spec, stevedore, tempdir, write_spec,
-};
+use crate::support::digest::sha256;
+use crate::support::podman::{podman_inspect, podman_load, podman_load_stream, podman_run};
+use crate::support::process::{run, stdout_of, stevedore, tempdir, unique};
+use crate::support::registry::Registry;
+use crate::support::spec::{build, spec, write_spec};
+use crate::support::store::{busybox_store_path, nix_add};
 
 /// The `created` every image here is given, as podman and skopeo print it.
 const CREATED: &str = "2024-01-02T03:04:05Z";
-
-/// A number no other test (or concurrent test run) uses.
-fn unique() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    u64::from(std::process::id()) * 1000 + COUNTER.fetch_add(1, Ordering::Relaxed)
-}
 
 /// An image name no other test (or concurrent test run) uses.
 fn unique_name(what: &str) -> String {
@@ -39,10 +33,6 @@ fn unique_mtime() -> String {
         .unwrap()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap()
-}
-
-fn stdout_of(cmd: &mut Command) -> String {
-    String::from_utf8(run(cmd).stdout).unwrap()
 }
 
 /// Builds a busybox image as a docker-archive compressed with `compress`,
@@ -255,10 +245,6 @@ impl Layout {
             .map(|l| l["mediaType"].as_str().unwrap().to_owned())
             .collect()
     }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
 /// Pushes an OCI image (`oci-dir` or `oci-archive`) to a registry with

@@ -6,11 +6,13 @@ use std::io::Read as _;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{
-    PodmanImage, assert_one_line_error, build_example, dir_names, podman, run, run_fail,
-    run_in_podman_store, stevedore, tempdir,
+use crate::support::docker_archive::{Blob, docker_archive};
+use crate::support::nix::build_example;
+use crate::support::podman::{PodmanImage, podman, run_in_podman_store};
+use crate::support::process::{
+    assert_one_line_error, dir_names, run, run_fail, stevedore, tempdir,
 };
-use crate::hostile::{Blob, docker_archive, raw_entry, raw_layer};
+use crate::support::tar::{raw_entry, raw_layer};
 
 /// `(path, type, mode, uid:gid, uname:gname, mtime, data or link)` of
 /// every entry of a tar.

@@ -10,10 +10,13 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    PodmanImage, build, busybox_store_path, podman, run, run_fail, run_in_podman_store, sha256,
-    spec, stevedore, tar_members, tempdir, write_spec,
-};
+use crate::support::digest::sha256;
+use crate::support::docker_archive::archive_layer_digests;
+use crate::support::podman::{PodmanImage, podman, run_in_podman_store};
+use crate::support::process::{run, run_fail, stevedore, tempdir};
+use crate::support::spec::{build, spec, write_spec};
+use crate::support::store::busybox_store_path;
+use crate::support::tar::tar_members;
 
 /// A layer made here: `(name, contents)` files and `name/` directories.
 fn layer_tar(entries: &[(&str, &[u8])]) -> Vec<u8> {
@@ -77,14 +80,8 @@ fn docker_archive(path: &Path, tag: &str, layers: &[Vec<u8>], mut config: Value)
 fn archive_layers(path: &Path) -> (Vec<String>, Value) {
     let files = tar_members(path);
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
-    let layers = manifest[0]["Layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| sha256(&files[l.as_str().unwrap()]))
-        .collect();
     let config = serde_json::from_slice(&files[manifest[0]["Config"].as_str().unwrap()]).unwrap();
-    (layers, config)
+    (archive_layer_digests(path), config)
 }
 
 /// `podman load -i ARCHIVE`, then `podman run` of `reference` with

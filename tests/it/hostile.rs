@@ -5,139 +5,14 @@
 //! in its scratch directory, nothing through a symlink.
 
 use std::fs;
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::json;
 
-use crate::common::{assert_one_line_error, dir_names, sha256, stevedore, tempdir};
-
-/// One raw tar entry: a ustar header with the name and link target as
-/// given (`..`, leading `/` and all), then the data. `size` overrides the
-/// size the header states.
-pub fn raw_entry(name: &str, kind: u8, data: &[u8], link: &str, size: Option<u64>) -> Vec<u8> {
-    let mut h = tar::Header::new_ustar();
-    {
-        let old = h.as_old_mut();
-        old.name[..name.len()].copy_from_slice(name.as_bytes());
-        old.linkname[..link.len()].copy_from_slice(link.as_bytes());
-    }
-    h.set_entry_type(tar::EntryType::new(kind));
-    h.set_mode(if kind == b'5' { 0o755 } else { 0o644 });
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_mtime(1);
-    h.set_size(size.unwrap_or(data.len() as u64));
-    h.set_cksum();
-    let mut out = h.as_bytes().to_vec();
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out
-}
-
-/// A layer tar of raw entries, with the end-of-archive blocks.
-pub fn raw_layer(entries: &[Vec<u8>]) -> Vec<u8> {
-    let mut out = entries.concat();
-    out.extend_from_slice(&[0; 1024]);
-    out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-fn zstd(bytes: &[u8]) -> Vec<u8> {
-    zstd::stream::encode_all(bytes, 19).unwrap()
-}
-
-/// One layer blob and the diff_id its config records.
-pub struct Blob {
-    pub bytes: Vec<u8>,
-    pub diff_id: String,
-}
-
-impl Blob {
-    pub fn plain(tar: Vec<u8>) -> Blob {
-        Blob {
-            diff_id: sha256(&tar),
-            bytes: tar,
-        }
-    }
-    fn gzip(tar: &[u8]) -> Blob {
-        Blob {
-            diff_id: sha256(tar),
-            bytes: gzip(tar),
-        }
-    }
-    fn zstd(tar: &[u8]) -> Blob {
-        Blob {
-            diff_id: sha256(tar),
-            bytes: zstd(tar),
-        }
-    }
-}
-
-/// Members of an outer archive: `(name, bytes)`.
-pub type Members = Vec<(String, Vec<u8>)>;
-
-/// Members of an outer archive, written with the `tar` crate.
-pub fn tar_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (name, bytes) in members {
-        let mut h = tar::Header::new_ustar();
-        h.set_mode(0o644);
-        h.set_size(bytes.len() as u64);
-        h.set_mtime(1);
-        b.append_data(&mut h, name, &bytes[..]).unwrap();
-    }
-    b.into_inner().unwrap()
-}
-
-/// The members of a docker-archive with one image of `layers`, tagged
-/// `repo_tag` (or untagged), with the manifest's names overridable.
-pub fn docker_members(
-    layers: &[Blob],
-    repo_tag: Option<&str>,
-    prefix: &str,
-) -> (Members, serde_json::Value) {
-    let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
-    let config = serde_json::to_vec(&json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {},
-        "rootfs": { "type": "layers", "diff_ids": diff_ids },
-    }))
-    .unwrap();
-    let config_name = format!("{prefix}{}.json", &sha256(&config)[7..]);
-    let mut members = Vec::new();
-    let mut names = Vec::new();
-    for (i, l) in layers.iter().enumerate() {
-        let name = format!("{prefix}layer{i}/layer.tar");
-        members.push((name.clone(), l.bytes.clone()));
-        names.push(name);
-    }
-    members.push((config_name.clone(), config));
-    let entry = json!({
-        "Config": config_name,
-        "RepoTags": repo_tag.map(|t| vec![t]),
-        "Layers": names,
-    });
-    (members, entry)
-}
-
-/// Writes a docker-archive with one image of `layers` to `dir/image.tar`.
-pub fn docker_archive(dir: &Path, layers: &[Blob]) -> PathBuf {
-    let (mut members, entry) = docker_members(layers, Some("hostile:latest"), "");
-    members.push((
-        "manifest.json".into(),
-        serde_json::to_vec(&[entry]).unwrap(),
-    ));
-    let path = dir.join("image.tar");
-    fs::write(&path, tar_of(&members)).unwrap();
-    path
-}
+use crate::support::digest::sha256;
+use crate::support::docker_archive::{Blob, docker_archive, docker_members, gzip};
+use crate::support::process::{assert_one_line_error, dir_names, stevedore, tempdir};
+use crate::support::tar::{raw_entry, raw_layer, tar_of};
 
 /// Runs `stevedore export IMAGE --out OUT/rootfs.tar` (with `env`), which
 /// must fail with one line holding every one of `want`, exit status 1, and
@@ -396,13 +271,17 @@ fn hostile_manifest_names_missing_config() {
 /// Points `layout`'s manifest at `config` (a file written under the name
 /// `digest`, claiming `size` bytes) and writes manifest and index again.
 fn with_config_blob(layout: &Path, digest: &str, size: u64) {
-    let image = crate::registry::Layout::read(layout);
+    let image = crate::support::oci_layout::Layout::read(layout);
     let mut manifest = image.doc();
     manifest["config"]["digest"] = json!(digest);
     manifest["config"]["size"] = json!(size);
     let bytes = serde_json::to_vec(&manifest).unwrap();
     let manifest_digest = sha256(&bytes);
-    fs::write(crate::registry::blob_path(layout, &manifest_digest), &bytes).unwrap();
+    fs::write(
+        crate::support::oci_layout::blob_path(layout, &manifest_digest),
+        &bytes,
+    )
+    .unwrap();
     let index = json!({
         "schemaVersion": 2,
         "manifests": [{
@@ -424,14 +303,14 @@ fn with_config_blob(layout: &Path, digest: &str, size: u64) {
 #[test]
 fn a_config_that_is_a_fifo_or_huge_is_refused_at_once() {
     let dir = tempdir();
-    let layout = crate::registry::one_file_layout(dir.path(), "cfg", "cfg", 1000, 41);
+    let layout = crate::support::oci_layout::one_file_layout(dir.path(), "cfg", "cfg", 1000, 41);
     let fifo_digest = sha256(b"a fifo");
-    let fifo = crate::registry::blob_path(&layout, &fifo_digest);
+    let fifo = crate::support::oci_layout::blob_path(&layout, &fifo_digest);
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a C string owned here.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     let huge_digest = sha256(b"a huge config");
-    let huge = crate::registry::blob_path(&layout, &huge_digest);
+    let huge = crate::support::oci_layout::blob_path(&layout, &huge_digest);
     fs::File::create(&huge).unwrap().set_len(200 << 20).unwrap();
 
     // Merge copies a config without reading it whole, so only the fifo
@@ -454,7 +333,7 @@ fn a_config_that_is_a_fifo_or_huge_is_refused_at_once() {
         let out = dir.path().join("out.tar");
         for command in commands {
             let args = [command.to_string(), layout.display().to_string()];
-            let done = crate::common::run_bounded(
+            let done = crate::support::process::run_bounded(
                 stevedore().args(&args).arg("--out").arg(&out),
                 std::time::Duration::from_secs(60),
             );
@@ -536,7 +415,7 @@ fn deep_paths_are_refused_past_path_max_and_take_linear_memory() {
     let image = docker_archive(dir.path(), &[Blob::plain(raw_layer(&entries))]);
     // An image on that base reads every entry of it, and writes the
     // base's layer as it is.
-    let spec_path = crate::common::write_spec(
+    let spec_path = crate::support::spec::write_spec(
         dir.path(),
         &json!({ "version": 1, "name": "on-deep", "tag": "latest", "layers": [],
                  "base": { "path": image } }),

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
-use crate::common::{
-    Answer, Request, STALL, STALL_BODY, Server, build, busybox_store_path, spec, stevedore,
-    tempdir, write_spec,
-};
-use crate::registry::Layout;
+use crate::support::http::{Answer, Request, STALL, STALL_BODY, Server};
+use crate::support::oci_layout::Layout;
+use crate::support::process::{stevedore, tempdir};
+use crate::support::spec::{build, spec, write_spec};
+use crate::support::store::busybox_store_path;
 
 const USER: &str = "alice";
 const PASSWORD: &str = "s3cret-for-the-registry";
@@ -66,7 +66,7 @@ fn pull_fails_from(port: u16, reference: &str, extra: &[&str], what: &str) -> St
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{what}: {stderr}");
-    crate::common::assert_one_line_error(&stderr, what);
+    crate::support::process::assert_one_line_error(&stderr, what);
     stderr
 }
 
@@ -149,7 +149,11 @@ fn a_blob_redirected_to_another_port_gets_no_credentials() {
     let dir = tempdir();
     let layout = small_layout(dir.path());
     let image = Layout::read(&layout);
-    let manifest = std::fs::read(crate::registry::blob_path(&layout, &image.digest)).unwrap();
+    let manifest = std::fs::read(crate::support::oci_layout::blob_path(
+        &layout,
+        &image.digest,
+    ))
+    .unwrap();
     let blobs_dir = layout.join("blobs/sha256");
     // Serves every blob, to whoever asks.
     let elsewhere = Server::start(move |r, _| {
@@ -234,7 +238,7 @@ fn a_password_in_the_reference_is_refused_without_being_repeated() {
     for out in runs {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{stderr}");
-        crate::common::assert_one_line_error(&stderr, "a reference with credentials");
+        crate::support::process::assert_one_line_error(&stderr, "a reference with credentials");
         assert!(!stderr.contains(PASSWORD), "{stderr}");
         assert!(
             stderr.contains("credentials in the reference") && stderr.contains("--creds"),
@@ -328,7 +332,7 @@ fn a_config_of_200_mb_is_refused_before_it_is_fetched() {
         "layers": [],
     }))
     .unwrap();
-    let digest = crate::common::sha256(&manifest);
+    let digest = crate::support::digest::sha256(&manifest);
     let registry = Server::start(move |r, _| match r.path.as_str() {
         "/v2/" => (200, vec![], b"{}".to_vec()),
         p if p.contains("/manifests/") => (
@@ -368,7 +372,8 @@ fn stalled_registries_fail_within_the_timeout() {
     let dir = tempdir();
     // A layer larger than what the kernel buffers on loopback, so that an
     // upload the registry stops reading blocks its writer.
-    let big = crate::registry::one_file_layout(dir.path(), "stall", "stall", 24 << 20, 61);
+    let big =
+        crate::support::oci_layout::one_file_layout(dir.path(), "stall", "stall", 24 << 20, 61);
     let no_answer = Server::start(|_, _| (STALL, vec![], Vec::new()));
     let half_body = Server::start(|r, _| match r.path.as_str() {
         "/v2/" => (200, vec![], b"{}".to_vec()),
@@ -418,7 +423,7 @@ fn stalled_registries_fail_within_the_timeout() {
     ];
     for (what, args) in runs {
         let started = std::time::Instant::now();
-        let done = crate::common::run_bounded(
+        let done = crate::support::process::run_bounded(
             stevedore().env("TMPDIR", dir.path()).args(&args).args([
                 "--tls-verify=false",
                 "--timeout",
@@ -431,7 +436,7 @@ fn stalled_registries_fail_within_the_timeout() {
         let took = started.elapsed();
         let stderr = String::from_utf8_lossy(&done.stderr);
         assert_eq!(done.status.code(), Some(1), "{what}: {stderr}");
-        crate::common::assert_one_line_error(&stderr, what);
+        crate::support::process::assert_one_line_error(&stderr, what);
         assert!(
             stderr.contains("imeout") || stderr.contains("timed out"),
             "{what}: {stderr}"

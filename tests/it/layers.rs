@@ -11,9 +11,10 @@ use std::process::Command;
 use serde_json::{Value, json};
 use tar::EntryType;
 
-use crate::common::{
-    build_fails, dir_names, nix_add, run, sha256, spec, stevedore, tempdir, write_spec,
-};
+use crate::support::digest::sha256;
+use crate::support::process::{dir_names, run, stevedore, tempdir};
+use crate::support::spec::{build_fails, spec, write_spec};
+use crate::support::store::nix_add;
 
 // ---------------------------------------------------------------------------
 // Helpers: building, reading an OCI layout, reading tars, fake stores.

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::common::{run, run_fail, stevedore, tempdir};
+use crate::support::process::{run, run_fail, stevedore, tempdir};
 
 fn documented_graph() -> Value {
     let entry = |name: &str, refs: &[&str]| {

@@ -4,7 +4,6 @@
 //! independent tar reader.
 
 mod bad_input;
-mod common;
 mod consumers;
 mod export;
 mod from_image;
@@ -21,3 +20,4 @@ mod registry;
 mod reproducible;
 mod run_as_root;
 mod shared_tmp;
+mod support;

@@ -8,11 +8,14 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    PodmanImage, assert_one_line_error, build, busybox_store_path, dir_names, podman, run,
-    run_fail, run_in_podman_store, spec, stevedore, tempdir, write_spec,
+use crate::support::docker_archive::{Blob, docker_members};
+use crate::support::podman::{PodmanImage, podman, run_in_podman_store};
+use crate::support::process::{
+    assert_one_line_error, dir_names, run, run_fail, stevedore, tempdir,
 };
-use crate::hostile::{Blob, Members, docker_members, raw_entry, raw_layer, tar_of};
+use crate::support::spec::{build, spec, write_spec};
+use crate::support::store::busybox_store_path;
+use crate::support::tar::{Members, raw_entry, raw_layer, tar_of};
 
 /// The members of a tar, by name.
 fn members(tar: &[u8]) -> BTreeMap<String, Vec<u8>> {

@@ -10,19 +10,17 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    build_example, example_build_cmd, podman_inspect, podman_load_stream, realise_check, run,
-    run_fail,
+use crate::support::docker_archive::{Layer, archive_layers, store_paths_in};
+use crate::support::nix::{
+    REPO, build_example, evaluation_fails, example_build_cmd, nix, realise_check,
 };
-pub(crate) use crate::common::{podman_load, podman_run};
-
-use crate::common::{REPO, nix};
+use crate::support::podman::{podman_inspect, podman_load, podman_load_stream, podman_run};
+use crate::support::process::{run, stdout_of};
 
 /// The helper the examples are built with, as a Nix path literal.
 fn helper() -> String {
@@ -46,10 +44,6 @@ fn examples() -> PathBuf {
     Path::new(REPO).join("examples")
 }
 
-fn stdout_of(cmd: &mut Command) -> String {
-    String::from_utf8(run(cmd).stdout).unwrap()
-}
-
 /// Store paths of examples that are no images (`busybox`, `app`).
 fn nix_build_paths(attrs: &[&str]) -> Vec<PathBuf> {
     let out = stdout_of(example_build_cmd(attrs).arg("--no-out-link"));
@@ -68,89 +62,6 @@ fn layer_count(inspect: &Value) -> usize {
 
 // ---------------------------------------------------------------------------
 // docker-archives
-
-/// A layer of a docker-archive: how it was compressed and its entry names
-/// (without a leading `./`).
-pub(crate) struct Layer {
-    pub(crate) compression: &'static str,
-    pub(crate) entries: Vec<String>,
-    /// `sha256:...` of the blob as stored, and of its tar.
-    digest: String,
-    diff_id: String,
-}
-
-/// The layers of a docker-archive, in `manifest.json` order.
-pub(crate) fn archive_layers(archive: &Path) -> Vec<Layer> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut outer = tar::Archive::new(fs::File::open(archive).unwrap());
-    for entry in outer.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        files.insert(name, bytes);
-    }
-    let manifest: Value = serde_json::from_slice(
-        files
-            .get("manifest.json")
-            .unwrap_or_else(|| panic!("{}: no manifest.json", archive.display())),
-    )
-    .unwrap();
-    let layers = manifest[0]["Layers"].as_array().unwrap();
-    layers
-        .iter()
-        .map(|name| {
-            let name = name.as_str().unwrap();
-            let blob = files
-                .get(name)
-                .unwrap_or_else(|| panic!("{}: no layer {name}", archive.display()));
-            let (compression, tar_bytes) = decompress(blob);
-            let mut entries = Vec::new();
-            for entry in tar::Archive::new(&tar_bytes[..]).entries().unwrap() {
-                let entry = entry.unwrap();
-                let path = entry.path().unwrap().to_string_lossy().into_owned();
-                entries.push(path.strip_prefix("./").unwrap_or(&path).to_owned());
-            }
-            Layer {
-                compression,
-                entries,
-                digest: crate::common::sha256(blob),
-                diff_id: crate::common::sha256(&tar_bytes),
-            }
-        })
-        .collect()
-}
-
-/// A layer blob's compression, by its magic number, and its tar bytes.
-fn decompress(blob: &[u8]) -> (&'static str, Vec<u8>) {
-    let mut out = Vec::new();
-    if blob.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(blob)
-            .read_to_end(&mut out)
-            .unwrap();
-        ("gzip", out)
-    } else if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        zstd::stream::read::Decoder::new(blob)
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        ("zstd", out)
-    } else {
-        ("none", blob.to_vec())
-    }
-}
-
-/// The store paths (`/nix/store/NAME`) a layer holds.
-pub(crate) fn store_paths_in(layer: &Layer) -> BTreeSet<String> {
-    layer
-        .entries
-        .iter()
-        .filter_map(|e| {
-            let name = e.strip_prefix("nix/store/")?.split('/').next()?;
-            (!name.is_empty()).then(|| format!("/nix/store/{name}"))
-        })
-        .collect()
-}
 
 /// `nix-store -qR PATHS`.
 fn closure(paths: &[PathBuf]) -> BTreeSet<String> {
@@ -418,22 +329,6 @@ fn image_derivations_rebuild_to_the_same_bytes() {
 // ---------------------------------------------------------------------------
 // Evaluation errors
 
-/// `nix-instantiate -E '(import REPO/nix { helper = HELPER; }).CALL'`,
-/// which must fail at evaluation with every one of `needles` in its
-/// message. Returns standard error.
-pub(crate) fn evaluation_fails(call: &str, needles: &[&str]) -> String {
-    let expr = format!("(import {REPO}/nix {{ helper = {}; }}).{call}", helper());
-    let stderr = run_fail(nix().command("nix-instantiate").arg("-E").arg(&expr));
-    assert!(stderr.contains("error: "), "{expr}:\n{stderr}");
-    for needle in needles {
-        assert!(
-            stderr.contains(needle),
-            "{expr}: expected {needle:?} in:\n{stderr}"
-        );
-    }
-    stderr
-}
-
 #[test]
 fn valid_arguments_instantiate() {
     // The expressions below fail for their argument, not for their form.
@@ -581,7 +476,7 @@ fn assert_base_layers_unchanged(base: &[Layer], image: &[Layer]) {
 
 /// The image config of a docker-archive.
 fn archive_config(archive: &Path) -> Value {
-    let files = crate::common::tar_members(archive);
+    let files = crate::support::tar::tar_members(archive);
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     let config = manifest[0]["Config"].as_str().unwrap();
     serde_json::from_slice(&files[config]).unwrap()
@@ -640,7 +535,7 @@ fn stream_on_a_launcher_base_keeps_its_layers() {
     let base = build_example("hello");
     let image = build_example("onBaseStream");
     // The launcher base's layers are what streaming it gives.
-    let dir = crate::common::tempdir();
+    let dir = crate::support::process::tempdir();
     let (base_tar, image_tar) = (dir.path().join("base.tar"), dir.path().join("image.tar"));
     for (launcher, out) in [(&base, &base_tar), (&image, &image_tar)] {
         let bytes = run(&mut launcher.command()).stdout;

@@ -6,15 +6,17 @@
 //!
 //! `scripts/test.sh` runs this module twice: on the host's Nix 2.8 and,
 //! with `STEVEDORE_TEST_NIX=sandbox`, on Nix 2.34 with the sandbox on
-//! ([`crate::common::Nix`]). Expressions that must build fresh carry a
+//! ([`crate::support::nix::Nix`]). Expressions that must build fresh carry a
 //! nonce, so no earlier result is reused.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::common::{REPO, nix, podman_load, podman_run, run, run_bounded, tempdir};
-use crate::nix_examples::{archive_layers, store_paths_in};
+use crate::support::docker_archive::{archive_layers, store_paths_in};
+use crate::support::nix::{REPO, nix};
+use crate::support::podman::{podman_load, podman_run};
+use crate::support::process::{run, run_bounded, tempdir};
 
 /// A value no earlier run used.
 fn nonce() -> String {
@@ -341,7 +343,7 @@ fn a_shell_or_path_that_cannot_run_is_named() {
 fn every_example_builds_and_run_as_root_gives_its_owners() {
     // `nix-build examples`: every attribute, the Nix-database and
     // runAsRoot images among them.
-    let examples = crate::common::example_build_cmd(&[])
+    let examples = crate::support::nix::example_build_cmd(&[])
         .arg("--no-out-link")
         .output()
         .unwrap();
@@ -353,7 +355,7 @@ fn every_example_builds_and_run_as_root_gives_its_owners() {
     let built = String::from_utf8(examples.stdout).unwrap();
     assert!(built.lines().count() >= 20, "{built}");
 
-    let run_as_root = crate::common::build_example("runAsRoot");
+    let run_as_root = crate::support::nix::build_example("runAsRoot");
     let image = podman_load(
         &run_as_root.path,
         "localhost/stevedore-example-run-as-root:latest",

@@ -15,17 +15,11 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    assert_one_line_error, build_example, dir_names, example_build_cmd, realise_check, run,
-    run_fail, sha256, stevedore, tempdir,
+use crate::support::digest::sha256;
+use crate::support::nix::{REPO, build_example, example_build_cmd, realise_check};
+use crate::support::process::{
+    HELPER, assert_one_line_error, dir_names, run, run_fail, stdout_of, stevedore, tempdir,
 };
-
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const HELPER: &str = env!("CARGO_BIN_EXE_stevedore");
-
-fn stdout_of(cmd: &mut Command) -> String {
-    String::from_utf8(run(cmd).stdout).unwrap()
-}
 
 fn lines(text: &str) -> BTreeSet<String> {
     text.lines().map(str::to_owned).collect()

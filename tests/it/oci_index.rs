@@ -7,21 +7,18 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    PodmanImage, Registry, assert_one_line_error, build, build_fails, busybox_store_path,
-    dir_names, podman, run, run_fail, run_in_podman_store, sha256, spec, stevedore, tar_members,
-    tempdir, write_spec,
+use crate::support::docker_archive::archive_layer_digests;
+use crate::support::podman::{PodmanImage, podman, run_in_podman_store};
+use crate::support::process::{
+    assert_one_line_error, dir_names, run, run_fail, stevedore, tempdir, unique,
 };
-
-/// A number no other test of this process uses, for podman names.
-fn unique() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    u64::from(std::process::id()) * 1000 + COUNTER.fetch_add(1, Ordering::Relaxed)
-}
+use crate::support::registry::Registry;
+use crate::support::spec::{build, build_fails, spec, write_spec};
+use crate::support::store::busybox_store_path;
+use crate::support::tar::tar_members;
 
 /// The other architecture of the index, in OCI terms: one the host is
 /// not.
@@ -207,18 +204,6 @@ fn layer_digests(manifest: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The digests of a docker-archive's layer blobs, in manifest order.
-fn archive_layers(path: &Path) -> Vec<String> {
-    let files = tar_members(path);
-    let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
-    manifest[0]["Layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| sha256(&files[l.as_str().unwrap()]))
-        .collect()
-}
-
 /// `podman run` of an image that is loaded.
 fn podman_run(reference: &str) -> String {
     let out = podman()
@@ -275,7 +260,7 @@ fn a_base_from_a_multi_platform_layout_is_the_hosts_image() {
         let out = dir.path().join("on-multi.tar");
         let _ = fs::remove_file(&out);
         build(&s, "docker-archive", "gzip", &out);
-        let layers = archive_layers(&out);
+        let layers = archive_layer_digests(&out);
         assert_eq!(
             layers[..image.host_layers.len()],
             image.host_layers[..],
@@ -355,7 +340,7 @@ fn export_and_merge_take_the_hosts_image() {
     let files = tar_members(&from_dir);
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     assert_eq!(manifest.as_array().unwrap().len(), 1, "{manifest}");
-    assert_eq!(archive_layers(&from_dir), image.host_layers);
+    assert_eq!(archive_layer_digests(&from_dir), image.host_layers);
 }
 
 #[test]

@@ -8,135 +8,22 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    Auth, CuttingProxy, PASSWORD, PodmanImage, Registry, USER, assert_one_line_error, build,
-    busybox_store_path, containers_conf, dir_names, nix_add, podman, podman_store_lock, run,
-    run_in_podman_store, sha256, spec, stevedore, tempdir, write_spec,
+use crate::support::digest::sha256;
+use crate::support::nix::REPO;
+use crate::support::oci_layout::{Layout, blob_path, one_file_layout};
+use crate::support::podman::{
+    PodmanImage, containers_conf, podman, podman_store_lock, run_in_podman_store,
 };
-
-/// A number no other test (or concurrent test run) uses.
-pub(crate) fn unique() -> u64 {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    u64::from(std::process::id()) * 1000 + COUNTER.fetch_add(1, Ordering::Relaxed)
-}
-
-/// Bytes that do not compress: a layer of `len` of them is about that big.
-pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A store path holding `files`.
-pub(crate) fn store_path_with(name: &str, files: &[(&str, Vec<u8>)]) -> PathBuf {
-    let dir = tempdir();
-    let root = dir.path().join(name);
-    fs::create_dir(&root).unwrap();
-    for (file, bytes) in files {
-        fs::write(root.join(file), bytes).unwrap();
-    }
-    nix_add(&root)
-}
-
-/// Builds an image of store-path layers in `dir` as `format`.
-fn build_image(
-    dir: &Path,
-    name: &str,
-    layers: &[Vec<&Path>],
-    format: &str,
-    compress: &str,
-    out: &str,
-) -> PathBuf {
-    let spec_dir = dir.join(format!("spec-{out}"));
-    fs::create_dir_all(&spec_dir).unwrap();
-    let spec_path = write_spec(
-        &spec_dir,
-        &spec(name, layers, json!({ "created": "2024-01-02T03:04:05Z" })),
-    );
-    let out = dir.join(out);
-    build(&spec_path, format, compress, &out);
-    out
-}
-
-/// A gzip OCI layout (`DIR/layout`) of one store path holding one file of
-/// `size` noise bytes: the image most registry tests push.
-pub(crate) fn one_file_layout(
-    dir: &Path,
-    path_prefix: &str,
-    name: &str,
-    size: usize,
-    seed: u64,
-) -> PathBuf {
-    let data = store_path_with(
-        &format!("{path_prefix}-{}", unique()),
-        &[("f", noise(size, seed))],
-    );
-    build_image(dir, name, &[vec![&data]], "oci-dir", "gzip", "layout")
-}
-
-/// An OCI layout's manifest: digest, bytes, layer digests.
-pub(crate) struct Layout {
-    dir: PathBuf,
-    pub(crate) digest: String,
-    manifest: Vec<u8>,
-}
-
-impl Layout {
-    pub(crate) fn read(dir: &Path) -> Layout {
-        let index: Value =
-            serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
-        let digest = index["manifests"][0]["digest"].as_str().unwrap().to_owned();
-        let manifest = fs::read(blob_path(dir, &digest)).unwrap();
-        assert_eq!(sha256(&manifest), digest);
-        Layout {
-            dir: dir.to_owned(),
-            digest,
-            manifest,
-        }
-    }
-
-    pub(crate) fn doc(&self) -> Value {
-        serde_json::from_slice(&self.manifest).unwrap()
-    }
-
-    pub(crate) fn layers(&self) -> Vec<String> {
-        self.doc()["layers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|l| l["digest"].as_str().unwrap().to_owned())
-            .collect()
-    }
-
-    pub(crate) fn config(&self) -> String {
-        self.doc()["config"]["digest"].as_str().unwrap().to_owned()
-    }
-
-    pub(crate) fn blob(&self, digest: &str) -> Vec<u8> {
-        let bytes = fs::read(blob_path(&self.dir, digest)).unwrap();
-        assert_eq!(
-            sha256(&bytes),
-            digest,
-            "blob content does not match its name"
-        );
-        bytes
-    }
-}
-
-pub(crate) fn blob_path(dir: &Path, digest: &str) -> PathBuf {
-    dir.join("blobs/sha256")
-        .join(digest.strip_prefix("sha256:").unwrap())
-}
+use crate::support::process::{
+    HELPER, assert_one_line_error, dir_names, run, stevedore, tempdir, unique,
+};
+use crate::support::proxy::CuttingProxy;
+use crate::support::registry::{Auth, PASSWORD, Registry, USER, push};
+use crate::support::spec::{build, build_image, spec, write_spec};
+use crate::support::store::{busybox_store_path, nix_add, noise, store_path_with};
 
 fn stdout_lines(out: &Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stdout)
@@ -145,20 +32,8 @@ fn stdout_lines(out: &Output) -> Vec<String> {
         .collect()
 }
 
-/// `stevedore push SOURCE DEST` with the registry's arguments; returns the
-/// output.
-pub(crate) fn push(reg: &Registry, source: &Path, dest: &str, extra: &[&str]) -> Output {
-    run(reg
-        .stevedore()
-        .arg("push")
-        .arg(source)
-        .arg(dest)
-        .args(reg.stevedore_args())
-        .args(extra))
-}
-
 /// `stevedore pull SRC --out OUT` with the registry's arguments.
-pub(crate) fn pull(reg: &Registry, src: &str, out: &Path, extra: &[&str]) -> Output {
+fn pull(reg: &Registry, src: &str, out: &Path, extra: &[&str]) -> Output {
     run(reg
         .stevedore()
         .arg("pull")
@@ -734,7 +609,7 @@ fn cut_pushes_resume() {
 
 /// Runs a command that must fail with exactly one `stevedore: error:` line
 /// (progress lines may come before it) and exit code 1; returns the line.
-pub(crate) fn run_fails(cmd: &mut Command) -> String {
+fn run_fails(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(1), "{cmd:?}: {stderr}");
@@ -860,7 +735,7 @@ fn bad_registry_input_fails_with_one_line_and_no_output() {
     }
 
     // A web server that is not a registry.
-    let html = crate::common::html_server();
+    let html = crate::support::http::html_server();
     let err = pull_fails(
         &args,
         &format!("docker://127.0.0.1:{}/bad/app@{}", html.port, image.digest),
@@ -1051,10 +926,6 @@ fn load_into_docker_daemon_posts_the_archive_on_the_socket() {
 
 // ---------------------------------------------------------------------------
 // The Nix functions: pullImage, copyToRegistry, copyToPodman.
-
-/// The library's checkout and the helper under test.
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const HELPER: &str = env!("CARGO_BIN_EXE_stevedore");
 
 /// Writes an expression that imports the library, with `body` in scope of
 /// `s` (the library) and the arguments `args`.
@@ -1286,7 +1157,7 @@ fn base_from_a_registry_pushed_by_skopeo_is_pulled_and_extended() {
     );
     let image = PathBuf::from(String::from_utf8_lossy(&built.stdout).trim());
     // The base's layer, as the registry has it, is the image's first.
-    let members = crate::common::tar_members(&image);
+    let members = crate::support::tar::tar_members(&image);
     let top: Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
     let first = top[0]["Layers"][0].as_str().unwrap();
     assert_eq!(sha256(&members[first]), base_layer);
@@ -1315,7 +1186,7 @@ fn launcher_on_a_base_pushes_the_base_blobs_unchanged() {
     );
     let base = dir.path().join("base.tar");
     build(&base_spec, "docker-archive", "zstd", &base);
-    let base_members = crate::common::tar_members(&base);
+    let base_members = crate::support::tar::tar_members(&base);
     let base_manifest: Value = serde_json::from_slice(&base_members["manifest.json"]).unwrap();
     let base_blob = sha256(&base_members[base_manifest[0]["Layers"][0].as_str().unwrap()]);
 

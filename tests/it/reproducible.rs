@@ -10,7 +10,9 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{build, nix_add, run, spec, stevedore, tempdir, write_spec};
+use crate::support::process::{run, stevedore, tempdir};
+use crate::support::spec::{build, spec, write_spec};
+use crate::support::store::nix_add;
 
 const FORMATS: [&str; 3] = ["docker-archive", "oci-archive", "oci-dir"];
 const COMPRESSIONS: [&str; 3] = ["none", "gzip", "zstd"];

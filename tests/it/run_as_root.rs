@@ -13,14 +13,14 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{
-    build, build_example, busybox_store_path, example_build_cmd, nix_add, realise_check, run, spec,
-    tempdir, write_spec,
+use crate::support::docker_archive::archive_layers;
+use crate::support::nix::{
+    REPO, build_example, evaluation_fails, example_build_cmd, realise_check,
 };
-use crate::nix_examples::{archive_layers, evaluation_fails, podman_load, podman_run};
-
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
-const HELPER: &str = env!("CARGO_BIN_EXE_stevedore");
+use crate::support::podman::{podman_load, podman_run};
+use crate::support::process::{HELPER, run, tempdir};
+use crate::support::spec::{build, spec, write_spec};
+use crate::support::store::{busybox_store_path, nix_add};
 
 #[test]
 fn run_as_root_makes_a_user_who_owns_a_directory_and_deletes_base_files() {

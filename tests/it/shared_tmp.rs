@@ -11,8 +11,11 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::common::{Registry, run, sha256, tar_members, tempdir};
-use crate::registry::{Layout, blob_path, one_file_layout, push};
+use crate::support::digest::sha256;
+use crate::support::docker_archive::archive_layer_digests;
+use crate::support::oci_layout::{Layout, blob_path, one_file_layout};
+use crate::support::process::{run, tempdir};
+use crate::support::registry::{Registry, push};
 
 /// A directory every user may write in, with the sticky bit, as `/tmp`.
 fn shared_tmp() -> tempfile::TempDir {
@@ -45,18 +48,6 @@ fn pull_in(reg: &Registry, tmp: &Path, src: &str, out: &Path) -> std::process::O
         .args(reg.stevedore_args())
         .output()
         .unwrap()
-}
-
-/// The layer blobs of a docker-archive, by the digest of their bytes.
-fn archive_layer_digests(archive: &Path) -> Vec<String> {
-    let members = tar_members(archive);
-    let manifest: Value = serde_json::from_slice(&members["manifest.json"]).unwrap();
-    manifest[0]["Layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|name| sha256(&members[name.as_str().unwrap()]))
-        .collect()
 }
 
 #[test]

@@ -1,0 +1,207 @@
+//! The Nix that builds the library's images in these tests (the host's, or
+//! the sandboxed one), and building and checking `examples/default.nix`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::process::{run, run_fail, tempdir};
+
+/// The checkout under test.
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// The Nix that builds the library's images in these tests.
+///
+/// By default the host's (Debian 12's Nix 2.8, `sandbox = false`) with the
+/// helper under test. With `STEVEDORE_TEST_NIX=sandbox`, Debian sid's Nix
+/// in the tree of `scripts/sandbox-nix.sh` with the sandbox on and
+/// `sandbox-fallback = false`, the static helper of
+/// `scripts/build-static-helper.sh`, and shell and PATH from a busybox in
+/// that store: as users build. Its store is the tree's own; store paths
+/// are read on the host through [`Nix::host_path`], and launchers run in
+/// the tree ([`Built::command`]).
+pub struct Nix {
+    /// The tree's root, in the sandbox mode.
+    tree: Option<PathBuf>,
+    helper: PathBuf,
+}
+
+/// The Nix these tests build with (see [`Nix`]).
+pub fn nix() -> &'static Nix {
+    static NIX: std::sync::OnceLock<Nix> = std::sync::OnceLock::new();
+    NIX.get_or_init(|| match std::env::var("STEVEDORE_TEST_NIX").as_deref() {
+        Ok("sandbox") => {
+            let dir = std::env::var_os("STEVEDORE_SANDBOX_NIX")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(REPO).join("target/sandbox-nix"));
+            assert!(
+                dir.join("ready").exists(),
+                "no sandboxed Nix at {}: run scripts/sandbox-nix.sh setup (scripts/test.sh does)",
+                dir.display()
+            );
+            let helper = Path::new(REPO).join(format!(
+                "target/{}-unknown-linux-gnu/release/stevedore",
+                std::env::consts::ARCH
+            ));
+            assert!(
+                helper.exists(),
+                "no static helper at {}: run scripts/build-static-helper.sh (scripts/test.sh does)",
+                helper.display()
+            );
+            Nix {
+                tree: Some(dir.join("root")),
+                helper,
+            }
+        }
+        Ok("host") | Err(_) => Nix {
+            tree: None,
+            helper: PathBuf::from(env!("CARGO_BIN_EXE_stevedore")),
+        },
+        Ok(other) => panic!("STEVEDORE_TEST_NIX={other}: use sandbox or host"),
+    })
+}
+
+impl Nix {
+    /// Whether builds run in the Nix sandbox (of Nix 2.34).
+    pub fn sandboxed(&self) -> bool {
+        self.tree.is_some()
+    }
+
+    /// A command of this Nix: `nix-build`, `nix-store`, `nix-instantiate`.
+    pub fn command(&self, program: &str) -> Command {
+        self.run_in_tree(Path::new(program))
+    }
+
+    /// Runs `program` where this Nix's store is: in the tree for the
+    /// sandboxed Nix (a launcher's interpreter is in that store).
+    pub fn run_in_tree(&self, program: &Path) -> Command {
+        match &self.tree {
+            None => Command::new(program),
+            Some(_) => {
+                let mut cmd = Command::new(Path::new(REPO).join("scripts/sandbox-nix.sh"));
+                cmd.arg("run").arg(program);
+                cmd
+            }
+        }
+    }
+
+    /// The helper, as a path both Nix and the host read.
+    pub fn helper(&self) -> &Path {
+        &self.helper
+    }
+
+    /// Where a path of this Nix's store is on the host.
+    pub fn host_path(&self, store_path: &Path) -> PathBuf {
+        match &self.tree {
+            None => store_path.to_owned(),
+            Some(root) => root.join(store_path.strip_prefix("/").unwrap_or(store_path)),
+        }
+    }
+
+    /// The arguments of `examples/default.nix` besides `helper`: in the
+    /// sandbox, busybox from the store for the shell and PATH.
+    pub fn example_args(&self) -> Vec<String> {
+        match &self.tree {
+            None => Vec::new(),
+            Some(_) => ["--arg", "busybox", "/opt/busybox"]
+                .map(str::to_owned)
+                .to_vec(),
+        }
+    }
+
+    /// The examples' arguments as a Nix attribute set's body, for
+    /// `import EXAMPLES { ... }` in an expression.
+    pub fn example_attrs(&self) -> String {
+        let busybox = if self.sandboxed() {
+            " busybox = /opt/busybox;"
+        } else {
+            ""
+        };
+        format!("helper = {};{busybox}", self.helper.display())
+    }
+}
+
+/// `nix-build examples -A ATTR... --arg helper HELPER`, with the binary
+/// under test as the helper.
+pub fn example_build_cmd(attrs: &[&str]) -> Command {
+    let nix = nix();
+    let mut cmd = nix.command("nix-build");
+    cmd.arg(Path::new(REPO).join("examples"));
+    for attr in attrs {
+        cmd.args(["-A", attr]);
+    }
+    cmd.arg("--arg").arg("helper").arg(nix.helper());
+    cmd.args(nix.example_args());
+    cmd
+}
+
+/// An example built with `nix-build -o DIR/result`; the out link (a GC
+/// root) goes with the directory.
+pub struct Built {
+    pub dir: tempfile::TempDir,
+    /// The result, where the host reads it.
+    pub path: PathBuf,
+    /// The store path of the result, as Nix names it.
+    pub store_path: PathBuf,
+}
+
+impl Built {
+    /// Runs the result (a launcher), where its store is.
+    pub fn command(&self) -> Command {
+        nix().run_in_tree(&self.store_path)
+    }
+}
+
+/// Builds one example attribute.
+pub fn build_example(attr: &str) -> Built {
+    let dir = tempdir();
+    let link = dir.path().join("result");
+    let out = run(example_build_cmd(&[attr]).arg("-o").arg(&link));
+    let out = String::from_utf8(out.stdout).unwrap();
+    let store_path = PathBuf::from(out.trim());
+    assert!(
+        store_path.starts_with("/nix/store"),
+        "nix-build -A {attr} printed {out:?}"
+    );
+    assert_eq!(fs::read_link(&link).unwrap(), store_path, "the out link");
+    Built {
+        dir,
+        path: nix().host_path(&store_path),
+        store_path,
+    }
+}
+
+/// `nix-store --realise --check PATHS`: rebuilds the derivations and
+/// fails the test unless every output comes out bit for bit the same.
+pub fn realise_check<S: AsRef<std::ffi::OsStr> + std::fmt::Debug>(drvs: &[S]) {
+    let out = nix()
+        .command("nix-store")
+        .args(["--realise", "--check"])
+        .args(drvs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "nix-store --realise --check {drvs:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `nix-instantiate -E '(import REPO/nix { helper = HELPER; }).CALL'`,
+/// which must fail at evaluation with every one of `needles` in its
+/// message. Returns standard error.
+pub fn evaluation_fails(call: &str, needles: &[&str]) -> String {
+    let expr = format!(
+        "(import {REPO}/nix {{ helper = {}; }}).{call}",
+        nix().helper().display()
+    );
+    let stderr = run_fail(nix().command("nix-instantiate").arg("-E").arg(&expr));
+    assert!(stderr.contains("error: "), "{expr}:\n{stderr}");
+    for needle in needles {
+        assert!(
+            stderr.contains(needle),
+            "{expr}: expected {needle:?} in:\n{stderr}"
+        );
+    }
+    stderr
+}
