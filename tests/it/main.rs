@@ -3,6 +3,7 @@
 //! consumers (podman, skopeo, a docker-registry, umoci, GNU tar) and an
 //! independent tar reader.
 
+mod architecture;
 mod bad_input;
 mod consumers;
 mod export;
