@@ -15,7 +15,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::archive::Owner;
-use crate::archive::header::{self, Header, Kind};
+use crate::archive::header::{self, Header};
 use crate::base::{Base, EntryKind, Pick, View, ViewEntry};
 use crate::output::AtomicFile;
 
@@ -33,18 +33,6 @@ pub fn export(image: &Path, pick: &Pick, out: &Path) -> Result<()> {
     file.commit()
 }
 
-/// The tar kind of a view entry.
-fn kind_of(entry: &ViewEntry) -> Kind {
-    match entry.kind {
-        EntryKind::File => Kind::File,
-        EntryKind::Dir => Kind::Dir,
-        EntryKind::Symlink => Kind::Symlink,
-        EntryKind::CharDevice { major, minor } => Kind::CharDevice { major, minor },
-        EntryKind::BlockDevice { major, minor } => Kind::BlockDevice { major, minor },
-        EntryKind::Fifo => Kind::Fifo,
-    }
-}
-
 /// Writes the view of `base` as a tar: every path of the view, then the
 /// end-of-archive blocks.
 pub fn write_rootfs(base: &Base, w: &mut impl Write) -> Result<()> {
@@ -60,9 +48,9 @@ pub fn write_view<R: Read>(
     let zeros = [0u8; header::BLOCK as usize];
     for (path, entry) in view.iter() {
         let shown = String::from_utf8_lossy(&path).into_owned();
-        let kind = kind_of(entry);
+        let kind = entry.kind;
         let mut name = path.clone();
-        if kind == Kind::Dir {
+        if kind == EntryKind::Dir {
             name.push(b'/');
         }
         let owner = Owner {
@@ -71,8 +59,12 @@ pub fn write_view<R: Read>(
             uname: String::from_utf8_lossy(&entry.uname).into_owned(),
             gname: String::from_utf8_lossy(&entry.gname).into_owned(),
         };
-        let size = if kind == Kind::File { entry.size } else { 0 };
-        let link: &[u8] = if kind == Kind::Symlink {
+        let size = if kind == EntryKind::File {
+            entry.size
+        } else {
+            0
+        };
+        let link: &[u8] = if kind == EntryKind::Symlink {
             &entry.link
         } else {
             b""
@@ -88,7 +80,7 @@ pub fn write_view<R: Read>(
         };
         w.write_all(&header::encode(&h))
             .with_context(|| format!("writing entry {shown:?}"))?;
-        if kind != Kind::File {
+        if kind != EntryKind::File {
             continue;
         }
         let mut data = open(entry)

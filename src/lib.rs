@@ -18,6 +18,7 @@ pub mod cli;
 pub mod closure;
 pub mod compress;
 pub mod digest;
+pub mod entry;
 pub mod export;
 pub mod image;
 pub mod layering;

@@ -13,30 +13,16 @@
 //! readers that ignore PAX.
 
 use super::Owner;
+use crate::entry::EntryKind;
 
 /// Size of a tar block.
 pub const BLOCK: u64 = 512;
-
-/// The kinds of entry stevedore writes. Hard links are never written: their
-/// content is written as a regular file, so an optimised store gives the same
-/// bytes as an unoptimised one. Devices and fifos come only from base images
-/// (`export`); the device numbers are those the image recorded, never the
-/// host's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    Symlink,
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
-    Fifo,
-}
 
 /// What a header says about one entry.
 pub struct Header<'a> {
     /// Path inside the archive: relative, no `./`, directories end in `/`.
     pub name: &'a [u8],
-    pub kind: Kind,
+    pub kind: EntryKind,
     /// Permission bits, including setuid, setgid and sticky.
     pub mode: u32,
     /// Data size; zero for directories and symlinks.
@@ -95,7 +81,7 @@ pub fn encode(h: &Header) -> Vec<u8> {
         out.extend_from_slice(&ustar(
             &Header {
                 name: b"././@PaxHeader",
-                kind: Kind::File,
+                kind: EntryKind::File,
                 mode: 0o644,
                 size: records.len() as u64,
                 link: b"",
@@ -109,12 +95,12 @@ pub fn encode(h: &Header) -> Vec<u8> {
         out.extend_from_slice(&records);
     }
     let typeflag = match h.kind {
-        Kind::File => b'0',
-        Kind::Dir => b'5',
-        Kind::Symlink => b'2',
-        Kind::CharDevice { .. } => b'3',
-        Kind::BlockDevice { .. } => b'4',
-        Kind::Fifo => b'6',
+        EntryKind::File => b'0',
+        EntryKind::Dir => b'5',
+        EntryKind::Symlink => b'2',
+        EntryKind::CharDevice { .. } => b'3',
+        EntryKind::BlockDevice { .. } => b'4',
+        EntryKind::Fifo => b'6',
     };
     out.extend_from_slice(&ustar(h, typeflag));
     out
@@ -142,7 +128,7 @@ fn ustar(h: &Header, typeflag: u8) -> [u8; BLOCK as usize] {
     put_bytes(&mut b[265..297], h.owner.uname.as_bytes());
     put_bytes(&mut b[297..329], h.owner.gname.as_bytes());
     let (major, minor) = match h.kind {
-        Kind::CharDevice { major, minor } | Kind::BlockDevice { major, minor } => {
+        EntryKind::CharDevice { major, minor } | EntryKind::BlockDevice { major, minor } => {
             (u64::from(major), u64::from(minor))
         }
         _ => (0, 0),
@@ -195,9 +181,9 @@ mod tests {
         Header {
             name,
             kind: if link.is_empty() {
-                Kind::File
+                EntryKind::File
             } else {
-                Kind::Symlink
+                EntryKind::Symlink
             },
             mode: 0o444,
             size: 0,
@@ -234,9 +220,12 @@ mod tests {
         let root = Owner::root();
         let mut bytes = Vec::new();
         for (name, kind) in [
-            (&b"dev/null"[..], Kind::CharDevice { major: 1, minor: 3 }),
-            (b"dev/sda", Kind::BlockDevice { major: 8, minor: 0 }),
-            (b"run/fifo", Kind::Fifo),
+            (
+                &b"dev/null"[..],
+                EntryKind::CharDevice { major: 1, minor: 3 },
+            ),
+            (b"dev/sda", EntryKind::BlockDevice { major: 8, minor: 0 }),
+            (b"run/fifo", EntryKind::Fifo),
         ] {
             bytes.extend_from_slice(&encode(&Header {
                 name,

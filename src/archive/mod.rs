@@ -6,7 +6,6 @@ pub mod header;
 pub mod plan;
 pub mod write;
 
-pub use header::Kind;
 pub use plan::{Entry, LayerPlan, LayerSource, Role};
 pub use write::{TarOut, write_layer};
 

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::Owner;
-use super::header::{self, Header, Kind};
+use super::header::{self, Header};
+use crate::entry::EntryKind;
 use crate::spec::EntryMetadata;
 
 /// Whose ownership an entry carries: the spec's store owner, root, or
@@ -36,7 +37,7 @@ pub enum Role {
 pub struct Entry {
     /// Path in the tar: relative, directories end in `/`.
     pub name: Vec<u8>,
-    pub kind: Kind,
+    pub kind: EntryKind,
     pub mode: u32,
     pub size: u64,
     pub link: Vec<u8>,
@@ -163,7 +164,7 @@ fn dir_entry(mut name: Vec<u8>, mode: u32, role: Role) -> Entry {
     }
     Entry {
         name,
-        kind: Kind::Dir,
+        kind: EntryKind::Dir,
         mode,
         size: 0,
         link: Vec::new(),
@@ -181,7 +182,7 @@ fn entry_for(path: &Path, md: &Metadata, name: Vec<u8>, role: Role) -> Result<En
             fs::read_link(path).with_context(|| format!("reading symlink {}", path.display()))?;
         Entry {
             name,
-            kind: Kind::Symlink,
+            kind: EntryKind::Symlink,
             mode,
             size: 0,
             link: target.into_os_string().into_vec(),
@@ -193,7 +194,7 @@ fn entry_for(path: &Path, md: &Metadata, name: Vec<u8>, role: Role) -> Result<En
     } else if ft.is_file() {
         Entry {
             name,
-            kind: Kind::File,
+            kind: EntryKind::File,
             mode,
             size: md.len(),
             link: Vec::new(),
@@ -236,7 +237,7 @@ fn lstat(path: &Path) -> Result<Metadata> {
 fn walk(path: &Path, name: Vec<u8>, out: &mut Vec<Entry>) -> Result<()> {
     let md = lstat(path)?;
     let entry = entry_for(path, &md, name, Role::Store)?;
-    let is_dir = entry.kind == Kind::Dir;
+    let is_dir = entry.kind == EntryKind::Dir;
     let dir_name = entry.name.clone();
     out.push(entry);
     if is_dir {
@@ -369,7 +370,7 @@ impl Merge<'_> {
     fn recorded(&self, mut entry: Entry) -> Entry {
         let dest = String::from_utf8_lossy(&entry.name);
         if let Some(m) = self.source.metadata.get(dest.trim_end_matches('/')) {
-            if entry.kind != Kind::Symlink {
+            if entry.kind != EntryKind::Symlink {
                 entry.mode = m.mode & 0o7777;
             }
             entry.role = Role::Ids {
@@ -383,7 +384,6 @@ impl Merge<'_> {
     /// Whether the base image already has this entry at its path, alike in
     /// kind, mode, owner and content: then the layer leaves it out.
     fn in_base(&self, entry: &Entry) -> Result<bool> {
-        use crate::base::EntryKind;
         let Some(view) = &self.source.base else {
             return Ok(false);
         };
@@ -396,9 +396,9 @@ impl Merge<'_> {
             return Ok(false);
         }
         Ok(match entry.kind {
-            Kind::Dir => have.kind == EntryKind::Dir && have.mode == entry.mode,
-            Kind::Symlink => have.kind == EntryKind::Symlink && have.link == entry.link,
-            Kind::File => {
+            EntryKind::Dir => have.kind == EntryKind::Dir && have.mode == entry.mode,
+            EntryKind::Symlink => have.kind == EntryKind::Symlink && have.link == entry.link,
+            EntryKind::File => {
                 have.kind == EntryKind::File
                     && have.mode == entry.mode
                     && have.size == entry.size
@@ -407,13 +407,13 @@ impl Merge<'_> {
                         _ => false,
                     }
             }
-            Kind::CharDevice { major, minor } => {
+            EntryKind::CharDevice { major, minor } => {
                 have.kind == EntryKind::CharDevice { major, minor } && have.mode == entry.mode
             }
-            Kind::BlockDevice { major, minor } => {
+            EntryKind::BlockDevice { major, minor } => {
                 have.kind == EntryKind::BlockDevice { major, minor } && have.mode == entry.mode
             }
-            Kind::Fifo => have.kind == EntryKind::Fifo && have.mode == entry.mode,
+            EntryKind::Fifo => have.kind == EntryKind::Fifo && have.mode == entry.mode,
         })
     }
 

@@ -9,8 +9,9 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use anyhow::{Context as _, Result, bail};
 
 use super::Owner;
-use super::header::{self, BLOCK, Header, Kind};
+use super::header::{self, BLOCK, Header};
 use super::plan::{LayerPlan, LayerSettings};
+use crate::entry::EntryKind;
 
 const ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
 
@@ -163,7 +164,7 @@ impl<W: Write> TarOut<W> {
         }
     }
 
-    fn header(&mut self, name: &str, kind: Kind, mode: u32, size: u64) -> Result<()> {
+    fn header(&mut self, name: &str, kind: EntryKind, mode: u32, size: u64) -> Result<()> {
         let h = Header {
             name: name.as_bytes(),
             kind,
@@ -180,12 +181,12 @@ impl<W: Write> TarOut<W> {
 
     /// A directory entry (`name` ends in `/`).
     pub fn dir(&mut self, name: &str) -> Result<()> {
-        self.header(name, Kind::Dir, 0o755, 0)
+        self.header(name, EntryKind::Dir, 0o755, 0)
     }
 
     /// A whole file from memory.
     pub fn file(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        self.header(name, Kind::File, 0o644, bytes.len() as u64)?;
+        self.header(name, EntryKind::File, 0o644, bytes.len() as u64)?;
         self.w
             .write_all(bytes)
             .with_context(|| format!("writing archive entry {name}"))?;
@@ -195,7 +196,7 @@ impl<W: Write> TarOut<W> {
     /// A file whose `size` bytes the caller writes to [`TarOut::inner`],
     /// then closes with [`TarOut::end_file`].
     pub fn begin_file(&mut self, name: &str, size: u64) -> Result<()> {
-        self.header(name, Kind::File, 0o644, size)
+        self.header(name, EntryKind::File, 0o644, size)
     }
 
     pub fn end_file(&mut self, size: u64) -> Result<()> {

@@ -55,6 +55,21 @@ impl BaseLayer {
         self.file.reader()
     }
 
+    /// Copies the blob, byte for byte, to `w`; `index` names it in
+    /// messages (base layer `index + 1`).
+    pub fn copy_to(&self, index: usize, w: &mut impl Write) -> Result<()> {
+        let copied = std::io::copy(&mut self.reader()?, w)
+            .with_context(|| format!("copying base layer {}", index + 1))?;
+        if copied != self.file.size {
+            bail!(
+                "base layer {} has {copied} bytes, not {}: it changed while being read",
+                index + 1,
+                self.file.size
+            );
+        }
+        Ok(())
+    }
+
     /// The layer id of docker-archives: the blob's digest.
     pub fn id(&self) -> &str {
         self.digest.hex()
@@ -282,29 +297,12 @@ pub fn scratch_dir() -> Result<tempfile::TempDir> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tar::EntryType::{self, *};
+    use tar::EntryType::*;
 
-    /// `(name, type, data, link target)`.
-    type Spec<'a> = (&'a str, EntryType, &'a [u8], &'a str);
+    use scan::tests::Spec;
 
     fn layer(entries: &[Spec]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (name, ty, data, link) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*ty);
-            h.set_mode(0o755);
-            h.set_mtime(7);
-            h.set_uid(0);
-            h.set_gid(0);
-            h.set_size(data.len() as u64);
-            // Written as given, `..` and all.
-            let gnu = h.as_gnu_mut().unwrap();
-            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
-            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
-            h.set_cksum();
-            b.append(&h, *data).unwrap();
-        }
-        b.into_inner().unwrap()
+        scan::tests::gnu_tar(entries, 0o755, 7)
     }
 
     /// The layers one after the other, as [`scan::scan_layer`] reads them.

@@ -611,30 +611,36 @@ fn not_a_parent(dir: &[u8], kind: &EntryKind) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     /// `(name, type, data, link target)`.
-    type Spec<'a> = (&'a str, tar::EntryType, &'a [u8], &'a str);
+    pub(in crate::base) type Spec<'a> = (&'a str, tar::EntryType, &'a [u8], &'a str);
 
-    fn tar_of(entries: &[Spec]) -> Vec<u8> {
+    /// A GNU tar of `entries`, every one with `mode`, `mtime` and root's
+    /// ids, names written as given (`..` and all): the layers of the
+    /// base's tests.
+    pub(in crate::base) fn gnu_tar(entries: &[Spec], mode: u32, mtime: u64) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, ty, data, link) in entries {
             let mut h = tar::Header::new_gnu();
             h.set_entry_type(*ty);
-            h.set_mode(0o644);
+            h.set_mode(mode);
+            h.set_mtime(mtime);
             h.set_uid(0);
             h.set_gid(0);
-            h.set_mtime(1);
             h.set_size(data.len() as u64);
-            if !link.is_empty() {
-                h.set_link_name(link).unwrap();
-            }
-            h.set_path(name).unwrap();
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+            gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
             h.set_cksum();
             b.append(&h, *data).unwrap();
         }
         b.into_inner().unwrap()
+    }
+
+    fn tar_of(entries: &[Spec]) -> Vec<u8> {
+        gnu_tar(entries, 0o644, 1)
     }
 
     fn scan(view: &mut View, bytes: &[u8]) -> Result<LayerScan> {

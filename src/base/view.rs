@@ -4,16 +4,7 @@
 
 use std::collections::BTreeMap;
 
-/// What an entry is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum EntryKind {
-    File,
-    Dir,
-    Symlink,
-    CharDevice { major: u32, minor: u32 },
-    BlockDevice { major: u32, minor: u32 },
-    Fifo,
-}
+pub use crate::entry::EntryKind;
 
 /// One path of the file system an image's layers add up to.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -47,15 +47,7 @@ pub fn copy_base_blobs(image: &Image, dir: &Path) -> Result<Vec<LayerBlob>> {
         let path = dir.join(layer.digest.hex());
         let tmp = dir.join(format!(".base-{i}.partial"));
         let mut out = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let copied = std::io::copy(&mut layer.reader()?, &mut out)
-            .with_context(|| format!("copying base layer {}", i + 1))?;
-        if copied != layer.file.size {
-            bail!(
-                "base layer {} has {copied} bytes, not {}: it changed while being read",
-                i + 1,
-                layer.file.size
-            );
-        }
+        layer.copy_to(i, &mut out)?;
         fs::rename(&tmp, &path).with_context(|| format!("renaming {}", tmp.display()))?;
         blobs.push(LayerBlob {
             info: BlobInfo {

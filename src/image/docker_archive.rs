@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::{Value, json};
 
 use super::Image;
@@ -79,15 +79,7 @@ fn base_layers(image: &Image, tar: &mut TarOut<impl Write>) -> Result<Vec<Digest
     for (i, layer) in image.base_layers().iter().enumerate() {
         layer_preamble(image, i, tar)?;
         tar.begin_file(&layer_name(image, i), layer.file.size)?;
-        let copied = std::io::copy(&mut layer.reader()?, tar.inner())
-            .with_context(|| format!("copying base layer {}", i + 1))?;
-        if copied != layer.file.size {
-            bail!(
-                "base layer {} has {copied} bytes, not {}: it changed while being read",
-                i + 1,
-                layer.file.size
-            );
-        }
+        layer.copy_to(i, tar.inner())?;
         tar.end_file(layer.file.size)?;
         diff_ids.push(layer.diff_id.clone());
     }

@@ -13,7 +13,7 @@
 //! - A request that fails with 5xx, 429 or a cut connection is retried
 //!   with exponential backoff (honouring `Retry-After`), up to
 //!   [`Connection::retries`] times. Upload requests are not replayed
-//!   blindly: [`Client::send_once`] leaves that to the uploader, which
+//!   blindly: [`Client::send_with`] leaves that to the uploader, which
 //!   asks the registry where the upload stands.
 //!
 //! HTTP and TLS are `ureq` (blocking, rustls). The `WWW-Authenticate`
@@ -187,19 +187,9 @@ impl Client {
         self.send_with(method, url, headers, body, true)
     }
 
-    /// As [`Client::send`], but a cut connection is returned at once: the
-    /// caller knows how to resume.
-    pub fn send_once(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, String)],
-        body: Body,
-    ) -> Result<Reply> {
-        self.send_with(method, url, headers, body, false)
-    }
-
-    fn send_with(
+    /// As [`Client::send`]; without `retry_transport`, a cut connection is
+    /// returned at once, for a caller that knows how to resume.
+    pub fn send_with(
         &self,
         method: &str,
         url: &str,

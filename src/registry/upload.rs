@@ -323,7 +323,7 @@ impl Uploader<'_> {
     /// Sends one chunk; returns the next location.
     fn patch(&self, location: &str, from: u64, len: u64, body: Body) -> Result<String> {
         let range = format!("{from}-{}", from + len - 1);
-        let reply = self.client.send_once(
+        let reply = self.client.send_with(
             "PATCH",
             location,
             &[
@@ -331,6 +331,7 @@ impl Uploader<'_> {
                 ("content-range", range),
             ],
             body,
+            false,
         )?;
         let reply = self.client.expect(
             &format!(
