@@ -7,7 +7,7 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use stevedore::base::{Base, Pick};
+use stevedore::base::Pick;
 
 fuzz_target!(|data: &[u8]| {
     // A spec or launcher would be built from the store: not what this
@@ -23,8 +23,8 @@ fuzz_target!(|data: &[u8]| {
     let mut file = tempfile::NamedTempFile::new().unwrap();
     file.write_all(data).unwrap();
     file.flush().unwrap();
-    let _ = stevedore::registry::source::open_blobs(file.path(), &Pick::Only, "fuzz");
-    let _ = Base::open(
+    let _ = stevedore::stored::open(file.path(), &Pick::Only, "fuzz");
+    let _ = stevedore::source::open_base(
         file.path(),
         &Pick::Named {
             name: None,

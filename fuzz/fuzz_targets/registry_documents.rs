@@ -9,9 +9,9 @@
 use libfuzzer_sys::fuzz_target;
 use stevedore::digest::Digest;
 use stevedore::registry::client::{Challenge, error_detail, token_of_answer};
-use stevedore::registry::platform::Platform;
-use stevedore::registry::pull::{image_blobs, index_entry};
-use stevedore::registry::{OCI_INDEX, OCI_MANIFEST};
+use stevedore::oci::Platform;
+use stevedore::registry::fetch::{image_blobs, index_entry};
+use stevedore::oci::media_type::{OCI_INDEX, OCI_MANIFEST};
 use stevedore::terminal::escape;
 
 fn printable(text: &str) {
