@@ -27,22 +27,22 @@ pub enum Destination {
 
 /// Loads `source` (a docker-archive or a launcher) into `into`.
 pub fn load(source: &Path, into: Destination) -> Result<()> {
-    let kind = Kind::of(source)?;
+    let kind = Loadable::of(source)?;
     match into {
         Destination::Podman => into_podman(source, &kind),
         Destination::DockerDaemon => into_docker(source, &kind),
     }
 }
 
-enum Kind {
+enum Loadable {
     Launcher(Box<Image>),
     Archive,
 }
 
-impl Kind {
-    fn of(source: &Path) -> Result<Kind> {
+impl Loadable {
+    fn of(source: &Path) -> Result<Loadable> {
         if crate::source::is_launcher(source)? {
-            return Ok(Kind::Launcher(Box::new(crate::source::launcher_image(
+            return Ok(Loadable::Launcher(Box::new(crate::source::launcher_image(
                 source,
             )?)));
         }
@@ -53,14 +53,14 @@ impl Kind {
                 source.display()
             );
         }
-        Ok(Kind::Archive)
+        Ok(Loadable::Archive)
     }
 
     /// Writes the image as a docker-archive.
     fn write(&self, source: &Path, w: impl Write) -> Result<()> {
         match self {
-            Kind::Launcher(image) => docker_archive::stream(image, w),
-            Kind::Archive => {
+            Loadable::Launcher(image) => docker_archive::stream(image, w),
+            Loadable::Archive => {
                 let mut w = w;
                 let mut file = std::fs::File::open(source)
                     .with_context(|| format!("reading {}", source.display()))?;
@@ -73,7 +73,7 @@ impl Kind {
     }
 }
 
-fn into_podman(source: &Path, kind: &Kind) -> Result<()> {
+fn into_podman(source: &Path, kind: &Loadable) -> Result<()> {
     let mut child = Command::new("podman")
         .arg("load")
         .stdin(Stdio::piped())
@@ -101,7 +101,7 @@ fn docker_socket() -> Result<PathBuf> {
     }
 }
 
-fn into_docker(source: &Path, kind: &Kind) -> Result<()> {
+fn into_docker(source: &Path, kind: &Loadable) -> Result<()> {
     let socket = docker_socket()?;
     let stream = UnixStream::connect(&socket).with_context(|| {
         format!(

@@ -296,7 +296,7 @@ fn member_name(value: &Value) -> Result<String> {
 /// a base image does ([`stored::layout::layout_manifests`]).
 fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value>)> {
     #[derive(serde::Deserialize)]
-    struct Descriptor {
+    struct BlobDescriptor {
         #[serde(rename = "mediaType", default)]
         media_type: String,
         digest: String,
@@ -305,11 +305,11 @@ fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value
     #[derive(serde::Deserialize)]
     struct Manifest {
         #[serde(default)]
-        config: Option<Descriptor>,
+        config: Option<BlobDescriptor>,
         #[serde(default)]
-        layers: Vec<Descriptor>,
+        layers: Vec<BlobDescriptor>,
     }
-    let blob = |d: &Descriptor, what: &str| -> Result<(Digest, BlobFile)> {
+    let blob = |d: &BlobDescriptor, what: &str| -> Result<(Digest, BlobFile)> {
         let digest: Digest = d
             .digest
             .parse()

@@ -42,7 +42,7 @@ use crate::oci::platform::Platform;
 /// Largest manifest or config read into memory.
 use crate::stored::DOCUMENT_LIMIT;
 #[derive(Clone, Debug, Deserialize)]
-struct Descriptor {
+struct RemoteDescriptor {
     digest: String,
     size: u64,
     #[serde(default)]
@@ -50,17 +50,17 @@ struct Descriptor {
 }
 
 #[derive(Deserialize)]
-struct Document {
+struct RemoteDocument {
     #[serde(rename = "schemaVersion", default)]
     schema_version: Option<u64>,
     #[serde(rename = "mediaType", default)]
     media_type: Option<String>,
     #[serde(default)]
-    config: Option<Descriptor>,
+    config: Option<RemoteDescriptor>,
     #[serde(default)]
-    layers: Option<Vec<Descriptor>>,
+    layers: Option<Vec<RemoteDescriptor>>,
     #[serde(default)]
-    manifests: Option<Vec<Descriptor>>,
+    manifests: Option<Vec<RemoteDescriptor>>,
 }
 
 /// A blob to fetch: its digest, size, and how messages name it.
@@ -261,7 +261,7 @@ pub fn image_blobs(
     Ok(ImageBlobs { config, layers })
 }
 
-fn wanted(d: &Descriptor, what: &str) -> Result<Wanted> {
+fn wanted(d: &RemoteDescriptor, what: &str) -> Result<Wanted> {
     let digest = d
         .digest
         .parse()
@@ -281,7 +281,7 @@ fn check_document_digest(bytes: &[u8], want: &Digest, what: &str) -> Result<()> 
     Ok(())
 }
 
-fn parse_document(bytes: &[u8], what: &str) -> Result<Document> {
+fn parse_document(bytes: &[u8], what: &str) -> Result<RemoteDocument> {
     serde_json::from_slice(bytes)
         .map_err(|e| anyhow::anyhow!("{what}: the manifest is not valid JSON: {e}"))
 }

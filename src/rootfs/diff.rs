@@ -28,12 +28,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::chown::{Owner, Owners};
+use super::chown::{Owners, RecordedOwner};
 use crate::spec::EntryMetadata;
 
 /// The kind of a tree entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
+pub enum NodeKind {
     Dir,
     File,
     Symlink,
@@ -43,8 +43,8 @@ pub enum Kind {
 
 /// One entry's `lstat`, as far as a layer cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entry {
-    pub kind: Kind,
+pub struct Node {
+    pub kind: NodeKind,
     /// Permission bits with setuid, setgid and sticky.
     pub mode: u32,
     pub uid: u32,
@@ -56,21 +56,21 @@ pub struct Entry {
     pub ino: u64,
     pub target: Option<PathBuf>,
     /// The owner a recorded chown gave it, over `uid` and `gid`.
-    pub chowned: Option<Owner>,
+    pub chowned: Option<RecordedOwner>,
 }
 
-impl Entry {
-    fn from_metadata(path: &Path, md: &fs::Metadata) -> Result<Entry> {
+impl Node {
+    fn from_metadata(path: &Path, md: &fs::Metadata) -> Result<Node> {
         let ft = md.file_type();
         let kind = if ft.is_dir() {
-            Kind::Dir
+            NodeKind::Dir
         } else if ft.is_file() {
-            Kind::File
+            NodeKind::File
         } else if ft.is_symlink() {
-            Kind::Symlink
+            NodeKind::Symlink
         } else {
             use std::os::unix::fs::FileTypeExt;
-            Kind::Special(if ft.is_char_device() {
+            NodeKind::Special(if ft.is_char_device() {
                 "character device"
             } else if ft.is_block_device() {
                 "block device"
@@ -80,13 +80,13 @@ impl Entry {
                 "socket"
             })
         };
-        let target = if kind == Kind::Symlink {
+        let target = if kind == NodeKind::Symlink {
             Some(fs::read_link(path).with_context(|| format!("reading {}", path.display()))?)
         } else {
             None
         };
         let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-        Ok(Entry {
+        Ok(Node {
             kind,
             mode: md.mode() & 0o7777,
             uid: md.uid(),
@@ -115,7 +115,7 @@ impl Entry {
     }
 
     fn is_dir(&self) -> bool {
-        self.kind == Kind::Dir
+        self.kind == NodeKind::Dir
     }
 }
 
@@ -123,7 +123,7 @@ impl Entry {
 /// (`etc/passwd`); the root itself is not an entry.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    pub entries: BTreeMap<String, Entry>,
+    pub entries: BTreeMap<String, Node>,
 }
 
 impl Snapshot {
@@ -144,7 +144,7 @@ impl Snapshot {
 /// cannot read (made by the script with mode 0 in a namespace where it is
 /// the build user) is made readable after its `lstat` is taken.
 pub fn snapshot(root: &Path) -> Result<Snapshot> {
-    fn walk(dir: &Path, rel: &str, entries: &mut BTreeMap<String, Entry>) -> Result<()> {
+    fn walk(dir: &Path, rel: &str, entries: &mut BTreeMap<String, Node>) -> Result<()> {
         let listing = match fs::read_dir(dir) {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 let mode = fs::symlink_metadata(dir)?.mode();
@@ -175,7 +175,7 @@ pub fn snapshot(root: &Path) -> Result<Snapshot> {
             };
             let md = fs::symlink_metadata(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let entry = Entry::from_metadata(&path, &md)?;
+            let entry = Node::from_metadata(&path, &md)?;
             let is_dir = entry.is_dir();
             entries.insert(rel.clone(), entry);
             if is_dir {
@@ -262,7 +262,7 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Layer {
         let parent = parent_of(path);
         // Every ancestor stays the same directory: this is the topmost
         // deleted path, and nothing above hides it already.
-        let kept = |dir: &str| after.entries.get(dir).is_some_and(Entry::is_dir) && !replaced(dir);
+        let kept = |dir: &str| after.entries.get(dir).is_some_and(Node::is_dir) && !replaced(dir);
         if (parent.is_empty() || kept(parent)) && ancestors(path).all(kept) {
             let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
             layer.insert(child(parent, &format!(".wh.{name}")), Emit::Marker);
@@ -278,7 +278,7 @@ pub fn diff(before: &Snapshot, after: &Snapshot) -> Layer {
     layer
 }
 
-fn changed(b: &Entry, a: &Entry) -> bool {
+fn changed(b: &Node, a: &Node) -> bool {
     if b.kind != a.kind {
         return true;
     }
@@ -334,7 +334,7 @@ pub fn write_layer(
                     .with_context(|| format!("{path} is not in the tree"))?;
                 let src = root.join(path);
                 let disk_mode = match e.kind {
-                    Kind::Dir => {
+                    NodeKind::Dir => {
                         let mode = (e.mode & 0o777) | 0o700;
                         fs::create_dir(&dest)
                             .and_then(|()| {
@@ -343,25 +343,25 @@ pub fn write_layer(
                             .with_context(|| format!("creating {}", dest.display()))?;
                         mode
                     }
-                    Kind::File => {
+                    NodeKind::File => {
                         let mode = (e.mode & 0o777) | 0o600;
                         write_file(&dest, &mut open_nofollow(&src)?, mode)?;
                         mode
                     }
-                    Kind::Symlink => {
+                    NodeKind::Symlink => {
                         let target = e.target.as_deref().unwrap_or(Path::new(""));
                         std::os::unix::fs::symlink(target, &dest)
                             .with_context(|| format!("creating {}", dest.display()))?;
                         0o777
                     }
-                    Kind::Special(what) => bail!(
+                    NodeKind::Special(what) => bail!(
                         "runAsRoot left /{path}, a {what}; a layer made in the Nix store holds only files, directories and symlinks: remove it at the end of runAsRoot"
                     ),
                 };
                 let (uid, gid) = e.image_owner(owner);
                 Written {
                     metadata: EntryMetadata {
-                        mode: if e.kind == Kind::Symlink {
+                        mode: if e.kind == NodeKind::Symlink {
                             0o777
                         } else {
                             e.mode
@@ -649,7 +649,7 @@ mod tests {
             ("bin/sh", None, Some(7)),
             ("srv", Some(5), Some(5)),
         ] {
-            owners.insert(key(rel), Owner { uid, gid });
+            owners.insert(key(rel), RecordedOwner { uid, gid });
         }
         after.record_owners(&owners);
         let layer = diff(&before, &after);

@@ -71,5 +71,5 @@ mod record;
 mod request;
 mod supervisor;
 
-pub use record::{BaseOwner, Owner, Owners, read_report};
+pub use record::{BaseOwner, Owners, RecordedOwner, read_report};
 pub use supervisor::{Setup, fork_supervisor};

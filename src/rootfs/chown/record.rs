@@ -9,15 +9,15 @@ use serde::{Deserialize, Serialize};
 /// The owner a chown asked for: `None` keeps the one the entry has.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Owner {
+pub struct RecordedOwner {
     pub uid: Option<u32>,
     pub gid: Option<u32>,
 }
 
-impl Owner {
+impl RecordedOwner {
     /// `self`, then `later` on top of it.
-    pub(super) fn then(self, later: Owner) -> Owner {
-        Owner {
+    pub(super) fn then(self, later: RecordedOwner) -> RecordedOwner {
+        RecordedOwner {
             uid: later.uid.or(self.uid),
             gid: later.gid.or(self.gid),
         }
@@ -25,7 +25,7 @@ impl Owner {
 }
 
 /// Recorded owners by `(st_dev, st_ino)`.
-pub type Owners = BTreeMap<(u64, u64), Owner>;
+pub type Owners = BTreeMap<(u64, u64), RecordedOwner>;
 
 /// One recorded inode, as written to the record file.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -85,7 +85,7 @@ pub fn read_report(bytes: &[u8]) -> Result<Owners> {
         .map(|r| {
             (
                 (r.dev, r.ino),
-                Owner {
+                RecordedOwner {
                     uid: r.uid,
                     gid: r.gid,
                 },
@@ -112,10 +112,10 @@ pub struct BaseOwner {
 
 impl BaseOwner {
     /// The recorded owner, by inode.
-    pub fn owner(&self) -> ((u64, u64), Owner) {
+    pub fn owner(&self) -> ((u64, u64), RecordedOwner) {
         (
             (self.dev, self.ino),
-            Owner {
+            RecordedOwner {
                 uid: Some(self.uid),
                 gid: Some(self.gid),
             },
@@ -129,17 +129,17 @@ mod tests {
 
     #[test]
     fn later_calls_keep_what_they_leave_unchanged() {
-        let first = Owner {
+        let first = RecordedOwner {
             uid: Some(1000),
             gid: Some(1000),
         };
-        let chgrp = Owner {
+        let chgrp = RecordedOwner {
             uid: None,
             gid: Some(50),
         };
         assert_eq!(
             first.then(chgrp),
-            Owner {
+            RecordedOwner {
                 uid: Some(1000),
                 gid: Some(50)
             }
@@ -151,14 +151,14 @@ mod tests {
         let mut owners = Owners::new();
         owners.insert(
             (2049, 12),
-            Owner {
+            RecordedOwner {
                 uid: Some(1000),
                 gid: None,
             },
         );
         owners.insert(
             (2049, 3),
-            Owner {
+            RecordedOwner {
                 uid: None,
                 gid: Some(0),
             },

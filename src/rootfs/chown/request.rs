@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 use rustix::fs::{Mode, OFlags, Stat, openat};
 
 use super::filter::Call;
-use super::record::Owner;
+use super::record::RecordedOwner;
 
 /// A call's arguments, decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,7 +20,7 @@ pub struct Request {
     pub fd: i32,
     /// Where the path is in the caller's memory.
     pub path_addr: Option<u64>,
-    pub owner: Owner,
+    pub owner: RecordedOwner,
     pub flags: i32,
     /// Where a stat call's result goes in the caller's memory.
     pub buf: u64,
@@ -33,7 +33,7 @@ impl Request {
         // The kernel takes ints and ids as 32-bit values.
         let int = |a: u64| a as u32 as i32;
         let id = |a: u64| Some(a as u32).filter(|&i| i != u32::MAX);
-        let owner = |u: u64, g: u64| Owner {
+        let owner = |u: u64, g: u64| RecordedOwner {
             uid: id(u),
             gid: id(g),
         };
@@ -41,7 +41,7 @@ impl Request {
             call,
             fd: libc::AT_FDCWD,
             path_addr: None,
-            owner: Owner::default(),
+            owner: RecordedOwner::default(),
             flags: 0,
             buf: 0,
             mask: 0,
@@ -95,7 +95,7 @@ impl Request {
 
 /// Where a lookup starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Base {
+pub enum PathStart {
     /// The root the supervisor and the script share: the path is absolute.
     Root,
     /// The `/proc` opened before `chroot`: the path starts `PID/`.
@@ -105,7 +105,7 @@ pub enum Base {
 /// The object of a call, as a path to open.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub base: Base,
+    pub base: PathStart,
     pub path: Vec<u8>,
     /// Whether a symlink at the end is followed.
     pub follow: bool,
@@ -137,13 +137,13 @@ pub fn resolve(pid: u32, request: &Request, path: Option<&[u8]>) -> Result<Targe
         }
         Ok(if path[0] == b'/' {
             Target {
-                base: Base::Root,
+                base: PathStart::Root,
                 path: path.to_vec(),
                 follow,
             }
         } else {
             Target {
-                base: Base::Proc,
+                base: PathStart::Proc,
                 path: proc(dir(fd)?, path),
                 follow,
             }
@@ -158,7 +158,7 @@ pub fn resolve(pid: u32, request: &Request, path: Option<&[u8]>) -> Result<Targe
                 return Err(libc::EBADF);
             }
             Ok(Target {
-                base: Base::Proc,
+                base: PathStart::Proc,
                 path: dir(request.fd)?.into_bytes(),
                 follow: true,
             })
@@ -182,7 +182,7 @@ pub fn resolve(pid: u32, request: &Request, path: Option<&[u8]>) -> Result<Targe
             if path.is_empty() && request.flags & libc::AT_EMPTY_PATH != 0 {
                 // The descriptor's own object, a symlink included.
                 return Ok(Target {
-                    base: Base::Proc,
+                    base: PathStart::Proc,
                     path: dir(request.fd)?.into_bytes(),
                     follow: true,
                 });
@@ -260,7 +260,7 @@ mod tests {
             call,
             fd,
             path_addr: Some(0),
-            owner: Owner {
+            owner: RecordedOwner {
                 uid: Some(1000),
                 gid: None,
             },
@@ -272,7 +272,7 @@ mod tests {
 
     fn proc(path: &str, follow: bool) -> Result<Target, i32> {
         Ok(Target {
-            base: Base::Proc,
+            base: PathStart::Proc,
             path: path.as_bytes().to_vec(),
             follow,
         })
@@ -284,7 +284,7 @@ mod tests {
         assert_eq!(
             resolve(7, &r, Some(b"/home/alice")),
             Ok(Target {
-                base: Base::Root,
+                base: PathStart::Root,
                 path: b"/home/alice".to_vec(),
                 follow: true,
             })
@@ -294,7 +294,7 @@ mod tests {
         assert_eq!(
             resolve(7, &r, Some(b"/bin/sh")),
             Ok(Target {
-                base: Base::Root,
+                base: PathStart::Root,
                 path: b"/bin/sh".to_vec(),
                 follow: false,
             })
@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(r.path_addr, Some(0x1000));
         assert_eq!(
             r.owner,
-            Owner {
+            RecordedOwner {
                 uid: Some(1000),
                 gid: None
             }
@@ -370,7 +370,7 @@ mod tests {
         assert_eq!(r.flags, libc::AT_SYMLINK_NOFOLLOW);
         assert_eq!(
             r.owner,
-            Owner {
+            RecordedOwner {
                 uid: Some(5),
                 gid: Some(6)
             }
@@ -379,7 +379,7 @@ mod tests {
         assert_eq!((r.fd, r.path_addr), (3, None));
         assert_eq!(
             r.owner,
-            Owner {
+            RecordedOwner {
                 uid: None,
                 gid: Some(7)
             }
@@ -435,7 +435,7 @@ mod tests {
         assert_eq!(
             resolve(7, &stat(Call::Lstat, libc::AT_FDCWD, 0), Some(b"/bin/sh")),
             Ok(Target {
-                base: Base::Root,
+                base: PathStart::Root,
                 path: b"/bin/sh".to_vec(),
                 follow: false,
             })

@@ -26,8 +26,10 @@ use rustix::process::{
 
 use super::fd_passing::{receive_fd, send_fd};
 use super::filter::{AUDIT_ARCH, Call, call_of, install_filter};
-use super::record::{BaseOwner, Owner, Owners, report_bytes};
-use super::request::{Base, Request, fstat, linked, open_path, open_proc_file, read_path, resolve};
+use super::record::{BaseOwner, Owners, RecordedOwner, report_bytes};
+use super::request::{
+    PathStart, Request, fstat, linked, open_path, open_proc_file, read_path, resolve,
+};
 
 /// The ids a call may name, as the identity map has them.
 const IDS: u32 = 65536;
@@ -172,7 +174,7 @@ fn exit_as(status: Option<libc::c_int>) -> ! {
 /// An inode recorded, kept open so its number is not reused while the
 /// script runs.
 struct Kept {
-    owner: Owner,
+    owner: RecordedOwner,
     fd: Option<OwnedFd>,
 }
 
@@ -531,10 +533,10 @@ impl Supervisor {
     }
 
     /// Where a lookup from `base` starts.
-    fn dir(&self, base: Base) -> BorrowedFd<'_> {
+    fn dir(&self, base: PathStart) -> BorrowedFd<'_> {
         match base {
-            Base::Root => CWD,
-            Base::Proc => self.proc_dir.as_fd(),
+            PathStart::Root => CWD,
+            PathStart::Proc => self.proc_dir.as_fd(),
         }
     }
 
@@ -598,7 +600,7 @@ impl Supervisor {
         .map_err(|e| e.raw_os_error())
     }
 
-    fn record(&mut self, fd: OwnedFd, st: &Stat, owner: Owner) {
+    fn record(&mut self, fd: OwnedFd, st: &Stat, owner: RecordedOwner) {
         let key = (st.st_dev, st.st_ino);
         if let Some(k) = self.kept.get_mut(&key) {
             k.owner = k.owner.then(owner);
