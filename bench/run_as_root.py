@@ -4,7 +4,7 @@
 As root with 65536 ids, the script's namespace maps them one to one and
 its chown and stat calls go straight to the kernel. As a build user (the
 Nix sandbox), the helper's seccomp supervisor answers chown and shows the
-recorded owners to stat (src/rootfs/chown.rs). This measures what that
+recorded owners to stat (src/rootfs/chown/). This measures what that
 costs the script: the same job (a base of FILES files in DIRS directories,
 all owned by uid 1000, so every lookup finds a recorded owner) is run as
 root and as `nobody` under setpriv, and the script times its own commands
