@@ -20,6 +20,7 @@ use crate::support::nix::{REPO, build_example, example_build_cmd, realise_check}
 use crate::support::process::{
     HELPER, assert_one_line_error, dir_names, run, run_fail, stdout_of, stevedore, tempdir,
 };
+use crate::support::tar::tar_members;
 
 fn lines(text: &str) -> BTreeSet<String> {
     text.lines().map(str::to_owned).collect()
@@ -345,15 +346,7 @@ fn config_only_paths_are_registered_but_not_kept() {
 /// -tvf` lists it: (mode, uid/gid, name).
 fn tar_listings(archive: &Path) -> Vec<Vec<(String, String, String)>> {
     let dir = tempdir();
-    let mut files = BTreeMap::new();
-    let mut outer = tar::Archive::new(fs::File::open(archive).unwrap());
-    for entry in outer.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        files.insert(name, bytes);
-    }
+    let files = tar_members(archive);
     let manifest: Value = serde_json::from_slice(&files["manifest.json"]).unwrap();
     manifest[0]["Layers"]
         .as_array()

@@ -105,15 +105,7 @@ pub struct Layer {
 
 /// The layers of a docker-archive, in `manifest.json` order.
 pub fn archive_layers(archive: &Path) -> Vec<Layer> {
-    let mut files = std::collections::BTreeMap::new();
-    let mut outer = tar::Archive::new(fs::File::open(archive).unwrap());
-    for entry in outer.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let name = entry.path().unwrap().to_string_lossy().into_owned();
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).unwrap();
-        files.insert(name, bytes);
-    }
+    let files = tar_members(archive);
     let manifest: Value = serde_json::from_slice(
         files
             .get("manifest.json")
