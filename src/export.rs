@@ -106,7 +106,7 @@ pub fn write_view<R: Read>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::base::scan::{Limits, scan_layer};
+    use crate::base::scan::{Limits, read_layer};
 
     /// `(name, type, data, link, mode, uid)`.
     type Spec<'a> = (&'a str, tar::EntryType, &'a [u8], &'a str, u32, u64);
@@ -162,7 +162,15 @@ mod tests {
         ];
         let mut view = View::default();
         for (i, l) in layers.iter().enumerate() {
-            scan_layer(&mut view, "layer", i, &l[..], None, Limits::default(), None).unwrap();
+            view.apply(read_layer(
+                "layer",
+                i,
+                &l[..],
+                None,
+                Limits::default(),
+                None,
+            ))
+            .unwrap();
         }
         let open = |e: &ViewEntry| -> Result<std::io::Cursor<Vec<u8>>> {
             let l = &layers[e.layer];

@@ -6,7 +6,7 @@
 //! first bytes), be a `streamLayeredImage` launcher (streamed once into a
 //! scratch archive), and hold several images. An OCI layout or
 //! oci-archive is taken as the docker-archive that holds the same blobs
-//! ([`oci_input`]). Layer blobs, configs and legacy per-layer files
+//! (`oci_input`). Layer blobs, configs and legacy per-layer files
 //! (`<id>/VERSION`, `<id>/json`) are copied byte for byte, compressed or
 //! not, never re-tarred. A member named by several
 //! images, of one input or of several, is written once; a name that an
@@ -17,7 +17,7 @@
 //! `repositories` files are merged repository by repository, tag by tag (a
 //! later input's tag wins).
 //!
-//! The output is an uncompressed tar through [`TarOut`]: members in the
+//! The output is an uncompressed tar through [`ArchiveWriter`]: members in the
 //! order the manifests first name them, then `manifest.json` and
 //! `repositories`, all with mtime 1 and owner root. The same inputs give
 //! the same bytes.

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stevedore::base::scan::{Limits, View, scan_layer};
+use stevedore::base::scan::{Limits, View, read_layer};
 
 fuzz_target!(|data: &[u8]| {
     let limits = Limits {
@@ -13,20 +13,19 @@ fuzz_target!(|data: &[u8]| {
     };
     let mut view = View::default();
     let mut kept = Vec::new();
-    if scan_layer(
-        &mut view,
+    let first = read_layer(
         "layer",
         0,
         data,
         Some(data.len() as u64),
         limits,
         Some(&mut kept),
-    )
-    .is_ok()
+    );
+    if view.apply(first).is_ok()
     {
         // A second layer on top: whiteouts and parents checked against
         // what the first left.
-        let _ = scan_layer(&mut view, "layer 2", 1, data, None, limits, None);
+        let _ = view.apply(read_layer("layer 2", 1, data, None, limits, None));
         for (path, entry) in view.iter() {
             assert!(!path.starts_with(b"/"), "absolute path in the view");
             assert!(

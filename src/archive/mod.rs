@@ -1,5 +1,5 @@
 //! Layer tars: which entries a layer holds ([`plan`]), how they are encoded
-//! ([`header`]) and written ([`write`]). Every byte is fixed by the image spec
+//! ([`header`]) and written ([`write`](mod@write)). Every byte is fixed by the image spec
 //! and the store contents, never by the host.
 
 pub mod header;

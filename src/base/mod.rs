@@ -305,12 +305,24 @@ mod tests {
         scan::tests::gnu_tar(entries, 0o755, 7)
     }
 
-    /// The layers one after the other, as [`scan::scan_layer`] reads them.
+    /// A layer of entries written as [`scan::tests::entries`] reads them.
+    fn layer_of(line: &str) -> Vec<u8> {
+        layer(&scan::tests::entries(line))
+    }
+
+    /// The layers one after the other, each read and applied in turn.
     fn one_by_one(layers: &[Vec<u8>]) -> Result<View> {
         let mut view = View::default();
         for (i, l) in layers.iter().enumerate() {
             let what = format!("layer {}", i + 1);
-            scan::scan_layer(&mut view, &what, i, &l[..], None, Limits::default(), None)?;
+            view.apply(scan::read_layer(
+                &what,
+                i,
+                &l[..],
+                None,
+                Limits::default(),
+                None,
+            ))?;
         }
         Ok(view)
     }
@@ -336,44 +348,15 @@ mod tests {
 
     fn sample_layers() -> Vec<Vec<u8>> {
         vec![
-            layer(&[
-                ("etc/", Directory, b"", ""),
-                ("etc/a", Regular, b"a", ""),
-                ("etc/b", Regular, b"b", ""),
-                ("opt/x/y", Regular, b"y", ""),
-                ("usr/bin/sh", Regular, b"sh", ""),
-                ("bin", Symlink, b"", "usr/bin"),
-                ("lib/", Directory, b"", ""),
-                ("lib/f", Regular, b"f", ""),
-            ]),
-            layer(&[
-                ("etc/.wh.a", Regular, b"", ""),
-                ("opt/.wh..wh..opq", Regular, b"", ""),
-                ("opt/z", Regular, b"z", ""),
-                ("etc/b", Regular, b"b, again", ""),
-                ("lib", Symlink, b"", "usr/lib"),
-                ("usr/bin/sh", Regular, b"sh 2", ""),
-                ("usr/bin/bash", Link, b"", "usr/bin/sh"),
-            ]),
-            layer(&[
-                (".wh.usr", Regular, b"", ""),
-                ("usr/lib/g", Regular, b"g", ""),
-                ("etc/", Directory, b"", ""),
-                ("etc/b/", Directory, b"", ""),
-                ("etc/b/c", Regular, b"c", ""),
-            ]),
-            layer(&[
-                (".wh..wh..opq", Regular, b"", ""),
-                ("lib", Symlink, b"", "usr/lib"),
-                ("srv/d/", Directory, b"", ""),
-                ("srv/d/e", Regular, b"e", ""),
-            ]),
-            layer(&[
-                ("srv/d", Regular, b"now a file", ""),
-                ("srv/f", Fifo, b"", ""),
-                ("lib", Directory, b"", ""),
-                ("lib/h", Regular, b"h", ""),
-            ]),
+            layer_of(
+                "d etc/; f etc/a a; f etc/b b; f opt/x/y y; f usr/bin/sh sh; l bin usr/bin; d lib/; f lib/f f",
+            ),
+            layer_of(
+                "f etc/.wh.a; f opt/.wh..wh..opq; f opt/z z; f etc/b b, again; l lib usr/lib; f usr/bin/sh sh 2; h usr/bin/bash usr/bin/sh",
+            ),
+            layer_of("f .wh.usr; f usr/lib/g g; d etc/; d etc/b/; f etc/b/c c"),
+            layer_of("f .wh..wh..opq; l lib usr/lib; d srv/d/; f srv/d/e e"),
+            layer_of("f srv/d now a file; p srv/f; d lib; f lib/h h"),
         ]
     }
 

@@ -22,8 +22,7 @@
 //! layers below (a parent that is a symlink or a file there). The error
 //! [`View::apply`] reports is the one reading the layer on top of the view
 //! in one go would: the record keeps the lookups in the lower layers that
-//! came before its first error, in archive order. [`scan_layer`] is the two
-//! phases for one layer.
+//! came before its first error, in archive order.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
@@ -146,21 +145,6 @@ pub struct LayerScan {
     pub entries: usize,
 }
 
-/// Reads one layer (compressed or not) on top of `view`. `what` names the
-/// layer in errors; `index` is recorded in the entries; the uncompressed
-/// tar is copied to `keep` when given, for reading files back later.
-pub fn scan_layer(
-    view: &mut View,
-    what: &str,
-    index: usize,
-    blob: impl Read,
-    compressed_size: Option<u64>,
-    limits: Limits,
-    keep: Option<&mut dyn Write>,
-) -> Result<LayerScan> {
-    view.apply(read_layer(what, index, blob, compressed_size, limits, keep))
-}
-
 /// One layer read on its own: what it adds and removes, with no file data,
 /// and what is left to check against the layers below it.
 #[derive(Debug)]
@@ -199,9 +183,10 @@ struct Changes {
     removals: Vec<Removal>,
 }
 
-/// Reads one layer (compressed or not) without the layers below it: the
-/// first phase of [`scan_layer`], whose arguments it takes. The result goes
-/// on a view with [`View::apply`].
+/// Reads one layer (compressed or not) without the layers below it. `what`
+/// names the layer in errors; `index` is recorded in the entries; the
+/// uncompressed tar is copied to `keep` when given, for reading files back
+/// later. The result goes on a view with [`View::apply`].
 pub fn read_layer(
     what: &str,
     index: usize,
@@ -285,7 +270,7 @@ fn read_tar(
 
 impl View {
     /// Puts a layer read with [`read_layer`] on top of the view: the second
-    /// phase of [`scan_layer`]. Its error is the first of the layer's
+    /// phase of reading a layer. Its error is the first of the layer's
     /// lookups in the layers below that fails, else the record's own.
     pub fn apply(&mut self, record: LayerRecord) -> Result<LayerScan> {
         for &(entry, len) in &record.changes.lower_parents {
@@ -639,37 +624,51 @@ pub(super) mod tests {
         b.into_inner().unwrap()
     }
 
+    /// A layer's entries written on one line, `; ` between them, each
+    /// `KIND NAME [DATA or TARGET]` with KIND `d` (directory), `f` (file,
+    /// the rest of the entry its data), `l` (symlink), `h` (hard link) or
+    /// `p` (fifo).
+    pub(in crate::base) fn entries(line: &str) -> Vec<Spec<'_>> {
+        use tar::EntryType::*;
+        line.split("; ")
+            .map(|entry| {
+                let (kind, rest) = entry.split_once(' ').unwrap();
+                let (name, more) = rest.split_once(' ').unwrap_or((rest, ""));
+                match kind {
+                    "d" => (name, Directory, &b""[..], ""),
+                    "f" => (name, Regular, more.as_bytes(), ""),
+                    "l" => (name, Symlink, &b""[..], more),
+                    "h" => (name, Link, &b""[..], more),
+                    "p" => (name, Fifo, &b""[..], ""),
+                    _ => panic!("unknown entry kind {kind:?} in {entry:?}"),
+                }
+            })
+            .collect()
+    }
+
     fn tar_of(entries: &[Spec]) -> Vec<u8> {
         gnu_tar(entries, 0o644, 1)
     }
 
+    fn tar_of_line(line: &str) -> Vec<u8> {
+        tar_of(&entries(line))
+    }
+
     fn scan(view: &mut View, bytes: &[u8]) -> Result<LayerScan> {
-        scan_layer(view, "layer", 0, bytes, None, Limits::default(), None)
+        view.apply(read_layer("layer", 0, bytes, None, Limits::default(), None))
     }
 
     #[test]
     fn whiteouts_hide_lower_paths() {
-        use tar::EntryType::*;
         let mut v = View::default();
         scan(
             &mut v,
-            &tar_of(&[
-                ("etc/", Directory, b"", ""),
-                ("etc/a", Regular, b"a", ""),
-                ("etc/b", Regular, b"b", ""),
-                ("opt/", Directory, b"", ""),
-                ("opt/x/", Directory, b"", ""),
-                ("opt/x/y", Regular, b"y", ""),
-            ]),
+            &tar_of_line("d etc/; f etc/a a; f etc/b b; d opt/; d opt/x/; f opt/x/y y"),
         )
         .unwrap();
         scan(
             &mut v,
-            &tar_of(&[
-                ("etc/.wh.a", Regular, b"", ""),
-                ("opt/.wh..wh..opq", Regular, b"", ""),
-                ("opt/z", Regular, b"z", ""),
-            ]),
+            &tar_of_line("f etc/.wh.a; f opt/.wh..wh..opq; f opt/z z"),
         )
         .unwrap();
         let paths: Vec<String> = v.iter().map(|(p, _)| show(&p)).collect();
@@ -758,16 +757,16 @@ pub(super) mod tests {
             e.finish().unwrap()
         };
         let refused = |limits: Limits| {
-            let err = scan_layer(
-                &mut View::default(),
-                "layer 1",
-                0,
-                &gz[..],
-                Some(gz.len() as u64),
-                limits,
-                None,
-            )
-            .unwrap_err();
+            let err = View::default()
+                .apply(read_layer(
+                    "layer 1",
+                    0,
+                    &gz[..],
+                    Some(gz.len() as u64),
+                    limits,
+                    None,
+                ))
+                .unwrap_err();
             format!("{err:#}")
         };
         let err = refused(Limits {

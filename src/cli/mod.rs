@@ -1,4 +1,4 @@
-//! The command line: [`args`] is what clap parses; each command's body is
+//! The command line: `args` is what clap parses; each command's body is
 //! a few lines here or in its own file, calling the library.
 
 mod args;

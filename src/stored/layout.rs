@@ -1,5 +1,5 @@
 //! Reading an OCI image layout (a directory, or an oci-archive's members):
-//! `index.json`, indexes nested at most [`INDEX_DEPTH`] deep, manifests
+//! `index.json`, indexes nested at most `INDEX_DEPTH` (4) deep, manifests
 //! checked against their digests and sizes, and the image for a platform.
 
 use std::collections::BTreeMap;
