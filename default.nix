@@ -13,6 +13,9 @@
   findutils,
   gnugrep,
   gnused,
+  bashInteractive,
+  cacert,
+  shadow,
 }:
 let
   helper = callPackage ./package.nix { };
@@ -21,6 +24,12 @@ import ./nix {
   inherit helper;
   system = stdenv.hostPlatform.system;
   shell = runtimeShell;
+  inherit
+    bashInteractive
+    coreutils
+    cacert
+    shadow
+    ;
   scriptPath = lib.makeBinPath [
     coreutils
     findutils

@@ -18,6 +18,15 @@
   shell ? "/bin/sh",
   # PATH for extraCommands and fakeRootCommands.
   scriptPath ? "/usr/bin:/bin",
+  # Packages that some functions put into images or run: binSh and the
+  # nix-shell images take bashInteractive, usrBinEnv and runAsRoot
+  # coreutils, caCertificates cacert, shadowSetup shadow. null: a function
+  # that needs one fails at evaluation naming it. default.nix (and so the
+  # flake) fills them from nixpkgs.
+  bashInteractive ? null,
+  coreutils ? null,
+  cacert ? null,
+  shadow ? null,
   # No longer used: fakeRootCommands run as root in a user namespace of
   # the helper's own. Accepted with a warning.
   fakeroot ? null,
@@ -34,6 +43,10 @@ let
         system
         shell
         scriptPath
+        bashInteractive
+        coreutils
+        cacert
+        shadow
         ;
 
       # Private: the helper and the derivations it builds.
@@ -51,6 +64,7 @@ let
       storePathOf = callPackage ./internal/storePathOf.nix { };
       outputHash = callPackage ./internal/outputHash.nix { };
       systemArchitecture = callPackage ./internal/systemArchitecture.nix { };
+      libraryPackage = callPackage ./internal/libraryPackage.nix { };
 
       # Private: the layered image and the derivations it is made of.
       layeredImage = callPackage ./internal/layeredImage { };
