@@ -55,6 +55,7 @@ let
       archiveDerivation = callPackage ./internal/archiveDerivation.nix { };
       textFile = callPackage ./internal/textFile.nix { };
       copyTo = callPackage ./internal/copyTo.nix { };
+      storeTree = callPackage ./internal/storeTree.nix { };
 
       # Private: argument checks and small helpers.
       checks = callPackage ./internal/checks.nix { };
@@ -65,6 +66,7 @@ let
       outputHash = callPackage ./internal/outputHash.nix { };
       systemArchitecture = callPackage ./internal/systemArchitecture.nix { };
       libraryPackage = callPackage ./internal/libraryPackage.nix { };
+      makeOverridable = callPackage ./internal/makeOverridable.nix { };
 
       # Private: the layered image and the derivations it is made of.
       layeredImage = callPackage ./internal/layeredImage { };
@@ -73,6 +75,9 @@ let
       configFile = callPackage ./internal/layeredImage/configFile.nix { };
       nixDbTree = callPackage ./internal/layeredImage/nixDbTree.nix { };
       imageDerivation = callPackage ./internal/layeredImage/imageDerivation.nix { };
+
+      # Private: the image behind the nix-shell builders.
+      nixShellImage = callPackage ./internal/nixShellImage.nix { };
 
       # Public.
       streamLayeredImage = callPackage ./streamLayeredImage.nix { };
@@ -90,6 +95,13 @@ let
       pullImage = callPackage ./pullImage.nix { };
       exportImage = callPackage ./exportImage.nix { };
       mergeImages = callPackage ./mergeImages.nix { };
+      binSh = callPackage ./binSh.nix { };
+      usrBinEnv = callPackage ./usrBinEnv.nix { };
+      caCertificates = callPackage ./caCertificates.nix { };
+      fakeNss = callPackage ./fakeNss.nix { };
+      shadowSetup = callPackage ./shadowSetup.nix { };
+      streamNixShellImage = callPackage ./streamNixShellImage.nix { };
+      buildNixShellImage = callPackage ./buildNixShellImage.nix { };
     }
   );
   warnFakeroot =
@@ -108,5 +120,12 @@ warnFakeroot {
     pullImage
     exportImage
     mergeImages
+    binSh
+    usrBinEnv
+    caCertificates
+    fakeNss
+    shadowSetup
+    streamNixShellImage
+    buildNixShellImage
     ;
 }

@@ -9,7 +9,7 @@
 //!
 //! One module per job, holding its fields and its body: `root`,
 //! `run_as_root`, `image`, `file`, `nix_db`, `pull`, [`launcher`],
-//! `export`, `merge`. Pieces several jobs share have one home each:
+//! `export`, `merge`, `tree`. Pieces several jobs share have one home each:
 //! `join` (the symlink forest of `contents`), `script` (the shell
 //! scripts), `metadata` (the modes and owners of a customisation tree),
 //! `from_image` (the `base` attribute).
@@ -27,6 +27,7 @@ mod pull;
 mod root;
 mod run_as_root;
 mod script;
+mod tree;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,7 @@ enum Job {
     Launcher(launcher::LauncherJob),
     Export(export::ExportJob),
     Merge(merge::MergeJob),
+    Tree(tree::TreeJob),
 }
 
 /// Runs the job of the derivation being built.
@@ -68,6 +70,7 @@ pub fn run() -> Result<()> {
         Job::Export(job) => job.build(&drv),
         Job::Merge(job) => job.build(&drv),
         Job::File(job) => job.build(&drv),
+        Job::Tree(job) => job.build(&drv),
     }
 }
 
