@@ -57,11 +57,10 @@ let
     else
       throw "${fn}: shell must be the path of a bash, such as \"\${pkgs.bashInteractive}/bin/bash\"";
 
-  drvAttrs =
-    if builtins.isAttrs drv && drv ? drvAttrs then
-      drv.drvAttrs
-    else
-      throw "${fn}: drv must be a derivation (made by derivation or stdenv.mkDerivation), whose build environment the image's shell gets";
+  isDrv =
+    builtins.isAttrs drv && drv ? drvAttrs
+    || throw "${fn}: drv must be a derivation (made by derivation or stdenv.mkDerivation), whose build environment the image's shell gets";
+  inherit (drv) drvAttrs;
   structured = drvAttrs.__structuredAttrs or false;
   userId = checks.id fn "uid" uid;
   groupId = checks.id fn "gid" gid;
@@ -266,7 +265,10 @@ let
     };
   };
 in
+assert isDrv;
 assert oneOf;
+# The packages first, so a missing one is named before anything else fails.
+assert builtins.seq bash (builtins.seq tools (builtins.seq bundle true));
 layeredImage
   {
     inherit

@@ -14,6 +14,7 @@ mod layers;
 mod layers_cli;
 mod merge;
 mod nix_examples;
+mod nix_functions;
 mod nix_library;
 mod nixdb;
 mod oci_index;
