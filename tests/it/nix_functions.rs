@@ -15,11 +15,11 @@
 //! a bundle file, `shadow` busybox's `passwd`.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
+use crate::nix_library::build;
 use crate::support::nix::{REPO, evaluation_fails, nix};
 use crate::support::podman::{PodmanImage, podman, podman_load, podman_load_stream};
-use crate::support::process::{run_bounded, stdout_of, tempdir};
+use crate::support::process::{stdout_of, tempdir};
 
 /// The stand-ins and the library with them, then `BODY`, in which `s` is
 /// the library, `tools` the coreutils stand-in, `cacert`, `mk` (a
@@ -62,34 +62,18 @@ in {body}"#,
     )
 }
 
-/// Builds `expr` (a derivation, or a list of them) with this Nix; the
-/// results' store paths. The out links live in `dir`.
-fn build(expr: &str, dir: &Path) -> Vec<PathBuf> {
-    let out = run_bounded(
-        nix()
-            .command("nix-build")
-            .arg("-E")
-            .arg(expr)
-            .arg("-o")
-            .arg(dir.join("result")),
-        Duration::from_secs(600),
-    );
-    assert!(
-        out.status.success(),
-        "nix-build -E {expr}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(PathBuf::from)
-        .collect()
+/// Builds `expr` with its out link in a directory of its own under
+/// `dir`, so several results of one test each keep a GC root.
+fn build_in(expr: &str, dir: &Path, sub: &str) -> (PathBuf, PathBuf) {
+    let own = dir.join(sub);
+    std::fs::create_dir_all(&own).unwrap();
+    build(expr, &own)
 }
 
 /// Builds the stream launcher `expr` and loads its image, `reference`.
 fn load_stream(expr: &str, dir: &Path, reference: &str) -> PodmanImage {
-    let built = build(expr, dir);
-    podman_load_stream(&mut nix().run_in_tree(&built[0]), reference)
+    let (store_path, _) = build_in(expr, dir, "image");
+    podman_load_stream(&mut nix().run_in_tree(&store_path), reference)
 }
 
 /// `podman run --rm --network none [OPTIONS] IMAGE ARGS...`: its standard
@@ -140,21 +124,14 @@ fn usr_bin_env_runs_scripts_with_an_env_shebang() {
 #[test]
 fn ca_certificates_holds_the_bundle_in_every_usual_place() {
     let dir = tempdir();
-    let built = build(
+    let (_, cacert) = build_in(&expr("cacert"), dir.path(), "cacert");
+    let bundle = std::fs::read_to_string(cacert.join("etc/ssl/certs/ca-bundle.crt")).unwrap();
+    assert!(bundle.contains("BEGIN CERTIFICATE"), "{bundle}");
+    let image = load_stream(
         &expr(
-            r#"[ (s.streamLayeredImage { name = "stevedore-fn-certs"; tag = "latest"; contents = [ s.caCertificates tools ]; }) cacert ]"#,
+            r#"s.streamLayeredImage { name = "stevedore-fn-certs"; tag = "latest"; contents = [ s.caCertificates tools ]; }"#,
         ),
         dir.path(),
-    );
-    let bundle = std::fs::read_to_string(
-        nix()
-            .host_path(&built[1])
-            .join("etc/ssl/certs/ca-bundle.crt"),
-    )
-    .unwrap();
-    assert!(bundle.contains("BEGIN CERTIFICATE"), "{bundle}");
-    let image = podman_load_stream(
-        &mut nix().run_in_tree(&built[0]),
         "localhost/stevedore-fn-certs:latest",
     );
     for path in [
@@ -223,7 +200,7 @@ fn fake_nss_override_refuses_what_is_not_a_list_of_lines() {
 #[test]
 fn shadow_setup_gives_run_as_root_the_files_of_shadow_tools() {
     let dir = tempdir();
-    let built = build(
+    let (_, archive) = build_in(
         &expr(
             r#"s.buildImage {
               name = "stevedore-fn-shadow"; tag = "latest";
@@ -235,11 +212,9 @@ fn shadow_setup_gives_run_as_root_the_files_of_shadow_tools() {
             }"#,
         ),
         dir.path(),
+        "archive",
     );
-    let image = podman_load(
-        &nix().host_path(&built[0]),
-        "localhost/stevedore-fn-shadow:latest",
-    );
+    let image = podman_load(&archive, "localhost/stevedore-fn-shadow:latest");
     let passwd = run_in(&image, &[], &["cat", "/etc/passwd"]);
     assert!(
         passwd.starts_with("root:x:0:0::/root:/nix/store/") && passwd.ends_with("/bin/sh\n"),
@@ -332,7 +307,7 @@ fn nix_shell_image_has_the_build_environment_of_the_derivation() {
 #[test]
 fn build_nix_shell_image_command_runs_in_an_interactive_shell() {
     let dir = tempdir();
-    let built = build(
+    let (store_path, archive) = build_in(
         &expr(&format!(
             r#"let {SHELL_DRV} in s.buildNixShellImage {{
               inherit drv; name = "stevedore-fn-nix-shell-command"; tag = "latest";
@@ -346,17 +321,15 @@ fn build_nix_shell_image_command_runs_in_an_interactive_shell() {
             }}"#
         )),
         dir.path(),
+        "archive",
     );
     assert!(
-        built[0]
+        store_path
             .to_string_lossy()
             .ends_with("-shell-subject-env.tar"),
-        "{built:?}"
+        "{store_path:?}"
     );
-    let image = podman_load(
-        &nix().host_path(&built[0]),
-        "localhost/stevedore-fn-nix-shell-command:latest",
-    );
+    let image = podman_load(&archive, "localhost/stevedore-fn-nix-shell-command:latest");
     // What the command printed comes last, after the banner busybox's
     // interactive shell prints.
     let out = run_in(&image, &[], &[]);
@@ -463,10 +436,10 @@ in {body}"#
 #[test]
 fn default_nix_gives_the_library_the_packages_of_nixpkgs() {
     let dir = tempdir();
-    let built = build(
-        &default_nix("[ d.binSh d.usrBinEnv d.caCertificates ]"),
-        dir.path(),
-    );
+    let built: Vec<PathBuf> = ["binSh", "usrBinEnv", "caCertificates"]
+        .iter()
+        .map(|f| build_in(&default_nix(&format!("d.{f}")), dir.path(), f).1)
+        .collect();
     let package = |name: &str| {
         stdout_of(
             nix()
@@ -479,7 +452,7 @@ fn default_nix_gives_the_library_the_packages_of_nixpkgs() {
         .to_owned()
     };
     let link = |i: usize, path: &str| {
-        std::fs::read_link(nix().host_path(&built[i]).join(path))
+        std::fs::read_link(built[i].join(path))
             .unwrap()
             .display()
             .to_string()

@@ -47,7 +47,7 @@ fn expr(library_args: &str, body: &str) -> String {
 
 /// Builds `expr` with this Nix, bounded in time; the result's store path
 /// and its path on the host. The out link lives in `dir`.
-fn build(expr: &str, dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn build(expr: &str, dir: &Path) -> (PathBuf, PathBuf) {
     let link = dir.join("result");
     let out = run_bounded(
         nix()
