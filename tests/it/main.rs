@@ -17,6 +17,7 @@ mod nix_examples;
 mod nix_library;
 mod nixdb;
 mod oci_index;
+mod peer;
 mod registry;
 mod reproducible;
 mod run_as_root;
