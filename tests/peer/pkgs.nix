@@ -132,11 +132,20 @@ let
     );
 
   # bash: busybox's ash under bash's name, with a --version of its own.
+  # ash runs its own applets before looking at PATH; for `bash -c` a
+  # function sends stat to the first one on PATH, as bash would.
   bash = scripts "bash-5.2-standin" {
     bash = ''
       if [ "$1" = --version ]; then
         echo "GNU bash, version 5.2 (stand-in: busybox ash)"
         exit 0
+      fi
+      if [ "$1" = -c ]; then
+        shift
+        script=$1
+        shift
+        exec ${sh} -c 'stat() { IFS=:; for d in $PATH; do if [ -x "$d/stat" ]; then unset IFS; "$d/stat" "$@"; return; fi; done; unset IFS; ${staticBusybox}/bin/busybox stat "$@"; }
+      '"$script" "$@"
       fi
       exec ${sh} "$@"
     '';

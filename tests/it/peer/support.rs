@@ -228,6 +228,9 @@ pub fn both(out: &Output) -> String {
 
 /// `docker images --format FORMAT`, one line an image.
 pub fn docker_images(format: &str) -> Vec<String> {
+    // Under the store lock: an image another test removes meanwhile
+    // fails the listing ("image not known").
+    let _guard = podman_store_lock();
     stdout_of(podman().args(["images", "--format", format]))
         .lines()
         .map(str::to_owned)
