@@ -18,6 +18,7 @@ mod nix_functions;
 mod nix_library;
 mod nixdb;
 mod oci_index;
+mod peer;
 mod registry;
 mod reproducible;
 mod run_as_root;
