@@ -114,6 +114,10 @@ in
         "Volumes"
         "Labels"
         "StopSignal"
+        # Docker's, beside the OCI ones.
+        "Healthcheck"
+        "OnBuild"
+        "Shell"
       ];
       unknown = builtins.filter (k: !builtins.elem k known) (builtins.attrNames config);
     in

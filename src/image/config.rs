@@ -88,11 +88,29 @@ pub fn image_config(image: &Image, diff_ids: &[Digest]) -> Result<Vec<u8>> {
     if let Some(v) = &image.variant {
         builder = builder.variant(v.clone());
     }
-    let built = builder.build()?;
+    let built = with_docker_fields(serde_json::to_value(builder.build()?)?, c)?;
     Ok(match &image.base {
         None => canonical_json(&built),
-        Some(base) => canonical_json(&on_base(&base.config, serde_json::to_value(&built)?)),
+        Some(base) => canonical_json(&on_base(&base.config, built)),
     })
+}
+
+/// The config with Docker's fields that the OCI types lack
+/// (`Healthcheck`, `OnBuild`, `Shell`) added to its runtime part.
+fn with_docker_fields(mut built: Value, c: &crate::spec::ConfigSpec) -> Result<Value> {
+    let fields = [
+        ("Healthcheck", serde_json::to_value(&c.healthcheck)?),
+        ("OnBuild", serde_json::to_value(&c.on_build)?),
+        ("Shell", serde_json::to_value(&c.shell)?),
+    ];
+    if let Some(Value::Object(runtime)) = built.get_mut("config") {
+        for (key, value) in fields {
+            if !value.is_null() {
+                runtime.insert(key.to_owned(), value);
+            }
+        }
+    }
+    Ok(built)
 }
 
 /// A config on top of a base's: the base's runtime config with the new
@@ -321,6 +339,30 @@ mod tests {
                 json!("C=3")
             ]
         );
+    }
+
+    #[test]
+    fn docker_fields_join_the_runtime_config() {
+        let spec: crate::spec::ConfigSpec = serde_json::from_value(json!({
+            "Cmd": ["redis-server"],
+            "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30000000000u64, "Retries": 3},
+            "Shell": ["/bin/sh", "-c"],
+        }))
+        .unwrap();
+        let built =
+            with_docker_fields(json!({"config": {"Cmd": ["redis-server"]}}), &spec).unwrap();
+        assert_eq!(
+            built,
+            json!({"config": {
+                "Cmd": ["redis-server"],
+                "Healthcheck": {"Test": ["CMD", "true"], "Interval": 30000000000u64, "Retries": 3},
+                "Shell": ["/bin/sh", "-c"],
+            }})
+        );
+        let bad = serde_json::from_value::<crate::spec::ConfigSpec>(
+            json!({"Healthcheck": {"Tset": ["CMD"]}}),
+        );
+        assert!(bad.unwrap_err().to_string().contains("Tset"));
     }
 
     #[test]

@@ -45,7 +45,8 @@
   contents ? [ ],
   copyToRoot ? null,
   # The OCI runtime config: Env, Cmd, Entrypoint, WorkingDir, User,
-  # ExposedPorts, Volumes, Labels, StopSignal.
+  # ExposedPorts, Volumes, Labels, StopSignal; Docker's Healthcheck, OnBuild,
+  # Shell.
   config ? { },
   # OCI architecture; defaults to the system's.
   architecture ? systemArchitecture,
