@@ -5,7 +5,8 @@
 #   stevedore.buildLayeredImage { name = "hello"; contents = [ hello ]; }
 #
 # Needs no nixpkgs: every derivation is a plain `derivation` whose builder
-# is the stevedore helper. flake.nix passes nixpkgs' shell and coreutils.
+# is the stevedore helper. default.nix (and so flake.nix) passes nixpkgs'
+# shell, tools and the packages some functions put into images.
 # This file only wires the scope (internal/scope.nix): each file below is
 # a function of the names it uses, filled from the scope.
 {
