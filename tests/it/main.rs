@@ -15,6 +15,7 @@ mod layers_cli;
 mod merge;
 mod nix_examples;
 mod nix_library;
+mod nix_pipeline;
 mod nixdb;
 mod oci_index;
 mod registry;
