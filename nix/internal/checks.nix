@@ -128,19 +128,66 @@ in
     else
       config;
 
+  # layering, layeringPipeline and debug as the helper's `layering`,
+  # without maxLayers (a pipeline bounds its layers itself).
   layering =
-    fn: l:
-    if l == "auto" || l == "popularity" then
-      {
-        strategy = l;
-      }
-    else if builtins.isList l && builtins.all builtins.isList l then
-      {
-        strategy = "explicit";
-        layers = map (map (p: "${p}")) l;
-      }
+    fn:
+    {
+      layering,
+      layeringPipeline,
+      debug,
+    }:
+    let
+      l = if layering == null then "auto" else layering;
+      # Store paths in the steps as strings that keep their context, so
+      # they are in the build's inputs (and the closure).
+      steps =
+        v:
+        if builtins.isList v then
+          map steps v
+        else if builtins.isAttrs v && v ? outPath || builtins.isPath v then
+          "${v}"
+        else if builtins.isAttrs v then
+          builtins.mapAttrs (_: steps) v
+        else
+          v;
+      p = layeringPipeline;
+      strategy =
+        if p != null then
+          (
+            if layering != null then
+              throw "${fn}: give either layering or layeringPipeline, not both"
+            else if builtins.isList p then
+              {
+                strategy = "pipeline";
+                pipeline = steps p;
+              }
+            else if
+              builtins.isPath p || builtins.isAttrs p && p ? outPath || builtins.isString p && builtins.hasContext p
+            then
+              {
+                strategy = "pipeline";
+                pipelineFile = "${p}";
+              }
+            else
+              throw "${fn}: layeringPipeline must be a list of steps such as [ [ \"popularity_contest\" ] [ \"limit_layers\" 10 ] ], or a JSON file of one given as a path or a derivation"
+          )
+        else if l == "auto" || l == "popularity" then
+          {
+            strategy = l;
+          }
+        else if builtins.isList l && builtins.all builtins.isList l then
+          {
+            strategy = "explicit";
+            layers = map (map (p: "${p}")) l;
+          }
+        else
+          throw "${fn}: layering ${builtins.toJSON l} is unknown; use \"auto\", \"popularity\" or a list of lists of store paths";
+    in
+    if !builtins.isBool debug then
+      throw "${fn}: debug must be true or false"
     else
-      throw "${fn}: layering ${builtins.toJSON l} is unknown; use \"auto\", \"popularity\" or a list of lists of store paths";
+      strategy // (if debug then { debug = true; } else { });
 
   # fromImage, fromImageName and fromImageTag as the helper's `base`, or
   # null without a base.

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use super::from_image::BaseAttrs;
@@ -15,6 +15,7 @@ use super::{Derivation, check_version};
 use crate::compress::Compression;
 use crate::image::Image;
 use crate::image::format::{self, Format};
+use crate::layering::pipeline::Pipeline;
 use crate::layering::{self, Strategy};
 use crate::spec::{self, ConfigSpec, CustomisationSpec, LayerSpec, MetadataFiles, Spec};
 
@@ -74,10 +75,12 @@ enum Output {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct Layering {
-    /// `popularity`, `auto` or `explicit`.
+    /// `popularity`, `auto`, `explicit` or `pipeline`.
     strategy: String,
-    /// Layers of the image, the customisation layer included.
-    max_layers: usize,
+    /// Layers of the image, the customisation layer included; a pipeline
+    /// has none.
+    #[serde(default)]
+    max_layers: Option<usize>,
     /// Whether a base image's layers count towards `max_layers` (they do,
     /// as in dockerTools, but for buildImage's fixed two new layers).
     #[serde(default = "yes")]
@@ -85,6 +88,36 @@ struct Layering {
     /// The store layers for `explicit`.
     #[serde(default)]
     layers: Vec<Vec<String>>,
+    /// The steps for `pipeline` (dockerTools' `layeringPipeline`).
+    #[serde(default)]
+    pipeline: Option<serde_json::Value>,
+    /// For `pipeline`: a JSON file holding the steps instead.
+    #[serde(default)]
+    pipeline_file: Option<PathBuf>,
+    /// Print how the layers were planned to the build log.
+    #[serde(default)]
+    debug: bool,
+}
+
+impl Layering {
+    fn strategy(&self) -> Result<Strategy> {
+        let pipeline = match (&self.pipeline, &self.pipeline_file) {
+            (None, None) => None,
+            (Some(steps), None) => Some(Pipeline::parse(steps)?),
+            (None, Some(file)) => Some(Pipeline::read(file)?),
+            (Some(_), Some(_)) => bail!("layering: give pipeline or pipelineFile, not both"),
+        };
+        match (self.strategy.as_str(), pipeline) {
+            ("pipeline", Some(mut p)) => {
+                p.debug = self.debug;
+                Ok(Strategy::Pipeline(p))
+            }
+            ("pipeline", None) => bail!("layering \"pipeline\" needs pipeline or pipelineFile"),
+            (name, Some(_)) => bail!("layering {name:?} takes no pipeline"),
+            ("explicit", None) => Ok(Strategy::Explicit(self.layers.clone())),
+            (name, None) => name.parse(),
+        }
+    }
 }
 
 /// The image fields of the spec that the Nix side decides (docs/spec.md).
@@ -158,28 +191,35 @@ impl ImageJob {
         for name in base.iter().flat_map(|b| b.store_names(store)) {
             exclude.insert(format!("/nix/store/{}", String::from_utf8_lossy(&name)));
         }
-        let strategy = match self.layering.strategy.as_str() {
-            "explicit" => Strategy::Explicit(self.layering.layers.clone()),
-            name => name.parse()?,
-        };
+        let strategy = self.layering.strategy()?;
         let base_layers = if self.layering.count_base {
             base.as_ref().map_or(0, |b| b.layers.len())
         } else {
             0
         };
-        let max_layers = layering::max_layers_above_base(self.layering.max_layers, base_layers)
-            .ok_or_else(|| {
+        // A pipeline bounds its layers itself; dockerTools ignores
+        // maxLayers for it.
+        let max_layers = match (&strategy, self.layering.max_layers) {
+            (Strategy::Pipeline(_), _) => 0,
+            (_, None) => bail!("layering {:?} needs maxLayers", self.layering.strategy),
+            (_, Some(max)) => layering::max_layers_above_base(max, base_layers).ok_or_else(|| {
                 anyhow::anyhow!(
-                    "maxLayers is {} but fromImage already has {base_layers} layers; raise maxLayers to at least {} (the base's layers count towards it)",
-                    self.layering.max_layers,
+                    "maxLayers is {max} but fromImage already has {base_layers} layers; raise maxLayers to at least {} (the base's layers count towards it)",
                     base_layers + layering::MIN_LAYERS
                 )
-            })?;
+            })?,
+        };
         let layers = if self.include_store_paths {
             layering::plan(&graph, &strategy, max_layers, &exclude)?
         } else {
             Vec::new()
         };
+        if self.layering.debug {
+            eprintln!("store layers planned ({}):", self.layering.strategy);
+            for (i, layer) in layers.iter().enumerate() {
+                eprintln!("  layer {}: {}", i + 1, layer.join(" "));
+            }
+        }
         let a = &self.image;
         let spec = Spec {
             version: spec::VERSION,

@@ -91,7 +91,8 @@ pub enum Command {
     },
     /// Plan store layers for a closure graph and print them as JSON.
     #[command(after_help = "Example:\n  \
-        stevedore layers graph.json --strategy auto --max-layers 100\n\n\
+        stevedore layers graph.json --strategy auto --max-layers 100\n  \
+        stevedore layers graph.json --pipeline pipeline.json\n\n\
         GRAPH is the JSON list that Nix's exportReferencesGraph writes with\n\
         structured attrs: objects with path, references and narSize.")]
     Layers {
@@ -101,6 +102,13 @@ pub enum Command {
         /// auto-layer).
         #[arg(long, default_value = "auto")]
         strategy: String,
+        /// A layering pipeline (JSON, as dockerTools' layeringPipeline)
+        /// instead of a strategy; max layers does not bound it.
+        #[arg(long, value_name = "FILE", conflicts_with = "strategy")]
+        pipeline: Option<PathBuf>,
+        /// With --pipeline: print each step's result to standard error.
+        #[arg(long, requires = "pipeline")]
+        debug: bool,
         /// Layers of the whole image, counting the customisation layer on
         /// top, as dockerTools' maxLayers counts them.
         #[arg(long, default_value_t = 100)]

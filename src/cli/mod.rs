@@ -31,12 +31,22 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Layers {
             graph,
             strategy,
+            pipeline,
+            debug,
             max_layers,
             exclude,
         } => {
             let graph = closure::Graph::load(&graph)?;
             let exclude = read_exclude(exclude.as_deref())?;
-            let plan = layering::plan(&graph, &strategy.parse()?, max_layers, &exclude)?;
+            let strategy = match pipeline {
+                Some(file) => {
+                    let mut p = layering::pipeline::Pipeline::read(&file)?;
+                    p.debug = debug;
+                    layering::Strategy::Pipeline(p)
+                }
+                None => strategy.parse()?,
+            };
+            let plan = layering::plan(&graph, &strategy, max_layers, &exclude)?;
             println!("{}", serde_json::to_string_pretty(&plan)?);
             Ok(())
         }

@@ -10,10 +10,13 @@
 //! `default.nix` before them) compute `availableLayers = maxLayers -
 //! usedLayers` with `usedLayers = 1` plus the layers of a `fromImage`, and
 //! refuse to build unless `usedLayers < maxLayers`; a base's layers are
-//! taken off first by [`max_layers_above_base`].
+//! taken off first by [`max_layers_above_base`]. A layering pipeline
+//! ([`pipeline`]) is the exception: it bounds its layers itself, and
+//! dockerTools ignores `maxLayers` for it.
 
 pub mod auto;
 pub mod explicit;
+pub mod pipeline;
 pub mod popularity;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -42,6 +45,9 @@ pub enum Strategy {
     /// Layers given as lists of store paths, in order; every other path of
     /// the closure goes into one final layer. See [`explicit`].
     Explicit(Vec<Vec<String>>),
+    /// nixpkgs' `layeringPipeline`: steps that cut the graph into layers;
+    /// see [`pipeline`].
+    Pipeline(pipeline::Pipeline),
 }
 
 impl FromStr for Strategy {
@@ -85,18 +91,25 @@ pub fn store_layer_limit(max_layers: usize) -> Result<usize> {
 /// Splits the closure into store layers, lowest first, leaving out the
 /// `exclude`d paths (paths not in the graph are ignored there). Every other
 /// path of the graph is in exactly one layer, no layer is empty, and there
-/// are at most `max_layers - 1` layers.
+/// are at most `max_layers - 1` layers. A pipeline is not bound by
+/// `max_layers`, and leaves out the paths its `remove_paths` steps remove.
 pub fn plan(
     graph: &Graph,
     strategy: &Strategy,
     max_layers: usize,
     exclude: &BTreeSet<String>,
 ) -> Result<Plan> {
+    if let Strategy::Pipeline(p) = strategy {
+        let plan = pipeline::plan(graph, p, exclude)?;
+        check_layers(graph, &plan, exclude)?;
+        return Ok(plan);
+    }
     let limit = store_layer_limit(max_layers)?;
     let plan = match strategy {
         Strategy::Popularity => popularity::plan(graph, limit, exclude)?,
         Strategy::Auto => auto::plan(graph, limit, exclude)?,
         Strategy::Explicit(layers) => explicit::plan(graph, layers, limit, exclude)?,
+        Strategy::Pipeline(_) => unreachable!("planned above"),
     };
     check_plan(graph, &plan, limit, exclude)?;
     Ok(plan)
@@ -111,6 +124,23 @@ fn check_plan(graph: &Graph, plan: &Plan, limit: usize, exclude: &BTreeSet<Strin
             plan.len()
         );
     }
+    let seen = check_layers(graph, plan, exclude)?;
+    if let Some(lost) = graph
+        .paths()
+        .find(|p| !exclude.contains(*p) && !seen.contains(p))
+    {
+        bail!("internal error: store path {lost} is in no planned layer");
+    }
+    Ok(())
+}
+
+/// No layer empty, and every path in one layer at most, none excluded;
+/// the paths planned.
+fn check_layers<'p>(
+    graph: &Graph,
+    plan: &'p Plan,
+    exclude: &BTreeSet<String>,
+) -> Result<BTreeSet<&'p str>> {
     let mut seen = BTreeSet::new();
     for (i, layer) in plan.iter().enumerate() {
         if layer.is_empty() {
@@ -122,13 +152,7 @@ fn check_plan(graph: &Graph, plan: &Plan, limit: usize, exclude: &BTreeSet<Strin
             }
         }
     }
-    if let Some(lost) = graph
-        .paths()
-        .find(|p| !exclude.contains(*p) && !seen.contains(p))
-    {
-        bail!("internal error: store path {lost} is in no planned layer");
-    }
-    Ok(())
+    Ok(seen)
 }
 
 /// The graph with paths numbered in path order, for the algorithms that

@@ -16,6 +16,7 @@ mod merge;
 mod nix_examples;
 mod nix_functions;
 mod nix_library;
+mod nix_pipeline;
 mod nixdb;
 mod oci_index;
 mod peer;

@@ -19,7 +19,7 @@ use crate::support::podman::{podman_load, podman_run};
 use crate::support::process::{run, run_bounded, tempdir};
 
 /// A value no earlier run used.
-fn nonce() -> String {
+pub(crate) fn nonce() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap();
@@ -30,7 +30,7 @@ fn nonce() -> String {
 /// gets the shell and PATH this Nix's builds can run: the host's without
 /// a sandbox, the examples' busybox from the store in it (as the flake
 /// gives nixpkgs'), unless `library_args` names its own.
-fn expr(library_args: &str, body: &str) -> String {
+pub(crate) fn expr(library_args: &str, body: &str) -> String {
     let helper = nix().helper().display().to_string();
     let tools = if !library_args.is_empty() {
         library_args.to_owned()
@@ -69,7 +69,7 @@ pub(crate) fn build(expr: &str, dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 /// Builds `expr`, which must fail; its error output.
-fn build_fails(expr: &str) -> String {
+pub(crate) fn build_fails(expr: &str) -> String {
     let out = run_bounded(
         nix()
             .command("nix-build")

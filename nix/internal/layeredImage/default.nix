@@ -77,9 +77,14 @@
   # it, for a Nix that runs as that user.
   nixUid ? 0,
   nixGid ? 0,
-  # "auto" (nixpkgs' auto-layer), "popularity" (nixpkgs' popularity
-  # contest) or a list of lists of store paths, one list per layer.
-  layering ? "auto",
+  # "auto" (nixpkgs' auto-layer, the default), "popularity" (nixpkgs'
+  # popularity contest) or a list of lists of store paths, one list per layer.
+  layering ? null,
+  # dockerTools' layering pipeline (a list of steps, or a JSON file of
+  # one), instead of `layering`; maxLayers does not bound it. `debug`
+  # prints how the layers were planned to the build log.
+  layeringPipeline ? null,
+  debug ? false,
   # Attributes added to the result, last.
   passthru ? { },
   # The result's `meta`.
@@ -167,10 +172,12 @@ let
       withBase
       ;
     configFile = configJson;
-    layering = checks.layering fn layering // {
-      maxLayers = checks.maxLayers fn maxLayers;
-      inherit countBase;
-    };
+    layering =
+      checks.layering fn { inherit layering layeringPipeline debug; }
+      // {
+        inherit countBase;
+      }
+      // (if layeringPipeline == null then { maxLayers = checks.maxLayers fn maxLayers; } else { });
     image = {
       name = imageName;
       tag = imageTag;

@@ -23,7 +23,8 @@
   configFile,
   # The roots of the image's closure, exported to the build.
   closure,
-  # The helper's layering (checks.layering with maxLayers and countBase).
+  # The helper's layering (checks.layering with countBase, and maxLayers
+  # but for a pipeline).
   layering,
   # The image's name, tag, times, owners, architecture and config.
   image,
