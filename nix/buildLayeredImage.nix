@@ -5,7 +5,8 @@
 #
 # Other arguments as streamLayeredImage; see docs/API.md. The result's
 # `stream` (and dockerTools' `conf`) is the same image from
-# streamLayeredImage, whose tag it shares.
+# streamLayeredImage, whose tag it shares; `override` and `buildArgs` as
+# streamLayeredImage's.
 {
   # internal/layeredImage: the image behind every builder.
   layeredImage,
@@ -13,10 +14,13 @@
   baseName,
   # Argument checks (internal/checks.nix).
   checks,
+  # internal/makeOverridable.nix: f: args: f args with `override`.
+  makeOverridable,
   # The name errors give: buildLayeredImageWithNixDb is this function
   # under its own name.
   fn ? "buildLayeredImage",
 }:
+makeOverridable (
 args:
 let
   rest = builtins.removeAttrs args [ "compressor" ];
@@ -39,4 +43,6 @@ image
   inherit stream;
   # dockerTools' name for the image description; here the launcher.
   conf = stream;
+  buildArgs = args;
 }
+)

@@ -64,6 +64,10 @@ let
       storePathOf = callPackage ./internal/storePathOf.nix { };
       outputHash = callPackage ./internal/outputHash.nix { };
       systemArchitecture = callPackage ./internal/systemArchitecture.nix { };
+      systemVariant = callPackage ./internal/systemVariant.nix { };
+      warn = callPackage ./internal/warn.nix { };
+      makeOverridable = callPackage ./internal/makeOverridable.nix { };
+      toolPaths = callPackage ./internal/toolPaths.nix { };
       libraryPackage = callPackage ./internal/libraryPackage.nix { };
 
       # Private: the layered image and the derivations it is made of.

@@ -1,12 +1,15 @@
 # The customisation tree of an image without runAsRoot: the `contents`
 # directories joined into / as a symlink forest, then extraCommands run
 # in it as the build user and fakeRootCommands as root in a user
-# namespace of the helper's own. Its outputs are the tree and
-# `metadata`: the modes and owners the tree had before the store
-# normalised them.
+# namespace of the helper's own (with enableFakechroot, chrooted into
+# the tree with the closure of `contents` and of the shell and PATH
+# mounted in). Its outputs are the tree and `metadata`: the modes and
+# owners the tree had before the store normalised them.
 {
   # helperDerivation.nix: name: job: extra: derivation.
   helperDerivation,
+  # toolPaths.nix: the store paths a shell or PATH string comes from.
+  toolPaths,
   # The shell and PATH of the library's commands.
   shell,
   scriptPath,
@@ -19,7 +22,20 @@
   # The image's extraCommands and fakeRootCommands.
   extraCommands,
   fakeRootCommands,
+  # The checked enableFakechroot.
+  enableFakechroot ? false,
+  # buildImage's checked keepContentsDirlinks; null for the layered
+  # images, which join as symlinkJoin does.
+  keepContentsDirlinks ? null,
 }:
+let
+  # With enableFakechroot, what the commands see as the store.
+  chrootPaths = contents ++ toolPaths [
+    shell
+    scriptPath
+  ];
+  fakechroot = enableFakechroot && fakeRootCommands != "";
+in
 helperDerivation "${baseName}-customisation-layer" (
   {
     job = "root";
@@ -29,9 +45,22 @@ helperDerivation "${baseName}-customisation-layer" (
   # The shell and PATH only when there are commands, so an image without
   # them has neither in its build closure.
   // (if extraCommands != "" || fakeRootCommands != "" then { inherit shell scriptPath; } else { })
-) {
-  outputs = [
-    "out"
-    "metadata"
-  ];
-}
+  // (
+    if fakechroot then
+      {
+        enableFakechroot = true;
+        graph = "closure";
+      }
+    else
+      { }
+  )
+  // (if keepContentsDirlinks == null then { } else { inherit keepContentsDirlinks; })
+) (
+  {
+    outputs = [
+      "out"
+      "metadata"
+    ];
+  }
+  // (if fakechroot then { exportReferencesGraph.closure = chrootPaths; } else { })
+)
