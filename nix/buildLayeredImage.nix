@@ -30,13 +30,14 @@ let
     drvName = "stream-${baseName args}";
   } rest;
   # Without a tag, the archive takes the stream's (its output hash), so
-  # both carry the same tag, as in dockerTools.
+  # both carry the same tag, as in dockerTools; and the stream's checked
+  # name, so an uppercase one warns once.
   image = layeredImage {
     inherit fn;
     output = "docker-archive";
     compress = checks.compressor fn (args.compressor or "gz");
     drvName = "${baseName args}.tar";
-  } (rest // { tag = stream.imageTag; });
+  } (rest // { tag = stream.imageTag; name = stream.imageName; });
 in
 image
 // {
