@@ -63,8 +63,8 @@ let
       baseName = callPackage ./internal/baseName.nix { };
       storePathOf = callPackage ./internal/storePathOf.nix { };
       outputHash = callPackage ./internal/outputHash.nix { };
-      systemArchitecture = callPackage ./internal/systemArchitecture.nix { };
-      systemVariant = callPackage ./internal/systemVariant.nix { };
+      systemArchitecture = (callPackage ./internal/systemPlatform.nix { }).architecture;
+      systemVariant = (callPackage ./internal/systemPlatform.nix { }).variant;
       warn = callPackage ./internal/warn.nix { };
       makeOverridable = callPackage ./internal/makeOverridable.nix { };
       toolPaths = callPackage ./internal/toolPaths.nix { };

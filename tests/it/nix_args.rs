@@ -36,14 +36,15 @@ fn eval(library_args: &str, body: &str) -> (Value, String) {
     )
 }
 
-/// Evaluating `body` fails; the error output.
-fn eval_fails(body: &str) -> String {
-    run_fail(
+/// Evaluating `body` fails with `needle` in its message.
+fn eval_fails(body: &str, needle: &str) {
+    let err = run_fail(
         nix()
             .command("nix-instantiate")
             .args(["--eval", "--strict", "-E"])
             .arg(expr("", body)),
-    )
+    );
+    assert!(err.contains(needle), "{body}:\n{err}");
 }
 
 /// The config of a docker-archive, as `skopeo inspect --config` reads it.
@@ -54,6 +55,22 @@ fn skopeo_config(archive: &std::path::Path) -> Value {
             .arg(format!("docker-archive:{}", archive.display())),
     ))
     .unwrap()
+}
+
+/// Builds `body` (an image named `name`, tagged `latest`) with the
+/// library's arguments `library_args`, loads it into podman and runs
+/// `script` with its `/bin/sh`: the image and what the script printed.
+fn run_in_built(
+    library_args: &str,
+    body: &str,
+    dir: &std::path::Path,
+    name: &str,
+    script: &str,
+) -> (std::path::PathBuf, String) {
+    let (_, archive) = build(&expr(library_args, body), dir);
+    let image = podman_load(&archive, &format!("localhost/{name}:latest"));
+    let said = podman_run(&image, &["/bin/sh", "-c", script]);
+    (archive, said)
 }
 
 /// The library's tools for scripts that run inside an image root: the
@@ -136,10 +153,9 @@ fn variant_goes_into_the_image_config_and_defaults_from_the_system() {
         None,
         "an x86_64 image has no variant"
     );
-    let err = eval_fails(r#"(s.buildImage { name = "v"; variant = "V7"; }).drvPath"#);
-    assert!(
-        err.contains(r#"buildImage: variant "V7" is not a platform variant"#),
-        "{err}"
+    eval_fails(
+        r#"(s.buildImage { name = "v"; variant = "V7"; }).drvPath"#,
+        r#"buildImage: variant "V7" is not a platform variant"#,
     );
 }
 
@@ -156,20 +172,14 @@ fn keep_contents_dirlinks_keeps_a_symlink_to_a_directory_and_vm_sizes_change_not
             r#"s.buildImage {{ name = "{name}"; tag = "latest"; copyToRoot = [ ex.busybox {linked} ]; {keep} }}"#
         );
         let sub = tempfile::tempdir_in(dir.path()).unwrap();
-        let (_, archive) = build(&expr("", &body), sub.path());
-        let image = podman_load(&archive, &format!("localhost/{name}:latest"));
-        assert_eq!(
-            podman_run(
-                &image,
-                &[
-                    "/bin/sh",
-                    "-c",
-                    "if [ -L /link ]; then echo symlink; elif [ -d /link ]; then echo directory; fi; cat /link/file"
-                ]
-            ),
-            format!("{want}\n{nonce}\n"),
-            "{keep}"
+        let (_, said) = run_in_built(
+            "",
+            &body,
+            sub.path(),
+            &name,
+            "if [ -L /link ]; then echo symlink; elif [ -d /link ]; then echo directory; fi; cat /link/file",
         );
+        assert_eq!(said, format!("{want}\n{nonce}\n"), "{keep}");
     };
     // dockerTools' default copies it as a directory (rsync -k).
     check("", "directory");
@@ -183,10 +193,9 @@ fn keep_contents_dirlinks_keeps_a_symlink_to_a_directory_and_vm_sizes_change_not
              (s.buildImage { name = "vm"; diskSize = 4096; buildVMMemorySize = 2048; }).drvPath ]"#,
     );
     assert_eq!(drvs[0], drvs[1]);
-    let err = eval_fails(r#"(s.buildImage { name = "vm"; buildVMMemorySize = "big"; }).drvPath"#);
-    assert!(
-        err.contains(r#"buildImage: buildVMMemorySize "big" must be a positive integer"#),
-        "{err}"
+    eval_fails(
+        r#"(s.buildImage { name = "vm"; buildVMMemorySize = "big"; }).drvPath"#,
+        r#"buildImage: buildVMMemorySize "big" must be a positive integer"#,
     );
 }
 
@@ -238,26 +247,23 @@ fn pull_image_takes_output_hash_and_picks_the_variant() {
     );
     assert_eq!(given["variant"], "v8");
 
-    let err = eval_fails(&format!(
-        r#"(s.pullImage {{ imageName = "a"; imageDigest = "{digest}"; hash = "{sri}"; outputHash = "{sri}"; }}).drvPath"#
-    ));
-    assert!(
-        err.contains("pullImage: give one of hash, sha256 and outputHash, not several"),
-        "{err}"
+    eval_fails(
+        &format!(
+            r#"(s.pullImage {{ imageName = "a"; imageDigest = "{digest}"; hash = "{sri}"; outputHash = "{sri}"; }}).drvPath"#
+        ),
+        "pullImage: give one of hash, sha256 and outputHash, not several",
     );
-    let err = eval_fails(&format!(
-        r#"(s.pullImage {{ imageName = "a"; imageDigest = "{digest}"; outputHashAlgo = "sha256"; }}).drvPath"#
-    ));
-    assert!(
-        err.contains("pullImage: outputHashAlgo goes with outputHash"),
-        "{err}"
+    eval_fails(
+        &format!(
+            r#"(s.pullImage {{ imageName = "a"; imageDigest = "{digest}"; outputHashAlgo = "sha256"; }}).drvPath"#
+        ),
+        "pullImage: outputHashAlgo goes with outputHash",
     );
-    let err = eval_fails(&format!(
-        r#"(s.pullImage {{ imageName = "a"; imageDigest = "{digest}"; hash = "{sri}"; os = "Linux"; }}).drvPath"#
-    ));
-    assert!(
-        err.contains(r#"pullImage: os "Linux" must be a platform name"#),
-        "{err}"
+    eval_fails(
+        &format!(
+            r#"(s.pullImage {{ imageName = "a"; imageDigest = "{digest}"; hash = "{sri}"; os = "Linux"; }}).drvPath"#
+        ),
+        r#"pullImage: os "Linux" must be a platform name"#,
     );
 }
 
@@ -365,18 +371,16 @@ fn run_as_root_has_coreutils_on_path_in_an_image_without_them() {
     let viewer = format!(
         r#"s.buildImage {{ name = "{name}-view"; tag = "latest"; fromImage = {body}; copyToRoot = [ ex.busybox ]; }}"#
     );
-    let (_, view_archive) = build(&expr(&library, &viewer), dir.path());
-    let image = podman_load(&view_archive, &format!("localhost/{name}-view:latest"));
     let (busybox, _) = eval("", r#""${ex.busybox}""#);
+    let (_, said) = run_in_built(
+        &library,
+        &viewer,
+        dir.path(),
+        &format!("{name}-view"),
+        "stat -c '%u:%g' /data /data/copy; cat /data/copy /data/path",
+    );
     assert_eq!(
-        podman_run(
-            &image,
-            &[
-                "/bin/sh",
-                "-c",
-                "stat -c '%u:%g' /data /data/copy; cat /data/copy /data/path"
-            ]
-        ),
+        said,
         format!(
             "1000:1000\n1000:1000\n{nonce}\n{}/bin:/bin\n",
             busybox.as_str().unwrap()
@@ -409,19 +413,14 @@ fn enable_fakechroot_runs_fake_root_commands_in_the_image_root() {
           '';
         }}"#
     );
-    let (_, archive) = build(&expr(STORE_TOOLS, &body), dir.path());
-    let image = podman_load(&archive, &format!("localhost/{name}:latest"));
-    assert_eq!(
-        podman_run(
-            &image,
-            &[
-                "/bin/sh",
-                "-c",
-                "stat -c %u:%g /var/lib/app; cat /var/lib/app/nonce /var/lib/app/pwd /var/lib/app/store; ls -a / | grep -c stevedore || true"
-            ]
-        ),
-        format!("1000:1000\n{nonce}\n/\nstore\n0\n")
+    let (archive, said) = run_in_built(
+        STORE_TOOLS,
+        &body,
+        dir.path(),
+        &name,
+        "stat -c %u:%g /var/lib/app; cat /var/lib/app/nonce /var/lib/app/pwd /var/lib/app/store; ls -a / | grep -c stevedore || true",
     );
+    assert_eq!(said, format!("1000:1000\n{nonce}\n/\nstore\n0\n"));
     // No mountpoint of the chroot reaches the customisation layer.
     let layers = crate::support::docker_archive::archive_layers(&archive);
     let top = layers.last().unwrap();
@@ -432,10 +431,9 @@ fn enable_fakechroot_runs_fake_root_commands_in_the_image_root() {
         "{:#?}",
         top.entries
     );
-    let err = eval_fails(r#"(s.buildImage { name = "f"; enableFakechroot = true; }).drvPath"#);
-    assert!(
-        err.contains("buildImage: enableFakechroot is not an argument of buildImage"),
-        "{err}"
+    eval_fails(
+        r#"(s.buildImage { name = "f"; enableFakechroot = true; }).drvPath"#,
+        "buildImage: enableFakechroot is not an argument of buildImage",
     );
 }
 
@@ -482,11 +480,8 @@ fn build_image_contents_is_deprecated_with_a_warning_and_still_works() {
              (s.buildLayeredImage { name = "c"; contents = [ ex.busybox ]; }).drvPath ]"#,
     );
     assert!(!quiet.contains("deprecated"), "{quiet}");
-    let err = eval_fails(
+    eval_fails(
         r#"(s.buildImage { name = "c"; contents = [ ex.busybox ]; copyToRoot = [ ex.busybox ]; }).drvPath"#,
-    );
-    assert!(
-        err.contains("give either contents or copyToRoot, not both"),
-        "{err}"
+        "give either contents or copyToRoot, not both",
     );
 }
