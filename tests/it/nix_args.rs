@@ -399,7 +399,10 @@ fn enable_fakechroot_runs_fake_root_commands_in_the_image_root() {
     let dir = tempdir();
     let name = format!("stevedore-test-fakechroot-{nonce}");
     let body = format!(
-        r#"s.buildLayeredImage {{
+        r#"let
+          # Named by the commands only, not in contents.
+          tool = derivation {{ name = "stevedore-tool-{nonce}"; system = builtins.currentSystem; builder = "${{ex.busybox}}/bin/sh"; args = [ "-c" "${{ex.busybox}}/bin/busybox mkdir -p $out/bin && printf '#!${{ex.busybox}}/bin/sh\necho tool {nonce}\n' > $out/bin/tool && ${{ex.busybox}}/bin/busybox chmod +x $out/bin/tool" ]; }};
+        in s.buildLayeredImage {{
           name = "{name}";
           tag = "latest";
           contents = [ ex.busybox ];
@@ -410,6 +413,7 @@ fn enable_fakechroot_runs_fake_root_commands_in_the_image_root() {
             echo {nonce} > /var/lib/app/nonce
             test -x /bin/sh && pwd > /var/lib/app/pwd
             test -d ${{ex.busybox}}/bin && echo store > /var/lib/app/store
+            ${{tool}}/bin/tool > /var/lib/app/tool
           '';
         }}"#
     );
@@ -418,9 +422,12 @@ fn enable_fakechroot_runs_fake_root_commands_in_the_image_root() {
         &body,
         dir.path(),
         &name,
-        "stat -c %u:%g /var/lib/app; cat /var/lib/app/nonce /var/lib/app/pwd /var/lib/app/store; ls -a / | grep -c stevedore || true",
+        "stat -c %u:%g /var/lib/app; cat /var/lib/app/nonce /var/lib/app/pwd /var/lib/app/store /var/lib/app/tool; ls -a / | grep -c stevedore || true",
     );
-    assert_eq!(said, format!("1000:1000\n{nonce}\n/\nstore\n0\n"));
+    assert_eq!(
+        said,
+        format!("1000:1000\n{nonce}\n/\nstore\ntool {nonce}\n0\n")
+    );
     // No mountpoint of the chroot reaches the customisation layer.
     let layers = crate::support::docker_archive::archive_layers(&archive);
     let top = layers.last().unwrap();

@@ -2,12 +2,13 @@
 # directories joined into / as a symlink forest, then extraCommands run
 # in it as the build user and fakeRootCommands as root in a user
 # namespace of the helper's own (with enableFakechroot, chrooted into
-# the tree with the closure of `contents` and of the shell and PATH
-# mounted in). Its outputs are the tree and `metadata`: the modes and
+# the tree with the closure of `contents`, of the shell and PATH and of
+# the store paths the commands name mounted in). Its outputs are the tree and `metadata`: the modes and
 # owners the tree had before the store normalised them.
 {
-  # helperDerivation.nix: name: job: extra: derivation.
+  # helperDerivation.nix and textFile.nix.
   helperDerivation,
+  textFile,
   # toolPaths.nix: the store paths a shell or PATH string comes from.
   toolPaths,
   # The shell and PATH of the library's commands.
@@ -29,11 +30,16 @@
   keepContentsDirlinks ? null,
 }:
 let
-  # With enableFakechroot, what the commands see as the store.
-  chrootPaths = contents ++ toolPaths [
-    shell
-    scriptPath
-  ];
+  # With enableFakechroot, what the commands see as the store: the
+  # closures of contents, of the shell and PATH, and of the store paths
+  # the commands name (a store file of them has those as references).
+  chrootPaths =
+    contents
+    ++ toolPaths [
+      shell
+      scriptPath
+    ]
+    ++ [ (textFile "${baseName}-fake-root-commands.sh" fakeRootCommands) ];
   fakechroot = enableFakechroot && fakeRootCommands != "";
 in
 helperDerivation "${baseName}-customisation-layer" (
