@@ -1,7 +1,7 @@
 //! The arguments and behaviours of dockerTools' image builders that the
 //! library takes with their dockerTools names and defaults: uppercase
 //! names, `variant`, `keepContentsDirlinks` and the VM sizes, pullImage's
-//! hash forms and platform, `override` and dockerTools' passthru, a
+//! hash forms and platform (pulled from a registry's index), `override` and dockerTools' passthru, a
 //! stream launcher's `--repo_tag`, runAsRoot's PATH of coreutils,
 //! `enableFakechroot`, exportImage's `./` names and buildImage's
 //! deprecated `contents`.
@@ -491,4 +491,75 @@ fn build_image_contents_is_deprecated_with_a_warning_and_still_works() {
         r#"(s.buildImage { name = "c"; contents = [ ex.busybox ]; copyToRoot = [ ex.busybox ]; }).drvPath"#,
         "give either contents or copyToRoot, not both",
     );
+}
+
+#[test]
+fn pull_image_takes_the_variant_it_is_given_from_an_index() {
+    use crate::support::registry::{Registry, push};
+    let nonce = nonce();
+    let dir = tempdir();
+    let reg = Registry::start();
+    let list = PodmanImage(format!("localhost/stevedore-test-variants-{nonce}:list"));
+    run_in_podman_store(podman().args(["manifest", "create", &list.0]));
+    for variant in ["v6", "v7"] {
+        let body = format!(
+            r#"s.buildLayeredImage {{ name = "stevedore-test-variant-{variant}-{nonce}"; tag = "t"; architecture = "arm"; variant = "{variant}"; config.Labels.built = "{variant}"; }}"#
+        );
+        let sub = dir.path().join(variant);
+        std::fs::create_dir(&sub).unwrap();
+        let (_, archive) = build(&expr("", &body), &sub);
+        let reference = reg.reference("variants/app", variant);
+        push(&reg, &archive, &reference, &[]);
+        run_in_podman_store(podman().args([
+            "manifest",
+            "add",
+            "--tls-verify=false",
+            "--arch",
+            "arm",
+            "--variant",
+            variant,
+            &list.0,
+            &reference,
+        ]));
+    }
+    let index = reg.reference("variants/app", "multi");
+    run_in_podman_store(podman().args([
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        &list.0,
+        &index,
+    ]));
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(&index))
+    .stdout;
+    let digest = crate::support::digest::sha256(&raw);
+    let name = format!("stevedore-test-pulled-{nonce}");
+    let pull = |hash: &str| {
+        expr(
+            "",
+            &format!(
+                r#"s.pullImage {{ imageName = "{}/variants/app"; imageDigest = "{digest}"; outputHash = "{hash}"; outputHashAlgo = "sha256"; arch = "arm"; variant = "v7"; finalImageName = "{name}"; finalImageTag = "pinned"; tlsVerify = false; }}"#,
+                reg.host()
+            ),
+        )
+    };
+    // The first build gives the hash, as a user takes it.
+    let mismatch = build_fails(&pull(&format!("sha256-{}=", "A".repeat(43))));
+    let got = mismatch
+        .split_whitespace()
+        .skip_while(|w| *w != "got:")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no hash in:\n{mismatch}"))
+        .to_owned();
+    let (_, archive) = build(&pull(&got), dir.path());
+    let config = skopeo_config(&archive);
+    assert_eq!(
+        (&config["variant"], &config["config"]["Labels"]["built"]),
+        (&Value::from("v7"), &Value::from("v7")),
+        "{config}"
+    );
+    podman_load(&archive, &format!("localhost/{name}:pinned"));
 }
