@@ -1,10 +1,10 @@
 //! The arguments and behaviours of dockerTools' image builders that the
 //! library takes with their dockerTools names and defaults: uppercase
 //! names, `variant`, `keepContentsDirlinks` and the VM sizes, pullImage's
-//! hash forms and platform (pulled from a registry's index), `override` and dockerTools' passthru, a
-//! stream launcher's `--repo_tag`, runAsRoot's PATH of coreutils,
-//! `enableFakechroot`, exportImage's `./` names and buildImage's
-//! deprecated `contents`.
+//! hash forms and platform (pulled from a registry's index), `override`
+//! and dockerTools' passthru, a stream launcher's `--repo_tag`,
+//! runAsRoot's PATH of coreutils, `enableFakechroot`, exportImage's `./`
+//! names and buildImage's deprecated `contents`.
 //!
 //! Each is checked as a user would: the image loaded and run in podman,
 //! its config read with skopeo, its tar listed with GNU tar, and the
@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use crate::support::nix::{build, build_fails, build_logged, expr, nix, nonce};
 use crate::support::podman::{
-    PodmanImage, podman, podman_load, podman_load_stream, podman_run, run_in_podman_store,
+    PodmanImage, podman, podman_load, podman_load_stream, podman_manifest_push, podman_run,
+    run_in_podman_store,
 };
 use crate::support::process::{run, run_fail, stdout_of, tempdir};
 
@@ -523,14 +524,7 @@ fn pull_image_takes_the_variant_it_is_given_from_an_index() {
         ]));
     }
     let index = reg.reference("variants/app", "multi");
-    run_in_podman_store(podman().args([
-        "manifest",
-        "push",
-        "--all",
-        "--tls-verify=false",
-        &list.0,
-        &index,
-    ]));
+    podman_manifest_push(&list, &index);
     let raw = run(Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
         .arg(&index))
