@@ -65,9 +65,12 @@ let
       baseName = callPackage ./internal/baseName.nix { };
       storePathOf = callPackage ./internal/storePathOf.nix { };
       outputHash = callPackage ./internal/outputHash.nix { };
-      systemArchitecture = callPackage ./internal/systemArchitecture.nix { };
-      libraryPackage = callPackage ./internal/libraryPackage.nix { };
+      systemArchitecture = (callPackage ./internal/systemPlatform.nix { }).architecture;
+      systemVariant = (callPackage ./internal/systemPlatform.nix { }).variant;
+      warn = callPackage ./internal/warn.nix { };
       makeOverridable = callPackage ./internal/makeOverridable.nix { };
+      toolPaths = callPackage ./internal/toolPaths.nix { };
+      libraryPackage = callPackage ./internal/libraryPackage.nix { };
 
       # Private: the layered image and the derivations it is made of.
       layeredImage = callPackage ./internal/layeredImage { };

@@ -21,8 +21,9 @@
   # internal/hasRegistryHost.nix and internal/storeSafeName.nix.
   hasRegistryHost,
   storeSafeName,
-  # The OCI architecture of the library's `system`.
+  # The OCI architecture and variant of the library's `system`.
   systemArchitecture,
+  systemVariant,
   # The copyTo* apps of the result (internal/copyTo.nix).
   copyTo,
 }:
@@ -34,10 +35,13 @@
   # The manifest digest to pull, "sha256:<64 hex>" (an index is followed
   # to the manifest of `os` and `arch`).
   imageDigest,
-  # The hash of the resulting archive: `hash` (SRI, "sha256-...") or the
-  # older `sha256` (base32 or hex). Give exactly one.
+  # The hash of the resulting archive: `hash` (SRI, "sha256-..."), the
+  # older `sha256` (base32 or hex), or `outputHash` with `outputHashAlgo`
+  # as a fetcher's derivation takes them. Give exactly one.
   hash ? null,
   sha256 ? null,
+  outputHash ? null,
+  outputHashAlgo ? null,
   # The name and tag the archive gives the image (what `podman load`
   # names it).
   finalImageName ? imageName,
@@ -45,6 +49,10 @@
   # The platform to pick from an index.
   os ? "linux",
   arch ? systemArchitecture,
+  # Its variant; null: any. By default the system's for 32-bit ARM
+  # ("v7"), where variants tell images apart; null for every other
+  # architecture (arm64 indexes often leave out "v8").
+  variant ? (if arch == systemArchitecture && arch == "arm" then systemVariant else null),
   # false: accept plain http and self-signed certificates (local
   # registries).
   tlsVerify ? true,
@@ -66,9 +74,16 @@ let
       imageDigest
     else
       throw "${fn}: imageDigest must be \"sha256:\" and 64 lowercase hex digits, as `skopeo inspect` prints it";
-  outputHash =
-    if hash != null && sha256 != null then
-      throw "${fn}: give hash or sha256, not both"
+  hashes = builtins.filter (h: h != null) [
+    hash
+    sha256
+    outputHash
+  ];
+  fixedOutput =
+    if builtins.length hashes > 1 then
+      throw "${fn}: give one of hash, sha256 and outputHash, not several"
+    else if outputHashAlgo != null && outputHash == null then
+      throw "${fn}: outputHashAlgo goes with outputHash; give outputHash too, or give hash = \"sha256-...\" alone"
     else if hash != null then
       { outputHash = hash; }
     else if sha256 != null then
@@ -76,25 +91,45 @@ let
         outputHash = sha256;
         outputHashAlgo = "sha256";
       }
+    else if outputHash != null then
+      (
+        if outputHashAlgo == null && builtins.match "[a-z0-9]+-.*" outputHash == null then
+          throw "${fn}: outputHash ${builtins.toJSON outputHash} names no algorithm; give it in SRI form (\"sha256-...\") or add outputHashAlgo = \"sha256\""
+        else
+          { inherit outputHash; } // (if outputHashAlgo == null then { } else { inherit outputHashAlgo; })
+      )
     else
       throw "${fn}: hash is required: build once with hash = \"sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\" and take the hash Nix reports";
   tag = checks.tag fn finalImageTag;
+  # Lowercased, with a warning, as the image builders' names.
+  finalName = checks.name fn finalImageName;
+  platformString =
+    arg: v:
+    if builtins.isString v && builtins.match "[a-z0-9]+" v != null then
+      v
+    else
+      throw "${fn}: ${arg} ${builtins.toJSON v} must be a platform name in OCI terms, such as os = \"linux\" or arch = \"arm64\"";
   baseName = storeSafeName finalImageName;
   drvName = if name != null then name else "docker-image-${baseName}-${tag}.tar";
   image =
     helperDerivation drvName
-      {
+      (
+        {
         job = "pull";
         imageName = reference;
         imageDigest = digest;
-        finalImageName = checks.name fn finalImageName;
+        finalImageName = finalName;
         finalImageTag = tag;
-        inherit os arch;
+        os = platformString "os" os;
+        arch = platformString "arch" arch;
         tlsVerify =
           if builtins.isBool tlsVerify then tlsVerify else throw "${fn}: tlsVerify must be true or false";
       }
+        # Only given, so a pull of any variant keeps its derivation.
+        // (if checks.variant fn variant == null then { } else { inherit variant; })
+      )
       (
-        outputHash
+        fixedOutput
         // {
           outputHashMode = "flat";
           # A proxy and a CA bundle of the host may be needed to reach the
@@ -115,7 +150,7 @@ in
 image
 // {
   inherit imageDigest;
-  imageName = finalImageName;
+  imageName = finalName;
   imageTag = tag;
 }
 // copyTo image

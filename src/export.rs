@@ -3,8 +3,9 @@
 //!
 //! The image is read as a base ([`Base::open`], every layer checked as
 //! hostile input, whiteouts applied) and its [`View`] is written in order,
-//! parents before children: each path with the mode, owner ids and names
-//! and mtime its layer gave it; files with their data, read back from the
+//! parents before children, named `./PATH` after a `./` for the root as
+//! dockerTools' exportImage (`tar -C root -c .`) names them: each path
+//! with the mode, owner ids and names and mtime its layer gave it; files with their data, read back from the
 //! kept layer tars; symlinks, directories, devices and fifos. A hard link
 //! of a layer is written as a file. Headers go through the one encoder
 //! ([`crate::archive::header`]), so the same image gives the same bytes.
@@ -46,11 +47,34 @@ pub fn write_view<R: Read>(
     w: &mut impl Write,
 ) -> Result<()> {
     let zeros = [0u8; header::BLOCK as usize];
-    for (path, entry) in view.iter() {
+    // The root: as a layer gave it, else root's 0755 directory at the
+    // library's default time.
+    let root_default = ViewEntry {
+        kind: EntryKind::Dir,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        uname: b"root".to_vec(),
+        gname: b"root".to_vec(),
+        mtime: 1,
+        size: 0,
+        link: Vec::new(),
+        sha256: None,
+        layer: 0,
+        offset: 0,
+    };
+    let root = view
+        .get(b"")
+        .filter(|e| e.kind == EntryKind::Dir)
+        .unwrap_or(&root_default);
+    let entries =
+        std::iter::once((Vec::new(), root)).chain(view.iter().filter(|(p, _)| !p.is_empty()));
+    for (path, entry) in entries {
         let shown = String::from_utf8_lossy(&path).into_owned();
         let kind = entry.kind;
-        let mut name = path.clone();
-        if kind == EntryKind::Dir {
+        let mut name = b"./".to_vec();
+        name.extend_from_slice(&path);
+        if kind == EntryKind::Dir && !path.is_empty() {
             name.push(b'/');
         }
         let owner = Owner {
@@ -211,15 +235,16 @@ mod tests {
         assert_eq!(
             got,
             [
-                "dev/ 5 755 0:0 root:root 1000 \"\" ",
-                "dev/null 3 666 0:0 root:root 1000 \"\" ",
-                "etc/ 5 755 0:0 root:root 1000 \"\" ",
-                "etc/passwd 0 644 0:0 root:root 1000 \"root:x:0:0\\n\" ",
-                "home/ 5 700 1000:1000 app:app 2000 \"\" ",
-                "home/app 0 4755 1000:1000 app:app 2000 \"data\" ",
-                "home/copy 0 600 1000:1000 app:app 2000 \"data\" ",
-                "home/ln 2 777 1000:1000 app:app 2000 \"\" app",
-                "run-fifo 6 600 0:0 root:root 1000 \"\" ",
+                "./ 5 755 0:0 root:root 1 \"\" ",
+                "./dev/ 5 755 0:0 root:root 1000 \"\" ",
+                "./dev/null 3 666 0:0 root:root 1000 \"\" ",
+                "./etc/ 5 755 0:0 root:root 1000 \"\" ",
+                "./etc/passwd 0 644 0:0 root:root 1000 \"root:x:0:0\\n\" ",
+                "./home/ 5 700 1000:1000 app:app 2000 \"\" ",
+                "./home/app 0 4755 1000:1000 app:app 2000 \"data\" ",
+                "./home/copy 0 600 1000:1000 app:app 2000 \"data\" ",
+                "./home/ln 2 777 1000:1000 app:app 2000 \"\" app",
+                "./run-fifo 6 600 0:0 root:root 1000 \"\" ",
             ]
         );
     }

@@ -5,6 +5,8 @@
 {
   # hasRegistryHost.nix: name -> whether it starts with a registry host.
   hasRegistryHost,
+  # warn.nix: message: value: value, after one evaluation warning.
+  warn,
 }:
 let
   component = "[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*";
@@ -34,20 +36,35 @@ in
 {
   inherit optionalString;
 
-  # A repository name, lowercase, as registries require.
+  # A repository name, lowercase, as registries require. A name that is
+  # valid once lowercased is lowercased, with one warning, as dockerTools
+  # lowercases image names.
   name =
     fn: name:
+    let
+      lowered = (if hasRegistryHost name then hostOf name + "/" else "") + toLower (pathOf name);
+    in
     if !builtins.isString name then
       throw "${fn}: name must be a string such as \"hello\""
     else if validName name then
       name
-    else if validName (toLower (pathOf name)) then
-      throw "${fn}: name \"${name}\" must be lowercase (registries reject it); use \"${
-        (if hasRegistryHost name then hostOf name + "/" else "")
-        + toLower (pathOf name)
-      }\""
+    else if validName lowered then
+      warn "${fn}: name \"${name}\" has uppercase letters, which registries reject; the image is named \"${lowered}\": use name = \"${lowered}\"" lowered
     else
       throw "${fn}: name \"${name}\" is not a valid repository name; use lowercase letters, digits and . _ __ - between them, with / between components";
+
+  # A platform variant ("v7"), or null for none.
+  variant =
+    fn: v:
+    if v == null || (builtins.isString v && matches "[a-z0-9]+" v) then
+      v
+    else
+      throw "${fn}: variant ${builtins.toJSON v} is not a platform variant; use lowercase letters and digits such as \"v7\" or \"v8\", or null for none";
+
+  # A true or false argument.
+  bool =
+    fn: arg: v:
+    if builtins.isBool v then v else throw "${fn}: ${arg} must be true or false";
 
   # A tag, or null for the output hash.
   tag =

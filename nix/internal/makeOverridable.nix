@@ -1,9 +1,14 @@
-# `makeOverridable f args`: `f args`, with `.override` added when the
-# result is an attribute set. `result.override new` is `f` called again
-# with `args // new` (`new` a set, or a function of the old arguments
-# giving one), overridable in turn. nixpkgs' lib.makeOverridable does
-# this and more (overrideDerivation); the library evaluates without
-# nixpkgs, so this is the part it needs.
+# `makeOverridable f args`: `f args`, with `override` added to the result
+# when it is an attribute set, as nixpkgs' lib.makeOverridable gives it:
+#
+#   image.override { tag = "v2"; }
+#   image.override (old: { config = old.config // { User = "app"; }; })
+#
+# calls `f` again with the arguments updated (an attribute set is merged
+# over them; a function gets them and returns what to merge), and the new
+# result can be overridden in turn. The library evaluates without nixpkgs,
+# so this is the small part of lib.makeOverridable it needs (no
+# overrideDerivation).
 { }:
 let
   makeOverridable =
@@ -11,7 +16,7 @@ let
     let
       result = f args;
       override =
-        new: makeOverridable f (args // (if builtins.isFunction new then new args else new));
+        update: makeOverridable f (args // (if builtins.isFunction update then update args else update));
     in
     if builtins.isAttrs result then result // { inherit override; } else result;
 in

@@ -4,8 +4,8 @@
 # `callPackage` fills them from the scope (builtins.functionArgs), so
 # every file says what it uses. nixpkgs' lib.makeScope and callPackage do
 # the same, but the library evaluates without nixpkgs, so this is the
-# small part of them it needs (no overrideScope, no `override` on
-# results).
+# small part of them it needs (no overrideScope; the public results'
+# `override` comes from makeOverridable.nix).
 #
 #   scope (self: { a = 1; b = self.callPackage ./b.nix { }; })
 #

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::from_image::BaseAttrs;
-use super::join::join_one;
+use super::join::{Dirlinks, join_one};
 use super::metadata::{tree_metadata, write_metadata};
 use super::script::{ScriptTools, run_script};
 use super::{Derivation, check_version};
@@ -43,6 +43,14 @@ pub(super) struct RunAsRootJob {
     /// `PATH` for `extraCommands`.
     #[serde(default)]
     script_path: String,
+    /// `PATH` of the script in the root (the library's coreutils, then
+    /// `/bin`, as in dockerTools); absent: a root shell's.
+    #[serde(default)]
+    path: Option<String>,
+    /// buildImage's `keepContentsDirlinks`; absent: symlinks to
+    /// directories stay symlinks.
+    #[serde(default)]
+    keep_contents_dirlinks: Option<bool>,
 }
 
 impl RunAsRootJob {
@@ -92,11 +100,15 @@ impl RunAsRootJob {
                 .and_then(|rel| before.entries.get(rel))
                 .is_some_and(|e| e.dev == md.dev() && e.ino == md.ino())
         };
+        let dirlinks = Dirlinks::from_keep(self.keep_contents_dirlinks);
         for path in &self.paths {
-            join_one(path, &root, &from_base)?;
+            join_one(path, &root, &from_base, dirlinks)?;
         }
 
         let mut chroot = Chroot::new(&root);
+        if let Some(path) = &self.path {
+            chroot.env("PATH", path);
+        }
         let mut store_paths: BTreeSet<String> = graph.paths().map(str::to_owned).collect();
         store_paths.extend(store_path_of(&self.shell));
         for path in &store_paths {

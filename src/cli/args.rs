@@ -88,6 +88,10 @@ pub enum Command {
     Stream {
         /// Image spec (JSON, version 1).
         spec: PathBuf,
+        /// NAME:TAG the archive gives the image, in place of the spec's
+        /// (dockerTools' stream script option).
+        #[arg(long = "repo_tag", short = 't', value_name = "NAME:TAG")]
+        repo_tag: Option<String>,
     },
     /// Plan store layers for a closure graph and print them as JSON.
     #[command(after_help = "Example:\n  \

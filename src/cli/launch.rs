@@ -1,6 +1,6 @@
 //! `stevedore launch`: a launcher script the Nix library wrote
 //! (`copyToRegistry`, `copyToPodman`, `copyToDockerDaemon`) run with its
-//! user's arguments.
+//! user's arguments; and the `--repo_tag` of a stream launcher.
 
 use std::path::Path;
 
@@ -43,5 +43,41 @@ pub fn run(script: &Path, args: &[String]) -> Result<()> {
             };
             load(Path::new(&launcher.image), into)
         }
+    }
+}
+
+/// A stream launcher's `--repo_tag NAME:TAG` (dockerTools' stream script
+/// option), split and checked: the tag is after the last `:` that has no
+/// `/` after it, so a registry port stays in the name.
+pub fn repo_tag(text: &str) -> Result<(String, String)> {
+    use crate::oci::reference::{check_name, check_tag};
+
+    let Some((name, tag)) = text.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')) else {
+        anyhow::bail!(
+            "--repo_tag {text:?} has no tag; give NAME:TAG, such as --repo_tag hello:latest"
+        );
+    };
+    check_name(name).map_err(|e| anyhow::anyhow!("--repo_tag: {e}"))?;
+    check_tag(tag).map_err(|e| anyhow::anyhow!("--repo_tag: {e}"))?;
+    Ok((name.to_owned(), tag.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::repo_tag;
+
+    #[test]
+    fn a_repo_tag_splits_at_the_tag_and_keeps_a_port_in_the_name() {
+        let ok = |t: &str| repo_tag(t).unwrap();
+        assert_eq!(ok("hello:dev"), ("hello".into(), "dev".into()));
+        assert_eq!(
+            ok("localhost:5000/team/app:1.0"),
+            ("localhost:5000/team/app".into(), "1.0".into())
+        );
+        let err = |t: &str| format!("{:#}", repo_tag(t).unwrap_err());
+        assert!(err("localhost:5000/app").contains("has no tag"));
+        assert!(err("hello").contains("has no tag"));
+        assert!(err("Hello:dev").contains("uppercase"));
+        assert!(err("hello:-x").contains("not a valid tag"));
     }
 }

@@ -27,7 +27,13 @@ pub fn run(cli: Cli) -> Result<()> {
             let jobs = jobs.unwrap_or_else(pool::default_jobs);
             format::write(&image, format, compress, &out, jobs)
         }
-        Command::Stream { spec } => format::stream_to_stdout(&source::launcher_image(&spec)?),
+        Command::Stream { spec, repo_tag } => {
+            let mut image = source::launcher_image(&spec)?;
+            if let Some(repo_tag) = repo_tag {
+                (image.name, image.tag) = launch::repo_tag(&repo_tag)?;
+            }
+            format::stream_to_stdout(&image)
+        }
         Command::Layers {
             graph,
             strategy,

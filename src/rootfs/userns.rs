@@ -174,8 +174,14 @@ pub struct Chroot {
 impl Chroot {
     /// `runAsRoot`: the script runs chrooted into `root`.
     pub fn new(root: &Path) -> Chroot {
+        Chroot::named("runAsRoot", root)
+    }
+
+    /// A script named `what` in messages (`fakeRootCommands` with
+    /// enableFakechroot) runs chrooted into `root`.
+    pub fn named(what: &'static str, root: &Path) -> Chroot {
         Chroot {
-            what: "runAsRoot",
+            what,
             root: root.to_owned(),
             chroot: true,
             mounts: Vec::new(),
@@ -246,7 +252,8 @@ impl Chroot {
             match fs::symlink_metadata(&dir) {
                 Ok(md) if md.is_dir() => {}
                 Ok(_) => bail!(
-                    "runAsRoot: /{} in the image root is not a directory, so {} cannot be mounted at {inside}",
+                    "{}: /{} in the image root is not a directory, so {} cannot be mounted at {inside}",
+                    self.what,
                     dir.strip_prefix(&self.root).unwrap_or(&dir).display(),
                     source.display()
                 ),

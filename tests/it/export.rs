@@ -122,19 +122,20 @@ fn export_applies_whiteouts_and_keeps_metadata() {
     assert_eq!(
         listing(&bytes),
         [
-            "dev/ 5 755 0:1 root:root-group 1000000 \"\"",
-            "dev/null 3 666 0:1 root:root-group 1000000 1,3 \"\"",
-            "dev/sda1 4 660 0:1 root:root-group 1000000 8,1 \"\"",
-            "etc/ 5 755 0:1 root:root-group 1000000 \"\"",
-            "etc/passwd 0 644 0:1 root:root-group 1000000 \"root:x:0:0::/:/bin/sh\\n\"",
-            "home/ 5 700 1000:1001 app:app-group 1001000 \"\"",
-            "home/link 2 777 1000:1001 app:app-group 1001000 -> tool",
-            "home/tool 0 4755 1000:1001 app:app-group 1001000 \"#!/bin/sh\\n\"",
-            "home/tool-copy 0 755 1000:1001 app:app-group 1001000 \"#!/bin/sh\\n\"",
-            "opt/ 5 755 0:1 root:root-group 1000000 \"\"",
-            "opt/new 0 600 1000:1001 app:app-group 1001000 \"new\"",
-            "run/ 5 1777 0:1 root:root-group 1000000 \"\"",
-            "run/fifo 6 600 0:1 root:root-group 1000000 \"\"",
+            "./ 5 755 0:0 root:root 1 \"\"",
+            "./dev/ 5 755 0:1 root:root-group 1000000 \"\"",
+            "./dev/null 3 666 0:1 root:root-group 1000000 1,3 \"\"",
+            "./dev/sda1 4 660 0:1 root:root-group 1000000 8,1 \"\"",
+            "./etc/ 5 755 0:1 root:root-group 1000000 \"\"",
+            "./etc/passwd 0 644 0:1 root:root-group 1000000 \"root:x:0:0::/:/bin/sh\\n\"",
+            "./home/ 5 700 1000:1001 app:app-group 1001000 \"\"",
+            "./home/link 2 777 1000:1001 app:app-group 1001000 -> tool",
+            "./home/tool 0 4755 1000:1001 app:app-group 1001000 \"#!/bin/sh\\n\"",
+            "./home/tool-copy 0 755 1000:1001 app:app-group 1001000 \"#!/bin/sh\\n\"",
+            "./opt/ 5 755 0:1 root:root-group 1000000 \"\"",
+            "./opt/new 0 600 1000:1001 app:app-group 1001000 \"new\"",
+            "./run/ 5 1777 0:1 root:root-group 1000000 \"\"",
+            "./run/fifo 6 600 0:1 root:root-group 1000000 \"\"",
         ]
     );
     // GNU tar reads it too, and a second export is the same bytes.
@@ -213,7 +214,7 @@ fn export_image_nix_matches_the_command_and_runs() {
     );
     let names = listing(&from_nix);
     assert!(
-        names.iter().any(|n| n.starts_with("bin/sh 2 777")),
+        names.iter().any(|n| n.starts_with("./bin/sh 2 777")),
         "{names:#?}"
     );
     assert!(
@@ -252,11 +253,11 @@ fn export_reads_a_stream_launcher() {
     assert!(
         names
             .iter()
-            .any(|n| n.starts_with("bin/sh 2 777 0:0 root:root")),
+            .any(|n| n.starts_with("./bin/sh 2 777 0:0 root:root")),
         "{names:#?}"
     );
     assert!(
-        names.iter().any(|n| n.starts_with("nix/store/ 5 755")),
+        names.iter().any(|n| n.starts_with("./nix/store/ 5 755")),
         "{names:#?}"
     );
 }
@@ -298,9 +299,12 @@ fn export_image_nix_picks_by_name_and_tag() {
         let path = String::from_utf8(out.stdout).unwrap();
         assert!(path.trim().ends_with(name), "{path}");
         let names = listing(&fs::read(path.trim()).unwrap());
-        let markers: Vec<&String> = names.iter().filter(|n| n.starts_with("marker-")).collect();
+        let markers: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with("./marker-"))
+            .collect();
         assert_eq!(markers.len(), 1, "{names:#?}");
-        assert!(markers[0].starts_with(want), "{markers:?}");
+        assert!(markers[0].starts_with(&format!("./{want}")), "{markers:?}");
     }
     let err = run_fail(Command::new("nix-build").args([
         "-E",

@@ -162,7 +162,7 @@ fn merge_keeps_every_image_shares_blobs_and_merges_tags() {
         members(&fs::read(&rootfs).unwrap())
             .keys()
             .collect::<Vec<_>>(),
-        ["base", "one", "three"]
+        ["./", "./base", "./one", "./three"]
     );
 }
 
@@ -206,7 +206,7 @@ fn merge_renames_members_that_clash() {
             .arg(&out)
             .args(["--name", "x", "--tag", tag, "--out"])
             .arg(&rootfs));
-        assert_eq!(members(&fs::read(&rootfs).unwrap())["a"], data.as_bytes());
+        assert_eq!(members(&fs::read(&rootfs).unwrap())["./a"], data.as_bytes());
     }
 }
 

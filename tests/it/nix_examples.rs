@@ -341,21 +341,24 @@ fn valid_arguments_instantiate() {
 }
 
 #[test]
-fn uppercase_name_is_refused_with_the_lowercase_fix() {
-    evaluation_fails(
-        r#"buildLayeredImage { name = "MyApp"; }"#,
-        &[
-            r#"buildLayeredImage: name "MyApp" must be lowercase"#,
-            r#"use "myapp""#,
-        ],
-    );
-    evaluation_fails(
-        r#"streamLayeredImage { name = "localhost:5000/Team/App"; }"#,
-        &[
-            r#"streamLayeredImage: name "localhost:5000/Team/App" must be lowercase"#,
-            r#"use "localhost:5000/team/app""#,
-        ],
-    );
+fn uppercase_name_is_lowercased_with_a_warning_that_gives_the_fix() {
+    for (call, warning, fix) in [
+        (
+            r#"buildLayeredImage { name = "MyApp"; }"#,
+            r#"buildLayeredImage: name "MyApp" has uppercase letters"#,
+            r#"use name = "myapp""#,
+        ),
+        (
+            r#"streamLayeredImage { name = "localhost:5000/Team/App"; }"#,
+            r#"streamLayeredImage: name "localhost:5000/Team/App" has uppercase letters"#,
+            r#"use name = "localhost:5000/team/app""#,
+        ),
+    ] {
+        let expr = format!("(import {REPO}/nix {{ helper = {}; }}).{call}", helper());
+        let out = run(nix().command("nix-instantiate").arg("-E").arg(&expr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(warning) && stderr.contains(fix), "{stderr}");
+    }
 }
 
 #[test]
@@ -607,11 +610,16 @@ fn build_fails_with(call: &str) -> String {
 
 #[test]
 fn build_image_takes_no_layer_arguments() {
-    for arg in ["maxLayers = 3;", r#"layering = "auto";"#] {
+    for arg in [
+        "maxLayers = 3;",
+        r#"layering = "auto";"#,
+        r#"layeringPipeline = [ [ "popularity_contest" ] ];"#,
+        "debug = true;",
+    ] {
         evaluation_fails(
             &format!(r#"buildImage {{ name = "myapp"; {arg} }}"#),
             &[
-                "buildImage: maxLayers and layering are not arguments of buildImage; use buildLayeredImage",
+                "buildImage: maxLayers, layering, layeringPipeline and debug are not arguments of buildImage; use buildLayeredImage",
             ],
         );
     }

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::nix_library::build;
+use crate::support::nix::build;
 use crate::support::nix::{REPO, evaluation_fails, nix};
 use crate::support::podman::{PodmanImage, podman, podman_load, podman_load_stream};
 use crate::support::process::{stdout_of, tempdir};

@@ -10,76 +10,12 @@
 //! nonce, so no earlier result is reused.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::path::Path;
 
 use crate::support::docker_archive::{archive_layers, store_paths_in};
-use crate::support::nix::{REPO, nix};
+use crate::support::nix::{build, build_fails, expr, nix, nonce};
 use crate::support::podman::{podman_load, podman_run};
-use crate::support::process::{run, run_bounded, tempdir};
-
-/// A value no earlier run used.
-pub(crate) fn nonce() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    format!("{}{}", now.as_nanos(), std::process::id())
-}
-
-/// `let ex = <the examples>; s = <the library>; in BODY`. The library
-/// gets the shell and PATH this Nix's builds can run: the host's without
-/// a sandbox, the examples' busybox from the store in it (as the flake
-/// gives nixpkgs'), unless `library_args` names its own.
-pub(crate) fn expr(library_args: &str, body: &str) -> String {
-    let helper = nix().helper().display().to_string();
-    let tools = if !library_args.is_empty() {
-        library_args.to_owned()
-    } else if nix().sandboxed() {
-        r#"shell = "${ex.busybox}/bin/sh"; scriptPath = "${ex.busybox}/bin";"#.to_owned()
-    } else {
-        String::new()
-    };
-    format!(
-        "let ex = import {REPO}/examples {{ {} }}; s = import {REPO}/nix {{ helper = {helper}; {tools} }}; in {body}",
-        nix().example_attrs()
-    )
-}
-
-/// Builds `expr` with this Nix, bounded in time; the result's store path
-/// and its path on the host. The out link lives in `dir`.
-pub(crate) fn build(expr: &str, dir: &Path) -> (PathBuf, PathBuf) {
-    let link = dir.join("result");
-    let out = run_bounded(
-        nix()
-            .command("nix-build")
-            .arg("-E")
-            .arg(expr)
-            .arg("-o")
-            .arg(&link),
-        Duration::from_secs(300),
-    );
-    assert!(
-        out.status.success(),
-        "nix-build -E {expr}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let host = nix().host_path(&store_path);
-    (store_path, host)
-}
-
-/// Builds `expr`, which must fail; its error output.
-pub(crate) fn build_fails(expr: &str) -> String {
-    let out = run_bounded(
-        nix()
-            .command("nix-build")
-            .args(["--no-out-link", "-E"])
-            .arg(expr),
-        Duration::from_secs(300),
-    );
-    assert!(!out.status.success(), "{expr} built");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+use crate::support::process::{run, tempdir};
 
 /// `nix-store -qR PATH` of this Nix.
 fn closure_of(path: &Path) -> BTreeSet<String> {

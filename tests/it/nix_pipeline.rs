@@ -11,8 +11,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::nix_library::{build, build_fails, expr, nonce};
 use crate::support::docker_archive::{archive_layers, store_paths_in};
+use crate::support::nix::{build, build_fails, expr, nonce};
 use crate::support::nix::{evaluation_fails, nix};
 use crate::support::podman::{podman_inspect, podman_load, podman_rmi};
 use crate::support::process::{run_bounded, tempdir};

@@ -583,8 +583,8 @@ fn nix_db_arguments_are_checked_at_evaluation() {
         "streamLayeredImage: includeNixDB must be true or false",
     );
     evaluation_fails(
-        r#"buildLayeredImageWithNixDb { name = "X"; }"#,
-        r#"buildLayeredImageWithNixDb: name "X" must be lowercase"#,
+        r#"buildLayeredImageWithNixDb { name = "X/"; }"#,
+        r#"buildLayeredImageWithNixDb: name "X/" is not a valid repository name"#,
     );
 }
 

@@ -101,14 +101,7 @@ impl MultiPlatform {
                 &reference,
             ]));
         }
-        run_in_podman_store(podman().args([
-            "manifest",
-            "push",
-            "--all",
-            "--tls-verify=false",
-            &list.0,
-            &reg.reference("index/app", "multi"),
-        ]));
+        crate::support::podman::podman_manifest_push(&list, &reg.reference("index/app", "multi"));
         drop(list);
         if host.is_empty() {
             host = host_architecture(&busybox, work.path());

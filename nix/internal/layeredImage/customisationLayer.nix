@@ -1,12 +1,16 @@
 # The customisation tree of an image without runAsRoot: the `contents`
 # directories joined into / as a symlink forest, then extraCommands run
 # in it as the build user and fakeRootCommands as root in a user
-# namespace of the helper's own. Its outputs are the tree and
-# `metadata`: the modes and owners the tree had before the store
-# normalised them.
+# namespace of the helper's own (with enableFakechroot, chrooted into
+# the tree with the closure of `contents`, of the shell and PATH and of
+# the store paths the commands name mounted in). Its outputs are the tree and `metadata`: the modes and
+# owners the tree had before the store normalised them.
 {
-  # helperDerivation.nix: name: job: extra: derivation.
+  # helperDerivation.nix and textFile.nix.
   helperDerivation,
+  textFile,
+  # toolPaths.nix: the store paths a shell or PATH string comes from.
+  toolPaths,
   # The shell and PATH of the library's commands.
   shell,
   scriptPath,
@@ -19,7 +23,25 @@
   # The image's extraCommands and fakeRootCommands.
   extraCommands,
   fakeRootCommands,
+  # The checked enableFakechroot.
+  enableFakechroot ? false,
+  # buildImage's checked keepContentsDirlinks; null for the layered
+  # images, which join as symlinkJoin does.
+  keepContentsDirlinks ? null,
 }:
+let
+  # With enableFakechroot, what the commands see as the store: the
+  # closures of contents, of the shell and PATH, and of the store paths
+  # the commands name (a store file of them has those as references).
+  chrootPaths =
+    contents
+    ++ toolPaths [
+      shell
+      scriptPath
+    ]
+    ++ [ (textFile "${baseName}-fake-root-commands.sh" fakeRootCommands) ];
+  fakechroot = enableFakechroot && fakeRootCommands != "";
+in
 helperDerivation "${baseName}-customisation-layer" (
   {
     job = "root";
@@ -29,9 +51,22 @@ helperDerivation "${baseName}-customisation-layer" (
   # The shell and PATH only when there are commands, so an image without
   # them has neither in its build closure.
   // (if extraCommands != "" || fakeRootCommands != "" then { inherit shell scriptPath; } else { })
-) {
-  outputs = [
-    "out"
-    "metadata"
-  ];
-}
+  // (
+    if fakechroot then
+      {
+        enableFakechroot = true;
+        graph = "closure";
+      }
+    else
+      { }
+  )
+  // (if keepContentsDirlinks == null then { } else { inherit keepContentsDirlinks; })
+) (
+  {
+    outputs = [
+      "out"
+      "metadata"
+    ];
+  }
+  // (if fakechroot then { exportReferencesGraph.closure = chrootPaths; } else { })
+)

@@ -5,8 +5,11 @@
 {
   # Argument checks (checks.nix).
   checks,
-  # The OCI architecture of the library's `system`.
+  # The OCI architecture and variant of the library's `system`.
   systemArchitecture,
+  systemVariant,
+  # The helper binary, the stream launchers' program (streamScript).
+  helperBin,
   # storeSafeName.nix and outputHash.nix.
   storeSafeName,
   outputHash,
@@ -34,6 +37,8 @@
   # Whether fromImage's layers count towards maxLayers (buildImage's do
   # not: it always adds two layers).
   countBase ? true,
+  # buildImage's keepContentsDirlinks, checked; null for the others.
+  keepContentsDirlinks ? null,
 }:
 {
   # Repository name, lowercase.
@@ -50,6 +55,9 @@
   config ? { },
   # OCI architecture; defaults to the system's.
   architecture ? systemArchitecture,
+  # OCI platform variant ("v7"); defaults to the system's (null on CPUs
+  # without one).
+  variant ? systemVariant,
   # Image creation time, RFC 3339, or "now" (not reproducible).
   created ? "1970-01-01T00:00:01Z",
   # Time of every file in the layers; "" means `created` (or
@@ -68,6 +76,9 @@
   # namespace, after extraCommands; the owners and modes they set are
   # kept.
   fakeRootCommands ? "",
+  # true: fakeRootCommands run chrooted into the tree, which they see as
+  # /, with the store paths of contents, shell and PATH mounted in.
+  enableFakechroot ? false,
   # false: no store layers, only the customisation layer.
   includeStorePaths ? true,
   # true: a Nix database registering the image's store paths, and gcroots
@@ -118,7 +129,13 @@ let
   customisation =
     if runAsRoot == null then
       customisationLayer {
-        inherit baseName extraCommands fakeRootCommands;
+        inherit
+          baseName
+          extraCommands
+          fakeRootCommands
+          keepContentsDirlinks
+          ;
+        enableFakechroot = checks.bool fn "enableFakechroot" enableFakechroot;
         contents = contentsList;
       }
     else
@@ -128,6 +145,7 @@ let
           runAsRoot
           extraCommands
           withBase
+          keepContentsDirlinks
           ;
         contents = contentsList;
       };
@@ -191,14 +209,30 @@ let
         architecture
         ;
       config = checks.config fn config;
-    };
+    }
+    # Only given, so images without a variant keep their derivations.
+    // (if checks.variant fn variant == null then { } else { inherit variant; });
   };
 in
 result
 // {
   inherit meta imageName;
   imageTag = if imageTag != null then imageTag else outputHash result;
+  # dockerTools' passthru: the customisation layer (buildImage's `layer`).
+  layer = customisation;
 }
+# A stream launcher, as dockerTools marks it; its program and the image
+# description it runs (here the launcher itself, holding the spec).
+// (
+  if output == "stream" then
+    {
+      isExe = true;
+      streamScript = helperBin;
+      conf = result;
+    }
+  else
+    { }
+)
 # `nix run .#image.copyToRegistry -- docker://...` and the others.
 // copyTo result
 // passthru

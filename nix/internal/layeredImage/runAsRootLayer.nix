@@ -8,12 +8,15 @@
   # helperDerivation.nix and textFile.nix.
   helperDerivation,
   textFile,
-  # storePathOf.nix: string -> the store path it lies in, or null.
-  storePathOf,
+  # toolPaths.nix: the store paths a shell or PATH string comes from.
+  toolPaths,
   # The library's shell, which runs the script inside the root, and PATH
   # for extraCommands.
   shell,
   scriptPath,
+  # The library's coreutils: the script's PATH is its bin/ then /bin, as
+  # in dockerTools; null: the PATH of a root shell.
+  coreutils,
 }:
 {
   # The image's `<base>` (baseName.nix), for the derivation names.
@@ -26,16 +29,22 @@
   extraCommands,
   # The job's base: { base = ...; } (checks.fromImage) or { }.
   withBase,
+  # buildImage's keepContentsDirlinks, checked.
+  keepContentsDirlinks,
 }:
 let
   script = textFile "${baseName}-run-as-root.sh" runAsRoot;
   shellString = "${shell}";
-  # A shell from the store is mounted into the root with its closure.
-  shellPaths =
-    let
-      shellPath = storePathOf shellString;
-    in
-    if shellPath != null && builtins.hasContext shellString then [ shellPath ] else [ ];
+  # A shell and coreutils from the store are mounted into the root with
+  # their closure.
+  shellPaths = toolPaths [ shellString ];
+  withCoreutils =
+    if coreutils == null then
+      { }
+    else
+      {
+        path = "${coreutils}/bin:/bin";
+      };
 in
 helperDerivation "${baseName}-customisation-layer" (
   {
@@ -44,8 +53,9 @@ helperDerivation "${baseName}-customisation-layer" (
     script = "${script}";
     shell = shellString;
     graph = "closure";
-    inherit extraCommands;
+    inherit extraCommands keepContentsDirlinks;
   }
+  // withCoreutils
   // (if extraCommands != "" then { inherit scriptPath; } else { })
   # The root starts from the base's file system.
   // withBase
@@ -55,5 +65,6 @@ helperDerivation "${baseName}-customisation-layer" (
     "metadata"
   ];
   # Every store path the script may use, mounted into the root.
-  exportReferencesGraph.closure = contents ++ [ script ] ++ shellPaths;
+  exportReferencesGraph.closure =
+    contents ++ [ script ] ++ shellPaths ++ (if coreutils == null then [ ] else [ coreutils ]);
 }

@@ -4,8 +4,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
-use super::process::{run, run_fail, tempdir};
+use super::process::{run, run_bounded, run_fail, tempdir};
 
 /// The checkout under test.
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -204,4 +205,72 @@ pub fn evaluation_fails(call: &str, needles: &[&str]) -> String {
         );
     }
     stderr
+}
+
+// Expressions of the library, built with this Nix.
+
+/// A value no earlier run used.
+pub fn nonce() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("{}{}", now.as_nanos(), std::process::id())
+}
+
+/// `let ex = <the examples>; s = <the library>; in BODY`. The library
+/// gets the shell and PATH this Nix's builds can run: the host's without
+/// a sandbox, the examples' busybox from the store in it (as the flake
+/// gives nixpkgs'), unless `library_args` names its own.
+pub fn expr(library_args: &str, body: &str) -> String {
+    let helper = nix().helper().display().to_string();
+    let tools = if !library_args.is_empty() {
+        library_args.to_owned()
+    } else if nix().sandboxed() {
+        r#"shell = "${ex.busybox}/bin/sh"; scriptPath = "${ex.busybox}/bin";"#.to_owned()
+    } else {
+        String::new()
+    };
+    format!(
+        "let ex = import {REPO}/examples {{ {} }}; s = import {REPO}/nix {{ helper = {helper}; {tools} }}; in {body}",
+        nix().example_attrs()
+    )
+}
+
+/// Builds `expr` with this Nix, bounded in time; the result's store path
+/// and its path on the host. The out link lives in `dir`.
+pub fn build(expr: &str, dir: &Path) -> (PathBuf, PathBuf) {
+    let (store_path, host, _) = build_logged(expr, dir);
+    (store_path, host)
+}
+
+/// [`build`], with what Nix printed (evaluation warnings, build logs).
+pub fn build_logged(expr: &str, dir: &Path) -> (PathBuf, PathBuf, String) {
+    let link = dir.join("result");
+    let out = run_bounded(
+        nix()
+            .command("nix-build")
+            .arg("-E")
+            .arg(expr)
+            .arg("-o")
+            .arg(&link),
+        Duration::from_secs(300),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "nix-build -E {expr}:\n{stderr}");
+    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let host = nix().host_path(&store_path);
+    (store_path, host, stderr)
+}
+
+/// Builds `expr`, which must fail; its error output.
+pub fn build_fails(expr: &str) -> String {
+    let out = run_bounded(
+        nix()
+            .command("nix-build")
+            .args(["--no-out-link", "-E"])
+            .arg(expr),
+        Duration::from_secs(300),
+    );
+    assert!(!out.status.success(), "{expr} built");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }

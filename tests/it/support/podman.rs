@@ -111,6 +111,19 @@ pub fn podman_load_stream(producer: &mut Command, reference: &str) -> PodmanImag
     loaded(&load, reference)
 }
 
+/// `podman manifest push --all` of the manifest list `list` to `dest`, a
+/// registry without TLS.
+pub fn podman_manifest_push(list: &PodmanImage, dest: &str) {
+    run_in_podman_store(podman().args([
+        "manifest",
+        "push",
+        "--all",
+        "--tls-verify=false",
+        &list.0,
+        dest,
+    ]));
+}
+
 /// `podman run --rm --network none IMAGE ARGS...`, its standard output.
 pub fn podman_run(image: &PodmanImage, args: &[&str]) -> String {
     stdout_of(
