@@ -342,6 +342,19 @@ mod tests {
     }
 
     #[test]
+    fn a_command_given_as_one_string_is_a_list_of_one() {
+        let spec: crate::spec::ConfigSpec = serde_json::from_value(json!({
+            "Cmd": "/nix/store/x-cmd",
+            "Entrypoint": ["/bin/sh", "-c"],
+        }))
+        .unwrap();
+        assert_eq!(spec.cmd.unwrap(), ["/nix/store/x-cmd"]);
+        assert_eq!(spec.entrypoint.unwrap(), ["/bin/sh", "-c"]);
+        let err = serde_json::from_value::<crate::spec::ConfigSpec>(json!({"Cmd": 1})).unwrap_err();
+        assert!(err.to_string().contains("did not match"), "{err}");
+    }
+
+    #[test]
     fn docker_fields_join_the_runtime_config() {
         let spec: crate::spec::ConfigSpec = serde_json::from_value(json!({
             "Cmd": ["redis-server"],
