@@ -5,12 +5,15 @@
 #   podman load -i result
 #
 # Other arguments as streamNixShellImage; without a tag the archive has
-# the stream's, as buildLayeredImage does.
+# the stream's, as buildLayeredImage does. The result has `override`.
 {
   # internal/nixShellImage.nix and internal/checks.nix.
   nixShellImage,
   checks,
+  # internal/makeOverridable.nix: f: args: f args with `override`.
+  makeOverridable,
 }:
+makeOverridable (
 args:
 let
   fn = "buildNixShellImage";
@@ -28,3 +31,4 @@ nixShellImage {
 // {
   inherit stream;
 }
+)

@@ -106,6 +106,8 @@ let
       shadowSetup = callPackage ./shadowSetup.nix { };
       streamNixShellImage = callPackage ./streamNixShellImage.nix { };
       buildNixShellImage = callPackage ./buildNixShellImage.nix { };
+      writeImageStream = callPackage ./writeImageStream.nix { };
+      shellScript = callPackage ./shellScript.nix { };
     }
   );
   warnFakeroot =
@@ -131,5 +133,7 @@ warnFakeroot {
     shadowSetup
     streamNixShellImage
     buildNixShellImage
+    writeImageStream
+    shellScript
     ;
 }

@@ -24,9 +24,11 @@
   # Of an archive holding several images, the one named so; null: the
   # first (fromImageTag is then not looked at, as in dockerTools).
   fromImageName ? null,
-  # With fromImageName, the tag of the image to take.
-  fromImageTag ? "latest",
-  # The name of the result (`<name>.tar`); by default the image's.
+  # With fromImageName, the tag of the image to take; null: the first
+  # image of that name, whatever its tag (as dockerTools).
+  fromImageTag ? null,
+  # The derivation name, as given; by default fromImage's (dockerTools'
+  # `fromImage.name`), or `<image>.tar` for a path.
   name ? null,
   # dockerTools' VM settings: accepted, not needed.
   diskSize ? null,
@@ -51,9 +53,18 @@ let
       base = if stripped != null then builtins.head stripped else unprefixed;
     in
     storeSafeName base;
-  baseName =
+  drvName =
     if name == null then
-      imageBase
+      (
+        if builtins.isAttrs fromImage && fromImage.isExe or false then
+          # A launcher (`stream-<name>`, which dockerTools cannot export):
+          # its image's name.
+          "${imageBase}.tar"
+        else if builtins.isAttrs fromImage && fromImage ? name then
+          fromImage.name
+        else
+          "${imageBase}.tar"
+      )
     else if builtins.isString name && name != "" then
       storeSafeName name
     else
@@ -64,9 +75,12 @@ let
     else
       throw "${fn}: fromImage must be an image (a derivation or a path to an image file)";
 in
-archiveDerivation "${baseName}.tar" {
+archiveDerivation drvName {
   job = "export";
   fromImage = fromImageStr;
   fromImageName = checks.optionalString fn "fromImageName" fromImageName;
-  fromImageTag = checks.optionalString fn "fromImageTag" fromImageTag;
+  # Without fromImageName the job does not look at the tag; "latest"
+  # there keeps the derivations made before the default became null.
+  fromImageTag =
+    if fromImageName == null then "latest" else checks.optionalString fn "fromImageTag" fromImageTag;
 } { }

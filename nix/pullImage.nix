@@ -152,5 +152,9 @@ image
   inherit imageDigest;
   imageName = finalName;
   imageTag = tag;
+  # dockerTools' attributes of the pull: what is fetched and what the
+  # image is named (attributes of the result, not of the derivation).
+  sourceURL = "docker://${imageName}@${imageDigest}";
+  destNameTag = "${finalName}:${tag}";
 }
 // copyTo image

@@ -5,12 +5,15 @@
 #
 #   stevedore.streamNixShellImage { drv = pkgs.hello; run = "buildDerivation"; }
 #
-# See docs/API.md and internal/nixShellImage.nix.
+# See docs/API.md and internal/nixShellImage.nix. The result has
+# `override`, as dockerTools' (a streamLayeredImage result) has.
 {
   # internal/nixShellImage.nix: the image behind both nix-shell builders.
   nixShellImage,
+  # internal/makeOverridable.nix: f: args: f args with `override`.
+  makeOverridable,
 }:
-nixShellImage {
+makeOverridable (nixShellImage {
   fn = "streamNixShellImage";
   output = "stream";
-}
+})

@@ -26,8 +26,8 @@ pub struct Spec {
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
-    /// RFC 3339 time given to every file; defaults to `created`, or to
-    /// [`DEFAULT_TIME`] when `created` is `"now"`.
+    /// RFC 3339 time given to every file, or `"now"`; defaults to
+    /// `created`, or to [`DEFAULT_TIME`] when `created` is `"now"`.
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mtime: Option<String>,

@@ -101,11 +101,11 @@ in
     table.${c}
       or (throw "${fn}: compressor ${builtins.toJSON c} is unknown; use \"gz\", \"zstd\" or \"none\"");
 
-  # RFC 3339 times, or "now" for `created`.
+  # RFC 3339 times, or "now" (the time the image is written).
   created =
     fn: arg: t:
     if
-      (t == "now" && arg == "created")
+      t == "now"
       || (
         builtins.isString t
         && matches "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})" t
@@ -113,9 +113,7 @@ in
     then
       t
     else
-      throw "${fn}: ${arg} ${builtins.toJSON t} is not a date; use an RFC 3339 time such as \"1970-01-01T00:00:01Z\"${
-        if arg == "created" then " or \"now\"" else ""
-      }";
+      throw "${fn}: ${arg} ${builtins.toJSON t} is not a date; use an RFC 3339 time such as \"1970-01-01T00:00:01Z\" or \"now\"";
 
   # The runtime config: only the keys the OCI config has.
   config =

@@ -9,7 +9,7 @@
 //!
 //! One module per job, holding its fields and its body: `root`,
 //! `run_as_root`, `image`, `file`, `nix_db`, `pull`, [`launcher`],
-//! `export`, `merge`, `tree`. Pieces several jobs share have one home each:
+//! `export`, `merge`, `tree`, `write_stream`. Pieces several jobs share have one home each:
 //! `join` (the symlink forest of `contents`), `script` (the shell
 //! scripts), `metadata` (the modes and owners of a customisation tree),
 //! `from_image` (the `base` attribute).
@@ -28,6 +28,7 @@ mod root;
 mod run_as_root;
 mod script;
 mod tree;
+mod write_stream;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -53,6 +54,7 @@ enum Job {
     Export(export::ExportJob),
     Merge(merge::MergeJob),
     Tree(tree::TreeJob),
+    WriteStream(write_stream::WriteStreamJob),
 }
 
 /// Runs the job of the derivation being built.
@@ -71,6 +73,7 @@ pub fn run() -> Result<()> {
         Job::Merge(job) => job.build(&drv),
         Job::File(job) => job.build(&drv),
         Job::Tree(job) => job.build(&drv),
+        Job::WriteStream(job) => job.build(&drv),
     }
 }
 

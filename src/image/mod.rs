@@ -217,10 +217,11 @@ impl Image {
 
 /// The time of every file of an image, in seconds since the epoch, from the
 /// spec's `created` and `mtime` (see [`Spec::mtime`]). A `created` of
-/// `"now"` leaves it at [`spec::DEFAULT_TIME`], so it never depends on the
-/// clock.
+/// `"now"` leaves it at [`spec::DEFAULT_TIME`], so it depends on the clock
+/// only when `mtime` itself is `"now"` (dockerTools' build time).
 pub fn file_mtime(created: Option<&str>, mtime: Option<&str>) -> Result<u64> {
     let mtime = match (mtime, created) {
+        (Some("now"), _) => OffsetDateTime::now_utc().replace_nanosecond(0)?,
         (Some(t), _) => parse_time("mtime", t)?,
         (None, Some("now")) | (None, None) => parse_time("mtime", spec::DEFAULT_TIME)?,
         (None, Some(t)) => parse_time("created", t)?,

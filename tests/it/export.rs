@@ -285,11 +285,11 @@ fn export_image_nix_picks_by_name_and_tag() {
         )
     };
     for (pick, want, name) in [
-        ("", "marker-a", "merge-docker-images.tar"),
+        ("", "marker-a", "merge-docker-images"),
         (
             r#"fromImageName = "stevedore-export-pick-b"; fromImageTag = "tb"; name = "picked";"#,
             "marker-b",
-            "picked.tar",
+            "picked",
         ),
     ] {
         let link = dir.path().join(want);

@@ -557,3 +557,275 @@ fn pull_image_takes_the_variant_it_is_given_from_an_index() {
     );
     podman_load(&archive, &format!("localhost/{name}:pinned"));
 }
+
+#[test]
+fn write_image_stream_writes_a_streams_image_as_build_layered_image_does() {
+    let nonce = nonce();
+    let dir = tempdir();
+    let name = format!("stevedore-test-write-stream-{nonce}");
+    let args = format!(
+        r#"{{ name = "{name}"; tag = "one"; contents = [ ex.busybox ]; config.Cmd = [ "/bin/echo" "first" ]; }}"#
+    );
+    // The stream overridden, as writeImageStream exists for.
+    let body = format!(
+        r#"s.writeImageStream {{
+          name = "written";
+          stream = (s.streamLayeredImage {args}).override (old: {{ tag = "two"; config.Cmd = [ "/bin/echo" "written {nonce}" ]; }});
+        }}"#
+    );
+    let (store_path, archive) = build(&expr("", &body), dir.path());
+    assert!(
+        store_path.to_string_lossy().ends_with("-written.tar"),
+        "{store_path:?}"
+    );
+    // The same bytes as buildLayeredImage's archive of those arguments:
+    // layers compressed with gzip, the default.
+    let same = format!(
+        r#"(s.buildLayeredImage {args}).override {{ tag = "two"; config.Cmd = [ "/bin/echo" "written {nonce}" ]; }}"#
+    );
+    let sub = dir.path().join("layered");
+    std::fs::create_dir(&sub).unwrap();
+    let (_, layered) = build(&expr("", &same), &sub);
+    assert!(
+        std::fs::read(&archive).unwrap() == std::fs::read(&layered).unwrap(),
+        "writeImageStream and buildLayeredImage differ"
+    );
+    let manifest: Value = serde_json::from_str(&stdout_of(
+        Command::new("tar")
+            .arg("-xOf")
+            .arg(&archive)
+            .arg("manifest.json"),
+    ))
+    .unwrap();
+    let first_layer = manifest[0]["Layers"][0].as_str().unwrap().to_owned();
+    let bytes = run(Command::new("tar")
+        .arg("-xOf")
+        .arg(&archive)
+        .arg(&first_layer))
+    .stdout;
+    assert_eq!(&bytes[..2], &[0x1f, 0x8b], "{first_layer} is not gzip");
+    let image = podman_load(&archive, &format!("localhost/{name}:two"));
+    assert_eq!(podman_run(&image, &[]), format!("written {nonce}\n"));
+    // dockerTools' result attributes, and its argument errors.
+    let (v, _) = eval(
+        "",
+        r#"let
+          st = s.streamLayeredImage { name = "w"; tag = "t"; };
+          w = s.writeImageStream { name = "dir/w"; stream = st; compressor = "zstd"; meta.description = "d"; };
+        in [ w.imageName w.imageTag w.meta.description (w.stream.drvPath == st.drvPath) w.name ]"#,
+    );
+    assert_eq!(v, serde_json::json!(["w", "t", "d", true, "w.tar"]));
+    eval_fails(
+        r#"(s.writeImageStream { name = "w"; stream = s.streamLayeredImage { name = "w"; }; compressor = "xz"; }).drvPath"#,
+        r#"writeImageStream: compressor "xz" is unknown"#,
+    );
+    eval_fails(
+        r#"(s.writeImageStream { name = "w"; stream = ex.busybox; }).drvPath"#,
+        "writeImageStream: stream must be a stream launcher",
+    );
+}
+
+#[test]
+fn shell_script_runs_its_text_with_set_e_and_coreutils_on_path() {
+    let nonce = nonce();
+    let dir = tempdir();
+    let library = format!(r#"{STORE_TOOLS} coreutils = ex.busybox;"#);
+    let body = format!(
+        r#"s.shellScript "greet-{nonce}" ''
+          echo "$PATH"
+          basename /a/{nonce}
+          false
+          echo never
+        ''"#
+    );
+    let (store_path, script) = build(&expr(&library, &body), dir.path());
+    assert!(
+        store_path
+            .to_string_lossy()
+            .ends_with(&format!("-greet-{nonce}")),
+        "{store_path:?}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&script).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o555, "{mode:o}");
+    let (busybox, _) = eval("", r#""${ex.busybox}""#);
+    let busybox = busybox.as_str().unwrap();
+    let text = std::fs::read_to_string(&script).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "#!{busybox}/bin/sh\nset -e\nexport PATH={busybox}/bin:/bin\n"
+        )),
+        "{text}"
+    );
+    // `set -e`: it stops at `false`, failing.
+    let out = nix().run_in_tree(&store_path).output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{busybox}/bin:/bin\n{nonce}\n")
+    );
+    eval_fails(
+        r#"(s.shellScript "x" "true").drvPath"#,
+        "shellScript: needs the library's coreutils argument",
+    );
+}
+
+#[test]
+fn config_null_is_an_empty_config() {
+    let (v, _) = eval(
+        "",
+        r#"let
+          same = f: (f { name = "c"; config = null; }).drvPath == (f { name = "c"; }).drvPath
+            && (f { name = "c"; config = { }; }).drvPath == (f { name = "c"; }).drvPath;
+        in map same [ s.buildImage s.buildLayeredImage s.streamLayeredImage s.buildImageWithNixDb s.buildLayeredImageWithNixDb ]"#,
+    );
+    assert_eq!(v, serde_json::json!([true, true, true, true, true]));
+    // It still builds: an image with no Cmd.
+    let dir = tempdir();
+    let (_, archive) = build(
+        &expr(
+            "",
+            r#"s.buildImage { name = "stevedore-test-config-null"; tag = "latest"; config = null; copyToRoot = [ ex.busybox ]; }"#,
+        ),
+        dir.path(),
+    );
+    let config = skopeo_config(&archive);
+    assert!(config["config"].get("Cmd").is_none(), "{config}");
+}
+
+#[test]
+fn mtime_now_gives_the_files_the_build_time() {
+    let nonce = nonce();
+    let dir = tempdir();
+    let name = format!("stevedore-test-mtime-now-{nonce}");
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = format!(
+        r#"s.buildLayeredImage {{ name = "{name}"; tag = "latest"; contents = [ ex.busybox ]; mtime = "now"; extraCommands = "echo {nonce} > made"; }}"#
+    );
+    let (_, archive) = build(&expr("", &body), dir.path());
+    let image = podman_load(&archive, &format!("localhost/{name}:latest"));
+    let said = podman_run(&image, &["/bin/sh", "-c", "stat -c %Y /made /bin"]);
+    let times: Vec<u64> = said.lines().map(|l| l.parse().unwrap()).collect();
+    let after = before + 600;
+    assert!(
+        times.iter().all(|t| (before - 5..after).contains(t)),
+        "{times:?} not between {before} and {after}"
+    );
+    // The image's creation time stays fixed.
+    assert_eq!(skopeo_config(&archive)["created"], "1970-01-01T00:00:01Z");
+    eval_fails(
+        r#"(s.streamLayeredImage { name = "m"; mtime = "yesterday"; }).drvPath"#,
+        r#"streamLayeredImage: mtime "yesterday" is not a date; use an RFC 3339 time such as "1970-01-01T00:00:01Z" or "now""#,
+    );
+}
+
+#[test]
+fn export_image_takes_its_name_as_given_and_any_tag_by_default() {
+    let nonce = nonce();
+    let dir = tempdir();
+    let (names, _) = eval(
+        "",
+        r#"let l = s.buildLayeredImage { name = "hello"; }; in [
+          (s.exportImage { name = "filesystem.tar"; fromImage = l; }).name
+          (s.exportImage { fromImage = l; }).name
+          (s.exportImage { fromImage = s.mergeImages [ l ]; }).name
+          (s.exportImage { fromImage = s.streamLayeredImage { name = "hello"; }; }).name
+        ]"#,
+    );
+    assert_eq!(
+        names,
+        serde_json::json!([
+            "filesystem.tar",
+            "hello.tar",
+            "merge-docker-images",
+            "hello.tar"
+        ])
+    );
+    // fromImageName without fromImageTag: the image of that name, whatever
+    // its tag.
+    let body = format!(
+        r#"s.exportImage {{
+          fromImage = s.buildImage {{ name = "b"; tag = "t"; extraCommands = "echo {nonce} > marker"; }};
+          fromImageName = "b";
+        }}"#
+    );
+    let (_, tar) = build(&expr("", &body), dir.path());
+    let marker = stdout_of(Command::new("tar").arg("-xOf").arg(&tar).arg("./marker"));
+    assert_eq!(marker, format!("{nonce}\n"));
+}
+
+#[test]
+fn pull_image_has_dockertools_source_url_and_dest_name_tag() {
+    let (v, _) = eval(
+        "",
+        r#"let
+          digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+          p = s.pullImage { imageName = "nixos/nix"; imageDigest = digest; finalImageTag = "2.8"; hash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; };
+          q = s.pullImage { imageName = "registry.example.com/a/b"; imageDigest = digest; finalImageName = "b"; hash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; };
+        in [ p.sourceURL p.destNameTag q.sourceURL q.destNameTag (p.drvAttrs ? sourceURL) (p.drvAttrs ? destNameTag) ]"#,
+    );
+    let digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    assert_eq!(
+        v,
+        serde_json::json!([
+            format!("docker://nixos/nix@{digest}"),
+            "nixos/nix:2.8",
+            format!("docker://registry.example.com/a/b@{digest}"),
+            "b:latest",
+            false,
+            false
+        ])
+    );
+}
+
+#[test]
+fn the_default_architecture_is_gos_name_for_the_cpu() {
+    for (system, arch) in [
+        ("x86_64-linux", "amd64"),
+        ("aarch64-linux", "arm64"),
+        ("loongarch64-linux", "loong64"),
+        ("mips64el-linux", "mips64le"),
+        ("mipsel-linux", "mipsle"),
+        ("powerpc64-linux", "ppc64"),
+        ("powerpc64le-linux", "ppc64le"),
+        ("riscv64-linux", "riscv64"),
+        ("s390x-linux", "s390x"),
+        ("mips-linux", "mips"),
+    ] {
+        let helper = nix().helper().display().to_string();
+        let (v, _) = eval(
+            "",
+            &format!(
+                r#"let t = import {root}/nix {{ helper = {helper}; system = "{system}"; }}; in [
+                  (t.streamLayeredImage {{ name = "a"; }}).drvAttrs.stevedore.image.architecture
+                  (t.pullImage {{ imageName = "a"; imageDigest = "sha256:0000000000000000000000000000000000000000000000000000000000000000"; hash = "sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="; }}).drvAttrs.stevedore.arch
+                ]"#,
+                root = env!("CARGO_MANIFEST_DIR"),
+            ),
+        );
+        assert_eq!(v, serde_json::json!([arch, arch]), "{system}");
+    }
+}
+
+#[test]
+fn nix_shell_images_have_override() {
+    let (v, _) = eval(
+        r#"bashInteractive = ex.busybox; coreutils = ex.busybox; cacert = ex.busybox;"#,
+        r#"let
+          st = s.streamNixShellImage { drv = ex.busybox; tag = "one"; };
+          two = st.override { tag = "two"; };
+          b = s.buildNixShellImage { drv = ex.busybox; tag = "one"; };
+          w = s.writeImageStream { name = "n"; stream = st.override (old: { tag = old.tag + "-w"; }); };
+        in [
+          two.imageTag
+          (two.drvPath == (s.streamNixShellImage { drv = ex.busybox; tag = "two"; }).drvPath)
+          (b.override { compressor = "zstd"; tag = "z"; }).imageTag
+          ((b.override { tag = "z"; }).drvPath == (s.buildNixShellImage { drv = ex.busybox; tag = "z"; }).drvPath)
+          w.imageTag
+        ]"#,
+    );
+    assert_eq!(v, serde_json::json!(["two", true, "z", true, "one-w"]));
+}

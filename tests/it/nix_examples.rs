@@ -416,15 +416,6 @@ fn created_that_is_not_a_date_is_refused() {
 }
 
 #[test]
-fn mtime_now_is_refused() {
-    // Only `created` may be "now"; file times must be fixed.
-    evaluation_fails(
-        r#"buildLayeredImage { name = "myapp"; mtime = "now"; }"#,
-        &[r#"buildLayeredImage: mtime "now" is not a date"#],
-    );
-}
-
-#[test]
 fn unknown_config_keys_are_refused() {
     evaluation_fails(
         r#"streamLayeredImage { name = "myapp"; config.Cmdd = [ "/bin/sh" ]; }"#,

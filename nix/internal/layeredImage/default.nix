@@ -51,7 +51,7 @@
   copyToRoot ? null,
   # The OCI runtime config: Env, Cmd, Entrypoint, WorkingDir, User,
   # ExposedPorts, Volumes, Labels, StopSignal; Docker's Healthcheck, OnBuild,
-  # Shell.
+  # Shell. null (buildImage's dockerTools default) is { }.
   config ? { },
   # OCI architecture; defaults to the system's.
   architecture ? systemArchitecture,
@@ -60,7 +60,8 @@
   variant ? systemVariant,
   # Image creation time, RFC 3339, or "now" (not reproducible).
   created ? "1970-01-01T00:00:01Z",
-  # Time of every file in the layers; "" means `created` (or
+  # Time of every file in the layers, RFC 3339, or "now" (the time the
+  # image is written; not reproducible); "" means `created` (or
   # 1970-01-01T00:00:01Z when `created` is "now").
   mtime ? "",
   # Owner of the store files.
@@ -110,6 +111,7 @@
 }:
 let
   imageName = checks.name fn name;
+  configSet = if config == null then { } else config;
   imageTag = checks.tag fn tag;
   contentsList =
     if copyToRoot != null && copyToRoot != [ ] && contents != [ ] then
@@ -149,7 +151,10 @@ let
           ;
         contents = contentsList;
       };
-  configJson = configFile { inherit baseName config; };
+  configJson = configFile {
+    inherit baseName;
+    config = configSet;
+  };
   # The image's closure: the contents, and what the config and the
   # customisation tree refer to.
   closure = contentsList ++ [
@@ -208,7 +213,7 @@ let
         gname
         architecture
         ;
-      config = checks.config fn config;
+      config = checks.config fn configSet;
     }
     # Only given, so images without a variant keep their derivations.
     // (if checks.variant fn variant == null then { } else { inherit variant; });
