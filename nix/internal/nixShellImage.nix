@@ -320,7 +320,7 @@ layeredImage
       if output == "stream" then
         "stream-${storeSafeName (checks.name fn name)}"
       else
-        "${storeSafeName drv.name}-env.tar";
+        "${storeSafeName drv.name}.tar";
   }
   {
     inherit name tag;

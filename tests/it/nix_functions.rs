@@ -322,9 +322,7 @@ fn build_nix_shell_image_command_runs_in_an_interactive_shell() {
         "archive",
     );
     assert!(
-        store_path
-            .to_string_lossy()
-            .ends_with("-shell-subject-env.tar"),
+        store_path.to_string_lossy().ends_with("-shell-subject.tar"),
         "{store_path:?}"
     );
     let image = podman_load(&archive, "localhost/stevedore-fn-nix-shell-command:latest");
