@@ -44,6 +44,10 @@
   # --command), or a non-interactive one (--run); then the shell exits.
   command ? null,
   run ? null,
+  # Whether `buildDerivation`, the derivation's builder, is on PATH.
+  includeBuildDerivation ? true,
+  # More store paths whose files are copied into the image's root.
+  extraContents ? [ ],
 }:
 let
   bash = "${libraryPackage fn "bashInteractive" bashInteractive}/bin/bash";
@@ -203,36 +207,68 @@ let
       }\n";
     }
   ];
-  staticPath = "${dirOf theShell}:${buildDerivation}/bin";
+  withBuilder =
+    if builtins.isBool includeBuildDerivation then
+      includeBuildDerivation
+    else
+      throw "${fn}: includeBuildDerivation must be true or false";
+  extras =
+    if builtins.isList extraContents then
+      extraContents
+    else
+      throw "${fn}: extraContents must be a list of derivations or store paths, such as [ pkgs.coreutils ]";
+  staticPath = "${dirOf theShell}${if withBuilder then ":${buildDerivation}/bin" else ""}";
 
-  # What nix-shell runs before the user's shell: the attributes of a
-  # structured derivation, the stdenv, the hook, then command or run.
-  rcfile = textFile "nix-shell-rc" ''
-    unset PATH
-    dontAddDisableDepTrack=1
-    ${if structured then ''[ -e "$NIX_ATTRS_SH_FILE" ] && . "$NIX_ATTRS_SH_FILE"'' else ""}
-    [ -e "$stdenv/setup" ] && . "$stdenv/setup"
-    PATH=${staticPath}:"$PATH"
-    SHELL=${quote theShell}
-    BASH=${quote theShell}
-    set +e
-    [ -n "$PS1" ] && [ -z "$NIX_SHELL_PRESERVE_PROMPT" ] && PS1='\n\[\033[1;32m\][nix-shell:\w]\$\[\033[0m\] '
-    if [ "$(type -t runHook)" = function ]; then
-      runHook shellHook
-    fi
-    unset NIX_ENFORCE_PURITY
-    shopt -u nullglob
-    shopt -s execfail
-    ${
-      if command != null || run != null then
-        ''
-          ${if command != null then command else ""}
-          ${if run != null then run else ""}
-          exit
-        ''
-      else
-        ""
+  # The entrypoint: what nix-shell does before it starts the user's
+  # shell (the attributes of a structured derivation, the stdenv, the
+  # hook), then the command, the shell by default. It must be the
+  # entrypoint, not a startup file, so that a command given to
+  # `docker run IMAGE ...` runs in the environment too. bash-only
+  # builtins are guarded, so a POSIX `shell` (busybox ash, dash) runs
+  # it as well.
+  shim = storeTree "nix-shell" [
+    {
+      type = "file";
+      path = "bin/nix-shell";
+      executable = true;
+      text = ''
+        #!${theShell}
+        unset PATH
+        dontAddDisableDepTrack=1
+        ${
+          # `declare` lines: only bash reads them.
+          if structured then
+            ''[ -n "''${BASH_VERSION-}" ] && [ -e "$NIX_ATTRS_SH_FILE" ] && . "$NIX_ATTRS_SH_FILE"''
+          else
+            ""
+        }
+        [ -e "$stdenv/setup" ] && . "$stdenv/setup"
+        PATH=${staticPath}:"$PATH"
+        SHELL=${quote theShell}
+        BASH=${quote theShell}
+        set +e
+        [ -n "$PS1" ] && [ -z "$NIX_SHELL_PRESERVE_PROMPT" ] && PS1='\n\[\033[1;32m\][nix-shell:\w]\$\[\033[0m\] '
+        if [ -n "''${BASH_VERSION-}" ]; then
+          [ "$(type -t runHook)" = function ] && runHook shellHook
+        else
+          # A function's name is what `command -v` prints for it.
+          [ "$(command -v runHook)" = runHook ] && runHook shellHook
+        fi
+        unset NIX_ENFORCE_PURITY
+        if [ -n "''${BASH_VERSION-}" ]; then
+          shopt -u nullglob
+          shopt -s execfail
+        fi
+        exec "$@"
+      '';
     }
+  ];
+
+  # `command` or `run`, then the shell exits.
+  script = textFile "nix-shell-script" ''
+    ${if command != null then command else ""}
+    ${if run != null then run else ""}
+    exit
   '';
 
   env =
@@ -267,6 +303,8 @@ let
 in
 assert isDrv;
 assert oneOf;
+assert builtins.isBool withBuilder;
+assert builtins.isList extras;
 # The packages first, so a missing one is named before anything else fails.
 assert builtins.seq bash (builtins.seq tools (builtins.seq bundle true));
 layeredImage
@@ -282,7 +320,7 @@ layeredImage
       if output == "stream" then
         "stream-${storeSafeName (checks.name fn name)}"
       else
-        "${storeSafeName drv.name}-env.tar";
+        "${storeSafeName drv.name}.tar";
   }
   {
     inherit name tag;
@@ -294,7 +332,8 @@ layeredImage
         extraPasswdLines = [ "nixbld:x:${owner}:Build user:${home}:/noshell" ];
         extraGroupLines = [ "nixbld:!:${toString groupId}:" ];
       })
-    ];
+    ]
+    ++ extras;
     # A single-user Nix store the build user owns, its build directory
     # and home, and a /tmp for everyone.
     fakeRootCommands = ''
@@ -304,18 +343,23 @@ layeredImage
     '';
     config = {
       User = owner;
+      Entrypoint = [ "${shim}/bin/nix-shell" ];
+      # As nix-shell starts the shell: interactive for `command`, not
+      # for `run`, the shell alone without either.
       Cmd =
-        if run == null then
+        if command != null then
           [
             theShell
-            "--rcfile"
-            "${rcfile}"
+            "-i"
+            "${script}"
+          ]
+        else if run != null then
+          [
+            theShell
+            "${script}"
           ]
         else
-          [
-            theShell
-            "${rcfile}"
-          ];
+          [ theShell ];
       WorkingDir = buildDir;
       Env = map (n: "${n}=${env.${n}}") (builtins.attrNames env);
     };

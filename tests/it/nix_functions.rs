@@ -9,9 +9,7 @@
 //! The library's packages are stand-ins made from the examples' busybox,
 //! so every build takes everything from the store and runs in the Nix
 //! sandbox as well (`STEVEDORE_TEST_NIX=sandbox`): `bash` is a script
-//! that runs busybox's sh (`--rcfile FILE` as `sh -i` with `ENV=FILE`,
-//! which is what ash reads at the start of an interactive shell),
-//! `coreutils` a directory of busybox applets, `cacert` a directory with
+//! that runs busybox's sh, `coreutils` a directory of busybox applets, `cacert` a directory with
 //! a bundle file, `shadow` busybox's `passwd`.
 
 use std::path::{Path, PathBuf};
@@ -42,7 +40,7 @@ fn expr(body: &str) -> String {
   shadow = applets "shadow-standin" "passwd";
   bash = mk "bash-standin" ''
     $b mkdir -p $out/bin
-    $b printf '#!%s/bin/sh\nif [ "$1" = --rcfile ]; then ENV=$2; export ENV; shift 2; exec %s/bin/sh -i "$@"; fi\nexec %s/bin/sh "$@"\n' ${{bb}} ${{bb}} ${{bb}} > $out/bin/bash
+    $b printf '#!%s/bin/sh\nexec %s/bin/sh "$@"\n' ${{bb}} ${{bb}} > $out/bin/bash
     $b chmod 555 $out/bin/bash
   '';
   cacert = mk "cacert-standin" ''
@@ -324,9 +322,7 @@ fn build_nix_shell_image_command_runs_in_an_interactive_shell() {
         "archive",
     );
     assert!(
-        store_path
-            .to_string_lossy()
-            .ends_with("-shell-subject-env.tar"),
+        store_path.to_string_lossy().ends_with("-shell-subject.tar"),
         "{store_path:?}"
     );
     let image = podman_load(&archive, "localhost/stevedore-fn-nix-shell-command:latest");
@@ -338,6 +334,30 @@ fn build_nix_shell_image_command_runs_in_an_interactive_shell() {
             "\nThis shell is interactive\nuser=2000:3000 home=/homeless-shelter\nhome does not exist\n"
         ),
         "{out}"
+    );
+}
+
+#[test]
+fn nix_shell_image_runs_a_command_given_to_run_in_the_environment() {
+    let dir = tempdir();
+    let image = load_stream(
+        &expr(&format!(
+            r#"let {SHELL_DRV} in s.streamNixShellImage {{
+              inherit drv; name = "stevedore-fn-nix-shell-override"; tag = "latest";
+              includeBuildDerivation = false;
+              extraContents = [ (mk "extra" "$b mkdir -p $out/share; $b printf 'extra file\n' > $out/share/extra") ];
+            }}"#
+        )),
+        dir.path(),
+        "localhost/stevedore-fn-nix-shell-override:latest",
+    );
+    // The command replaces the shell, not the entrypoint that sets up
+    // the environment.
+    let script = r#"echo "greeting=$greeting"; greeter; command -v buildDerivation || echo no buildDerivation; cat /share/extra"#;
+    let out = run_in(&image, &[], &["/bin/sh", "-c", script]);
+    assert_eq!(
+        out,
+        "greeting=hello from the derivation\ngreeted by the build input\nno buildDerivation\nextra file\n"
     );
 }
 
@@ -392,6 +412,14 @@ fn nix_shell_images_refuse_bad_arguments_at_evaluation() {
     evaluation_fails(
         r#"buildNixShellImage { drv = "hello"; }"#,
         &["buildNixShellImage: drv must be a derivation"],
+    );
+    evaluation_fails(
+        &format!(r#"streamNixShellImage {{ drv = {drv}; includeBuildDerivation = "no"; }}"#),
+        &["streamNixShellImage: includeBuildDerivation must be true or false"],
+    );
+    evaluation_fails(
+        &format!(r#"buildNixShellImage {{ drv = {drv}; extraContents = "x"; }}"#),
+        &["buildNixShellImage: extraContents must be a list"],
     );
     evaluation_fails(
         &format!("streamNixShellImage {{ drv = {drv}; }}"),

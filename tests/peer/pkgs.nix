@@ -300,6 +300,11 @@ let
         done
         PATH="$PATH:${coreutils}/bin:${staticBusybox}/bin"
         export PATH
+        # As real stdenv's: a hook is the code in the variable it names.
+        runHook() {
+          eval "_hook=\"\''${$1-}\""
+          [ -z "$_hook" ] || eval "$_hook"
+        }
         genericBuild() {
           if [ -n "$buildCommand" ]; then
             eval "$buildCommand"
