@@ -1,6 +1,8 @@
 //! The one worker pool: work items numbered `0..count` run on a few
 //! threads, and their results come back in number order, so nothing that
-//! is written ever depends on scheduling.
+//! is written ever depends on scheduling. [`Ordered`] is the same for a
+//! stream of items whose count is not known in advance (the blocks of a
+//! layer being compressed).
 //!
 //! Written here rather than taken from rayon: callers need results handed
 //! over in order while later items still run (a base image's layers go on
@@ -101,9 +103,130 @@ pub fn map<T: Send>(
     Ok(out)
 }
 
+/// Items handed over one by one to a few worker threads, whose results
+/// come back in the order the items were handed over.
+///
+/// Threads start with the first item (none for one job: items run on the
+/// caller's thread); at most `2 * jobs + 1` items are under way at once,
+/// so memory is bounded whatever the stream's length.
+pub struct Ordered<T: Send + 'static, R: Send + 'static> {
+    jobs: usize,
+    work: std::sync::Arc<dyn Fn(T) -> R + Send + Sync>,
+    queue: Option<mpsc::Sender<(T, mpsc::Sender<R>)>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+    under_way: std::collections::VecDeque<mpsc::Receiver<R>>,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Ordered<T, R> {
+    pub fn new(jobs: usize, work: impl Fn(T) -> R + Send + Sync + 'static) -> Self {
+        Ordered {
+            jobs: jobs.max(1),
+            work: std::sync::Arc::new(work),
+            queue: None,
+            workers: Vec::new(),
+            under_way: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Hands `item` over, and returns the results that are ready, in
+    /// order; waits for the oldest when too many are under way.
+    pub fn push(&mut self, item: T) -> Vec<R> {
+        if self.jobs == 1 {
+            return vec![(self.work)(item)];
+        }
+        let (done, result) = mpsc::channel();
+        self.queue()
+            .send((item, done))
+            .expect("workers live while the queue does");
+        self.under_way.push_back(result);
+        let mut ready = Vec::new();
+        while let Some(front) = self.under_way.front() {
+            let full = self.under_way.len() > 2 * self.jobs;
+            let next = if full {
+                front.recv().ok()
+            } else {
+                front.try_recv().ok()
+            };
+            match next {
+                Some(r) => {
+                    ready.push(r);
+                    self.under_way.pop_front();
+                }
+                None => break,
+            }
+        }
+        ready
+    }
+
+    /// Waits for every item under way and returns their results in order.
+    pub fn finish(mut self) -> Vec<R> {
+        let ready = self
+            .under_way
+            .drain(..)
+            .map(|r| r.recv().expect("a worker answers every item"))
+            .collect();
+        self.queue = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+        ready
+    }
+
+    fn queue(&mut self) -> &mpsc::Sender<(T, mpsc::Sender<R>)> {
+        if self.queue.is_none() {
+            let (queue, items) = mpsc::channel::<(T, mpsc::Sender<R>)>();
+            let items = std::sync::Arc::new(std::sync::Mutex::new(items));
+            for _ in 0..self.jobs {
+                let (items, work) = (items.clone(), self.work.clone());
+                self.workers.push(std::thread::spawn(move || {
+                    loop {
+                        let next = items.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                        let Ok((item, done)) = next else { break };
+                        // The receiver is gone only when the owner was
+                        // dropped without finishing: nothing to hand over.
+                        let _ = done.send(work(item));
+                    }
+                }));
+            }
+            self.queue = Some(queue);
+        }
+        self.queue.as_ref().expect("just set")
+    }
+}
+
+impl<T: Send + 'static, R: Send + 'static> Drop for Ordered<T, R> {
+    fn drop(&mut self) {
+        self.under_way.clear();
+        self.queue = None;
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_of_items_comes_back_in_order() {
+        for jobs in [1, 2, 4] {
+            let mut ordered = Ordered::new(jobs, |i: u64| {
+                std::thread::sleep(std::time::Duration::from_micros((37 - i % 37) * 20));
+                i * 3
+            });
+            let mut out = Vec::new();
+            for i in 0..200 {
+                out.extend(ordered.push(i));
+            }
+            out.extend(ordered.finish());
+            assert_eq!(
+                out,
+                (0..200).map(|i| i * 3).collect::<Vec<_>>(),
+                "{jobs} jobs"
+            );
+        }
+    }
 
     #[test]
     fn results_come_in_number_order_whatever_finishes_first() {

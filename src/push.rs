@@ -400,7 +400,7 @@ impl Pusher<'_> {
             &what,
             progress,
             counted,
-            |w| Ok(write_blob(ctx, source, compression, w)?.1),
+            |w| Ok(write_blob(ctx, source, compression, self.opts.jobs, w)?.1),
             |info: &BlobInfo| (info.digest.clone(), info.size),
         )?;
         progress.layer(

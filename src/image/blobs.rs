@@ -33,9 +33,17 @@ pub fn write_layer_blobs(
     jobs: usize,
 ) -> Result<Vec<LayerBlob>> {
     let count = image.layers.len();
+    let streams = jobs.min(count);
     crate::pool::map(count, jobs, |i| {
-        write_one(&image.ctx, &image.layers[i].source, compression, dir, i)
-            .with_context(|| format!("writing layer {} of {count}", i + 1))
+        write_one(
+            &image.ctx,
+            &image.layers[i].source,
+            compression,
+            dir,
+            i,
+            streams,
+        )
+        .with_context(|| format!("writing layer {} of {count}", i + 1))
     })
 }
 
@@ -68,11 +76,12 @@ fn write_one(
     compression: Compression,
     dir: &Path,
     index: usize,
+    streams: usize,
 ) -> Result<LayerBlob> {
     let tmp = dir.join(format!(".layer-{index}.partial"));
     let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let file = BufWriter::with_capacity(WRITE_BUFFER, file);
-    let (file, info) = write_blob(ctx, source, compression, file)?;
+    let (file, info) = write_blob(ctx, source, compression, streams, file)?;
     file.into_inner()
         .map_err(|e| e.into_error())
         .and_then(|mut f| f.flush())
@@ -84,11 +93,13 @@ fn write_one(
 
 /// Plans a layer, then writes its tar to `w` compressed, in one pass that
 /// hashes both the tar (its diff_id) and the blob; returns `w` and what
-/// the blob is. The one maker of layer blobs, for files and for pushes.
+/// the blob is. The one maker of layer blobs, for files and for pushes;
+/// `streams` is how many are made at once (see [`Compression::encoder`]).
 pub fn write_blob<W: Write>(
     ctx: &LayerSettings,
     source: &LayerSource,
     compression: Compression,
+    streams: usize,
     w: W,
 ) -> Result<(W, BlobInfo)> {
     let plan = plan_layer(ctx, source)?;
@@ -105,7 +116,7 @@ pub fn write_blob<W: Write>(
         };
         return Ok((w, info));
     }
-    let mut tar = HashingWriter::new(compression.encoder(HashingWriter::new(w))?);
+    let mut tar = HashingWriter::new(compression.encoder(HashingWriter::new(w), streams)?);
     write_layer(ctx, &plan, &mut tar)?;
     let (encoder, diff_id, tar_size) = tar.finish();
     check_size(tar_size, &plan)?;

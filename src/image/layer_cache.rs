@@ -89,7 +89,7 @@ impl LayerCache {
         let owner = &ctx.store_owner;
         let key = Key {
             stevedore: env!("CARGO_PKG_VERSION"),
-            compression: format!("{compression:?}"),
+            compression: compression.encoding(),
             store_dir: &ctx.store_dir,
             mtime: ctx.mtime,
             uid: owner.uid,
