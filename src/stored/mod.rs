@@ -145,6 +145,32 @@ pub struct StoredLayer {
     pub what: String,
 }
 
+impl StoredLayer {
+    /// The digest of the blob: the one the manifest gives; a
+    /// docker-archive's compressed layer is hashed, and checked against
+    /// the diff_id its config records.
+    pub fn blob_digest(&self) -> Result<Digest> {
+        match (&self.digest, &self.diff_id) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Some(diff_id)) => {
+                let (digest, content) = digest_and_diff_id(&self.file, self.compression)
+                    .with_context(|| self.what.clone())?;
+                if &content != diff_id {
+                    bail!(
+                        "{}: its content is {content} but the image config records {diff_id}",
+                        self.what
+                    );
+                }
+                Ok(digest)
+            }
+            (None, None) => self
+                .file
+                .digest()
+                .with_context(|| format!("hashing {}", self.what)),
+        }
+    }
+}
+
 /// An image whose blobs exist.
 pub struct StoredImage {
     pub config: Vec<u8>,
