@@ -119,11 +119,7 @@ impl LayoutBlobs {
                 Blob::File(path) => tar.file_from(&name, path)?,
                 Blob::Member(file) => {
                     tar.begin_file(&name, file.size)?;
-                    let n = std::io::copy(&mut file.reader()?, tar.inner())
-                        .with_context(|| format!("reading {}", file.path.display()))?;
-                    if n != file.size {
-                        anyhow::bail!("{} is shorter than its index says", file.path.display());
-                    }
+                    file.copy_to(tar.inner())?;
                     tar.end_file(file.size)?;
                 }
                 Blob::Bytes(bytes) => tar.file(&name, bytes)?,
@@ -140,12 +136,8 @@ impl LayoutBlobs {
 fn copy_member(file: &BlobFile, target: &Path) -> Result<()> {
     let mut out =
         fs::File::create(target).with_context(|| format!("writing {}", target.display()))?;
-    let n = std::io::copy(&mut file.reader()?, &mut out)
-        .with_context(|| format!("writing {}", target.display()))?;
-    if n != file.size {
-        anyhow::bail!("{} is shorter than its index says", file.path.display());
-    }
-    Ok(())
+    file.copy_to(&mut out)
+        .with_context(|| format!("writing {}", target.display()))
 }
 
 /// The blobs of a built image (layers, config, manifest) and its index.

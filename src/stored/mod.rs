@@ -99,6 +99,16 @@ impl BlobFile {
         Ok(f.take(self.size))
     }
 
+    /// Copies the whole blob to `w`.
+    pub fn copy_to(&self, w: &mut impl Write) -> Result<()> {
+        let n = std::io::copy(&mut self.reader()?, w)
+            .with_context(|| format!("copying {}", self.path.display()))?;
+        if n != self.size {
+            bail!("{} is shorter than its index says", self.path.display());
+        }
+        Ok(())
+    }
+
     /// The compression the blob's first bytes show.
     pub fn sniff(&self) -> Result<Compression> {
         let mut magic = [0u8; 4];
@@ -177,6 +187,8 @@ pub struct StoredImage {
     pub layers: Vec<StoredLayer>,
     /// The manifest as an OCI layout holds it, pushed unchanged.
     pub oci_manifest: Option<Vec<u8>>,
+    /// `NAME:TAG` as the archive or layout records it, if it does.
+    pub reference: Option<String>,
 }
 
 /// Reads an image whose blobs exist: an OCI layout directory, an
@@ -184,8 +196,19 @@ pub struct StoredImage {
 /// (`source`, `fromImage`). A layout's index of images for several
 /// platforms gives its image for this machine ([`Platform::host`]).
 pub fn open(path: &Path, pick: &Pick, what: &str) -> Result<StoredImage> {
+    open_for(path, pick, &crate::oci::Platform::host(), what)
+}
+
+/// [`open`], taking a layout's image for `platform` rather than this
+/// machine's.
+pub fn open_for(
+    path: &Path,
+    pick: &Pick,
+    platform: &crate::oci::Platform,
+    what: &str,
+) -> Result<StoredImage> {
     match holding(path, what)? {
-        Holding::Layout(blobs, kind) => layout::read_image(path, blobs.as_ref(), pick)
+        Holding::Layout(blobs, kind) => layout::read_image(path, blobs.as_ref(), pick, platform)
             .with_context(|| format!("{what} {} ({kind})", path.display())),
         Holding::DockerArchive(members) => docker_archive::read(path, &members, pick)
             .with_context(|| format!("{what} {} (a docker-archive)", path.display())),
