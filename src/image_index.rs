@@ -133,6 +133,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_platform_without_a_variant_clashes_with_any_variant() {
+        let p = |text: &str| text.parse::<Platform>().unwrap();
+        assert!(clash(&p("linux/arm64"), &p("linux/arm64/v8")));
+        assert!(clash(&p("linux/amd64"), &p("linux/amd64")));
+        assert!(!clash(&p("linux/arm/v6"), &p("linux/arm/v7")));
+        assert!(!clash(&p("linux/arm64"), &p("linux/amd64")));
+        assert!(!clash(&p("linux/amd64"), &p("windows/amd64")));
+    }
+
+    #[test]
     fn a_config_gives_its_platform() {
         let p =
             config_platform(br#"{"architecture":"arm64","os":"linux","variant":"v8","rootfs":{}}"#)

@@ -16,6 +16,7 @@ use serde_json::Value;
 use crate::support::digest::sha256;
 use crate::support::docker_archive::archive_layer_digests;
 use crate::support::nix::{build, expr, nix, nonce};
+use crate::support::oci_layout::{blob_json, layer_digests};
 use crate::support::podman::{PodmanImage, podman, podman_store_lock, run_in_podman_store};
 use crate::support::process::{run, run_fail, stdout_of, tempdir};
 use crate::support::qemu::{arm64_busybox_root, ensure_qemu_aarch64};
@@ -37,22 +38,6 @@ fn images(name: &str, arm_root: &Path) -> String {
 /// `let IMAGES in BODY` in the library's scope.
 fn with_images(name: &str, arm_root: &Path, body: &str) -> String {
     expr("", &format!("let {} in {body}", images(name, arm_root)))
-}
-
-/// A document of an OCI layout, by digest (`sha256:...`).
-fn blob_json(layout: &Path, digest: &str) -> Value {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
-}
-
-/// The layer digests of a manifest.
-fn layer_digests(manifest: &Value) -> Vec<String> {
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// `podman run --platform PLATFORM IMAGE uname -m`, pulling the image for
