@@ -99,6 +99,7 @@ let
       pullImage = callPackage ./pullImage.nix { };
       exportImage = callPackage ./exportImage.nix { };
       mergeImages = callPackage ./mergeImages.nix { };
+      buildImageIndex = callPackage ./buildImageIndex.nix { };
       binSh = callPackage ./binSh.nix { };
       usrBinEnv = callPackage ./usrBinEnv.nix { };
       caCertificates = callPackage ./caCertificates.nix { };
@@ -126,6 +127,7 @@ warnFakeroot {
     pullImage
     exportImage
     mergeImages
+    buildImageIndex
     binSh
     usrBinEnv
     caCertificates

@@ -152,6 +152,12 @@ image
   inherit imageDigest;
   imageName = finalName;
   imageTag = tag;
+  # The platform picked from an index (variant null: any), which
+  # buildImageIndex reads.
+  imagePlatform = {
+    inherit os variant;
+    architecture = arch;
+  };
   # dockerTools' attributes of the pull: what is fetched and what the
   # image is named (attributes of the result, not of the derivation).
   sourceURL = "docker://${imageName}@${imageDigest}";

@@ -5,7 +5,8 @@
 set -euo pipefail
 
 packages=(nix-bin podman runc uidmap skopeo umoci docker-registry
-  busybox-static pigz zstd tar gzip openssl ca-certificates curl gcc debootstrap python3)
+  busybox-static pigz zstd tar gzip openssl ca-certificates curl gcc debootstrap python3
+  qemu-user-static binfmt-support)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -17,6 +18,27 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# The multi-platform tests: Debian's arm64 busybox-static, kept outside
+# the checkout, and qemu-aarch64 registered in binfmt_misc with the F
+# flag (the interpreter opened now, so it runs inside containers too).
+arm64_deb=/var/cache/stevedore/busybox-static_arm64.deb
+if [ ! -s "$arm64_deb" ]; then
+  if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    "${sudo[@]}" dpkg --add-architecture arm64
+    "${sudo[@]}" apt-get update -qq
+  fi
+  download=$(mktemp -d)
+  chmod 0777 "$download" # apt downloads as its own user
+  (cd "$download" && apt-get download -qq busybox-static:arm64)
+  "${sudo[@]}" mkdir -p "$(dirname "$arm64_deb")"
+  "${sudo[@]}" mv "$download"/busybox-static_*_arm64.deb "$arm64_deb"
+  rm -rf "$download"
+fi
+binfmt=/proc/sys/fs/binfmt_misc
+{ [ -e "$binfmt/register" ] || "${sudo[@]}" mount -t binfmt_misc binfmt_misc "$binfmt"; } &&
+  { grep -qx enabled "$binfmt/qemu-aarch64" 2>/dev/null || "${sudo[@]}" update-binfmts --enable qemu-aarch64; } ||
+  echo "setup: could not register qemu-aarch64 in binfmt_misc; the multi-platform tests need it" >&2
 
 if ! command -v cargo >/dev/null 2>&1; then
   [ -x "$HOME/.cargo/bin/cargo" ] || {

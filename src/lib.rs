@@ -21,6 +21,7 @@ pub mod digest;
 pub mod entry;
 pub mod export;
 pub mod image;
+pub mod image_index;
 pub mod layering;
 pub mod load;
 pub mod merge;

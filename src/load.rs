@@ -1,6 +1,10 @@
 //! `stevedore load`: an image into podman (streamed into `podman load`) or
 //! into the Docker daemon (`POST /images/load` on its unix socket).
 //!
+//! An OCI layout or oci-archive (a `buildImageIndex` result) goes as the
+//! docker-archive of its image for one platform, the host's or the one
+//! asked for: its blobs byte for byte, named by digest.
+//!
 //! The Docker Engine API is spoken directly on the socket (`DOCKER_HOST`
 //! `unix://PATH`, or `/var/run/docker.sock`), so no HTTP proxy of the
 //! environment can get in the way. It is one request with a chunked body
@@ -15,7 +19,9 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 
 use crate::image::Image;
-use crate::image::docker_archive;
+use crate::image::docker_archive::{self, ArchiveWriter, manifest_entry};
+use crate::oci::Platform;
+use crate::stored::{self, Holding, Pick, StoredImage};
 
 /// Where `load` puts an image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -25,9 +31,11 @@ pub enum Destination {
     DockerDaemon,
 }
 
-/// Loads `source` (a docker-archive or a launcher) into `into`.
-pub fn load(source: &Path, into: Destination) -> Result<()> {
-    let kind = Loadable::of(source)?;
+/// Loads `source` (a docker-archive, an OCI layout or oci-archive, or a
+/// launcher) into `into`; of an index of images, the image for `platform`
+/// (by default the host's).
+pub fn load(source: &Path, into: Destination, platform: Option<&Platform>) -> Result<()> {
+    let kind = Loadable::of(source, platform)?;
     match into {
         Destination::Podman => into_podman(source, &kind),
         Destination::DockerDaemon => into_docker(source, &kind),
@@ -37,23 +45,36 @@ pub fn load(source: &Path, into: Destination) -> Result<()> {
 enum Loadable {
     Launcher(Box<Image>),
     Archive,
+    /// The image of an OCI layout for one platform.
+    Layout(Box<StoredImage>),
 }
 
+/// The time of every member of the docker-archive made from a layout.
+const LAYOUT_ARCHIVE_MTIME: u64 = 1;
+
 impl Loadable {
-    fn of(source: &Path) -> Result<Loadable> {
+    fn of(source: &Path, platform: Option<&Platform>) -> Result<Loadable> {
         if crate::source::is_launcher(source)? {
+            refuse_platform(source, platform)?;
             return Ok(Loadable::Launcher(Box::new(crate::source::launcher_image(
                 source,
             )?)));
         }
-        let members = crate::stored::members(source)?;
-        if !members.contains_key("manifest.json") {
-            bail!(
-                "{}: load takes a docker-archive or a streamLayeredImage launcher; push an OCI layout to a registry instead",
-                source.display()
-            );
+        match stored::holding(source, "source")? {
+            Holding::DockerArchive(_) => {
+                refuse_platform(source, platform)?;
+                Ok(Loadable::Archive)
+            }
+            Holding::Layout(..) => {
+                let first = Pick::Named {
+                    name: None,
+                    tag: None,
+                };
+                let platform = platform.cloned().unwrap_or_else(Platform::host);
+                let image = stored::open_for(source, &first, &platform, "source")?;
+                Ok(Loadable::Layout(Box::new(image)))
+            }
         }
-        Ok(Loadable::Archive)
     }
 
     /// Writes the image as a docker-archive.
@@ -69,8 +90,49 @@ impl Loadable {
                 w.flush().context("writing the archive")?;
                 Ok(())
             }
+            Loadable::Layout(image) => write_layout_image(image, w),
         }
     }
+}
+
+/// `--platform` picks from an index of images; a single image has none to
+/// pick from.
+fn refuse_platform(source: &Path, platform: Option<&Platform>) -> Result<()> {
+    if let Some(p) = platform {
+        bail!(
+            "--platform {p}: {} is one image, not an index of images to pick from (an OCI layout such as buildImageIndex writes); load it without --platform",
+            source.display()
+        );
+    }
+    Ok(())
+}
+
+/// A layout's image as a docker-archive: layers `<hex>/layer.tar` and the
+/// config `<hex>.json`, the blobs byte for byte, tagged with the name the
+/// layout gives it.
+fn write_layout_image(image: &StoredImage, w: impl Write) -> Result<()> {
+    let mut archive = ArchiveWriter::new(w, LAYOUT_ARCHIVE_MTIME);
+    let mut written = std::collections::BTreeSet::new();
+    let mut names = Vec::new();
+    for layer in &image.layers {
+        let name = format!("{}/layer.tar", layer.blob_digest()?.hex());
+        if written.insert(name.clone()) {
+            let tar = archive.tar();
+            tar.begin_file(&name, layer.file.size)?;
+            layer.file.copy_to(tar.inner())?;
+            tar.end_file(layer.file.size)?;
+        }
+        names.push(name);
+    }
+    let config_name = format!("{}.json", crate::digest::Digest::of(&image.config).hex());
+    archive.tar().file(&config_name, &image.config)?;
+    archive.image(manifest_entry(
+        config_name,
+        image.reference.iter().cloned().collect(),
+        names,
+    ));
+    let mut w = archive.finish()?;
+    w.flush().context("writing the archive")
 }
 
 fn into_podman(source: &Path, kind: &Loadable) -> Result<()> {

@@ -23,8 +23,7 @@
 //! the same bytes.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{BufWriter, Read, Write};
+use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -119,7 +118,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<()> {
         for m in &members.list {
             let tar = archive.tar();
             tar.begin_file(&m.name, m.file.size)?;
-            copy_member(&m.file, tar.inner()).with_context(|| {
+            m.file.copy_to(tar.inner()).with_context(|| {
                 format!("copying {} of image {}", m.name, inputs[m.input].display())
             })?;
             tar.end_file(m.file.size)?;
@@ -350,11 +349,7 @@ fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value
             members.insert(name.clone(), f);
             layers.push(Value::String(name));
         }
-        let tag = m.annotations.get("io.containerd.image.name").or_else(|| {
-            m.annotations
-                .get("org.opencontainers.image.ref.name")
-                .filter(|r| r.rsplit_once(':').is_some_and(|(_, t)| !t.contains('/')))
-        });
+        let tag = m.reference().map(str::to_owned);
         entries.push(serde_json::json!({
             "Config": config_name,
             "RepoTags": tag.map(|t| vec![t]),
@@ -362,15 +357,4 @@ fn oci_input(blobs: &dyn Blobs) -> Result<(BTreeMap<String, BlobFile>, Vec<Value
         }));
     }
     Ok((members, entries))
-}
-
-fn copy_member(file: &BlobFile, w: &mut impl Write) -> Result<()> {
-    use std::io::{Seek, SeekFrom};
-    let mut f = File::open(&file.path)?;
-    f.seek(SeekFrom::Start(file.offset))?;
-    let n = std::io::copy(&mut f.take(file.size), w)?;
-    if n != file.size {
-        bail!("the archive is shorter than its index says");
-    }
-    Ok(())
 }

@@ -270,27 +270,9 @@ impl Pusher<'_> {
         let layers = crate::pool::map(image.layers.len(), self.opts.jobs, |i| {
             let layer = &image.layers[i];
             let started = Instant::now();
-            let digest = match (&layer.digest, &layer.diff_id) {
-                (Some(d), _) => d.clone(),
-                // A docker-archive's compressed layer: hashed, and checked
-                // against the diff_id its config records.
-                (None, Some(diff_id)) => {
-                    let (digest, content) =
-                        crate::stored::digest_and_diff_id(&layer.file, layer.compression)
-                            .with_context(|| layer.what.clone())?;
-                    if &content != diff_id {
-                        bail!(
-                            "{}: its content is {content} but the image config records {diff_id}; nothing was tagged",
-                            layer.what
-                        );
-                    }
-                    digest
-                }
-                (None, None) => layer
-                    .file
-                    .digest()
-                    .with_context(|| format!("hashing {}", layer.what))?,
-            };
+            let digest = layer
+                .blob_digest()
+                .map_err(|e| anyhow::anyhow!("{e:#}; nothing was tagged"))?;
             let pushed = self
                 .up
                 .push_file(&layer.file, &digest, &progress)

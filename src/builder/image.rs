@@ -275,7 +275,7 @@ impl ImageJob {
 }
 
 /// The hash part of a store path, the default tag.
-fn output_hash(out: &str) -> String {
+pub(super) fn output_hash(out: &str) -> String {
     let name = out.rsplit('/').next().unwrap_or(out);
     name.split('-').next().unwrap_or(name).to_owned()
 }

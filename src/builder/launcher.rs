@@ -24,7 +24,7 @@ pub(super) struct LauncherJob {
     /// What the launcher does: `copy-to-registry`, `copy-to-podman` or
     /// `copy-to-docker-daemon`.
     action: Action,
-    /// The image: a docker-archive or a stream launcher.
+    /// The image: a docker-archive, an OCI layout or a stream launcher.
     image: String,
 }
 

@@ -9,7 +9,7 @@
 //!
 //! One module per job, holding its fields and its body: `root`,
 //! `run_as_root`, `image`, `file`, `nix_db`, `pull`, [`launcher`],
-//! `export`, `merge`, `tree`, `write_stream`. Pieces several jobs share have one home each:
+//! `export`, `merge`, `image_index`, `tree`, `write_stream`. Pieces several jobs share have one home each:
 //! `join` (the symlink forest of `contents`), `script` (the shell
 //! scripts), `metadata` (the modes and owners of a customisation tree),
 //! `from_image` (the `base` attribute).
@@ -18,6 +18,7 @@ mod export;
 mod file;
 mod from_image;
 mod image;
+mod image_index;
 mod join;
 pub mod launcher;
 mod merge;
@@ -47,6 +48,7 @@ enum Job {
     Root(root::RootJob),
     RunAsRoot(run_as_root::RunAsRootJob),
     Image(Box<image::ImageJob>),
+    ImageIndex(image_index::ImageIndexJob),
     File(file::FileJob),
     NixDb(nix_db::NixDbJob),
     Pull(pull::PullJob),
@@ -66,6 +68,7 @@ pub fn run() -> Result<()> {
         Job::Root(job) => job.build(&drv),
         Job::RunAsRoot(job) => job.build(&drv),
         Job::Image(job) => job.build(&drv),
+        Job::ImageIndex(job) => job.build(&drv),
         Job::NixDb(job) => job.build(&drv),
         Job::Pull(job) => job.build(&drv),
         Job::Launcher(job) => job.build(&drv),

@@ -222,14 +222,22 @@ pub enum Command {
     /// Load an image into podman or the Docker daemon, without a registry.
     #[command(after_help = "Examples:\n  \
         stevedore load ./result --into podman\n  \
-        DOCKER_HOST=unix:///run/docker.sock stevedore load ./result --into docker-daemon\n\n\
-        SOURCE is a docker-archive or a streamLayeredImage result. podman gets\n\
-        it on the standard input of `podman load`; the Docker daemon through\n\
-        POST /images/load on its unix socket, so no HTTP proxy interferes.")]
+        DOCKER_HOST=unix:///run/docker.sock stevedore load ./result --into docker-daemon\n  \
+        stevedore load ./index --platform linux/arm64 --into podman\n\n\
+        SOURCE is a docker-archive, a streamLayeredImage result, or an OCI\n\
+        layout or oci-archive (such as buildImageIndex writes), of which the\n\
+        image for this machine's platform, or --platform's, is loaded. podman\n\
+        gets it on the standard input of `podman load`; the Docker daemon\n\
+        through POST /images/load on its unix socket, so no HTTP proxy\n\
+        interferes.")]
     Load {
         source: PathBuf,
         #[arg(long, value_parser = named::<Destination>(DESTINATIONS))]
         into: Destination,
+        /// Of an OCI layout holding an index of images, the image for this
+        /// platform [default: this machine's, any variant].
+        #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+        platform: Option<crate::oci::Platform>,
     },
     /// Flatten an image into one root-filesystem tar, as dockerTools'
     /// exportImage does (without a VM).

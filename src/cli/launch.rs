@@ -41,7 +41,7 @@ pub fn run(script: &Path, args: &[String]) -> Result<()> {
                 Action::Podman => Destination::Podman,
                 _ => Destination::DockerDaemon,
             };
-            load(Path::new(&launcher.image), into)
+            load(Path::new(&launcher.image), into, None)
         }
     }
 }

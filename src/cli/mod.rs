@@ -70,7 +70,11 @@ pub fn run(cli: Cli) -> Result<()> {
             exclude.as_deref(),
         ),
         command @ (Command::Push { .. } | Command::Pull { .. }) => push_pull::run(command),
-        Command::Load { source, into } => load::load(&source, into),
+        Command::Load {
+            source,
+            into,
+            platform,
+        } => load::load(&source, into, platform.as_ref()),
         Command::Export {
             image,
             out,

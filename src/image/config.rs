@@ -294,6 +294,28 @@ pub fn index_of_one(
     Ok(canonical_json(&index))
 }
 
+/// An index of images for several platforms: one entry per image
+/// manifest (an OCI manifest), with its platform, in the order given.
+pub fn platform_index(manifests: &[(Vec<u8>, oci_spec::image::Platform)]) -> Result<Vec<u8>> {
+    let entries = manifests
+        .iter()
+        .map(|(manifest, platform)| {
+            Ok(DescriptorBuilder::default()
+                .media_type(MediaType::from(media_type::OCI_MANIFEST))
+                .digest(&Digest::of(manifest))
+                .size(manifest.len() as u64)
+                .platform(platform.clone())
+                .build()?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let index = ImageIndexBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageIndex)
+        .manifests(entries)
+        .build()?;
+    Ok(canonical_json(&index))
+}
+
 /// The per-layer `json` of the legacy docker-archive format, for loaders
 /// that predate `manifest.json`.
 pub fn legacy_layer_json(image: &Image, index: usize) -> Vec<u8> {

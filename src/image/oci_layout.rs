@@ -20,6 +20,7 @@ use super::config::{BlobInfo, image_config, oci_index, oci_manifest};
 use crate::archive::TarOut;
 use crate::compress::Compression;
 use crate::digest::Digest;
+use crate::stored::BlobFile;
 
 const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
@@ -54,6 +55,8 @@ pub struct LayoutBlobs(BTreeMap<String, Blob>);
 
 enum Blob {
     File(PathBuf),
+    /// Part of a file: a member of an archive.
+    Member(BlobFile),
     Bytes(Vec<u8>),
 }
 
@@ -63,6 +66,14 @@ impl LayoutBlobs {
         self.0
             .entry(digest.hex().to_owned())
             .or_insert_with(|| Blob::File(path.to_owned()));
+    }
+
+    /// Adds a blob whose bytes are `file`'s, which may be a member of an
+    /// archive.
+    pub fn member(&mut self, digest: &Digest, file: &BlobFile) {
+        self.0
+            .entry(digest.hex().to_owned())
+            .or_insert_with(|| Blob::Member(file.clone()));
     }
 
     /// Adds a blob (a config, a manifest).
@@ -84,6 +95,7 @@ impl LayoutBlobs {
                 Blob::File(path) => fs::copy(path, &target)
                     .map(drop)
                     .with_context(|| format!("writing {}", target.display()))?,
+                Blob::Member(file) => copy_member(file, &target)?,
                 Blob::Bytes(bytes) => fs::write(&target, bytes)
                     .with_context(|| format!("writing {}", target.display()))?,
             }
@@ -105,6 +117,11 @@ impl LayoutBlobs {
             let name = format!("blobs/sha256/{hex}");
             match blob {
                 Blob::File(path) => tar.file_from(&name, path)?,
+                Blob::Member(file) => {
+                    tar.begin_file(&name, file.size)?;
+                    file.copy_to(tar.inner())?;
+                    tar.end_file(file.size)?;
+                }
                 Blob::Bytes(bytes) => tar.file(&name, bytes)?,
             }
         }
@@ -113,6 +130,14 @@ impl LayoutBlobs {
         tar.finish()?;
         Ok(())
     }
+}
+
+/// Copies the blob `file` to the new file `target`.
+fn copy_member(file: &BlobFile, target: &Path) -> Result<()> {
+    let mut out =
+        fs::File::create(target).with_context(|| format!("writing {}", target.display()))?;
+    file.copy_to(&mut out)
+        .with_context(|| format!("writing {}", target.display()))
 }
 
 /// The blobs of a built image (layers, config, manifest) and its index.

@@ -39,6 +39,28 @@ impl Platform {
     }
 }
 
+impl std::str::FromStr for Platform {
+    type Err = String;
+
+    /// `OS/ARCH` or `OS/ARCH/VARIANT`, as `podman run --platform` takes it.
+    fn from_str(text: &str) -> Result<Platform, String> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let ok =
+            |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        match parts.as_slice() {
+            [os, arch] | [os, arch, _] if parts.iter().all(|p| ok(p)) => Ok(Platform {
+                os: (*os).to_owned(),
+                architecture: (*arch).to_owned(),
+                variant: parts.get(2).map(|v| (*v).to_owned()),
+            }),
+            _ => Err(format!(
+                "\"{}\" is not a platform; give OS/ARCH or OS/ARCH/VARIANT, such as linux/arm64 or linux/arm/v7",
+                crate::terminal::escape(text)
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.os, self.architecture)?;
@@ -173,6 +195,31 @@ mod tests {
             format!("the index {err}"),
             "the index has no image for linux/s390x; its platforms are linux/arm64/v8, linux/amd64"
         );
+    }
+
+    #[test]
+    fn platforms_parse_as_podman_writes_them() {
+        assert_eq!(
+            "linux/arm64".parse::<Platform>().unwrap(),
+            platform("linux", "arm64", None)
+        );
+        assert_eq!(
+            "linux/arm/v7".parse::<Platform>().unwrap(),
+            platform("linux", "arm", Some("v7"))
+        );
+        for bad in [
+            "linux",
+            "linux/",
+            "linux/arm64/v8/x",
+            "/amd64",
+            "linux/amd 64",
+        ] {
+            let err = bad.parse::<Platform>().unwrap_err();
+            assert!(
+                err.contains("give OS/ARCH or OS/ARCH/VARIANT"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

@@ -81,5 +81,6 @@ pub(super) fn read(
         config,
         layers,
         oci_manifest: None,
+        reference: entry.repo_tags.iter().flatten().next().cloned(),
     })
 }

@@ -133,6 +133,22 @@ pub struct LayoutManifest {
     pub annotations: BTreeMap<String, String>,
 }
 
+impl LayoutManifest {
+    /// `NAME:TAG` the entry names the image by: its
+    /// `io.containerd.image.name`, or its ref name when that is a whole
+    /// `NAME:TAG` rather than a tag alone.
+    pub fn reference(&self) -> Option<&str> {
+        self.annotations
+            .get(CONTAINERD_NAME)
+            .or_else(|| {
+                self.annotations
+                    .get(REF_NAME)
+                    .filter(|r| r.rsplit_once(':').is_some_and(|(_, t)| !t.contains('/')))
+            })
+            .map(String::as_str)
+    }
+}
+
 /// The entries of `index.json`, by position, grouped by image: entries
 /// that have a platform and the same names are one image for several
 /// platforms; any other entry is an image alone. Groups are in the order
@@ -407,7 +423,12 @@ fn collect_index(
     Ok(())
 }
 
-pub(super) fn read_image(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<StoredImage> {
+pub(super) fn read_image(
+    root: &Path,
+    blobs: &dyn Blobs,
+    pick: &Pick,
+    platform: &Platform,
+) -> Result<StoredImage> {
     let index = read_index(blobs)?;
     let groups = images(&index.manifests);
     let group = match (groups.as_slice(), pick) {
@@ -430,11 +451,13 @@ pub(super) fn read_image(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<
             })
             .with_context(|| format!("index.json has no image {}", pick.describe()))?,
     };
+    let found = image_of(blobs, group, platform)?;
+    let reference = found.reference().map(str::to_owned);
     let LayoutManifest {
         digest,
         bytes: manifest,
         ..
-    } = image_of(blobs, group, &Platform::host())?;
+    } = found;
     let doc: ManifestDoc =
         serde_json::from_slice(&manifest).with_context(|| format!("manifest {digest}"))?;
     let config = doc
@@ -470,6 +493,7 @@ pub(super) fn read_image(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<
         config: config_bytes,
         layers,
         oci_manifest: Some(manifest),
+        reference,
     })
 }
 

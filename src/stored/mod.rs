@@ -99,6 +99,16 @@ impl BlobFile {
         Ok(f.take(self.size))
     }
 
+    /// Copies the whole blob to `w`.
+    pub fn copy_to(&self, w: &mut impl Write) -> Result<()> {
+        let n = std::io::copy(&mut self.reader()?, w)
+            .with_context(|| format!("copying {}", self.path.display()))?;
+        if n != self.size {
+            bail!("{} is shorter than its index says", self.path.display());
+        }
+        Ok(())
+    }
+
     /// The compression the blob's first bytes show.
     pub fn sniff(&self) -> Result<Compression> {
         let mut magic = [0u8; 4];
@@ -145,12 +155,40 @@ pub struct StoredLayer {
     pub what: String,
 }
 
+impl StoredLayer {
+    /// The digest of the blob: the one the manifest gives; a
+    /// docker-archive's compressed layer is hashed, and checked against
+    /// the diff_id its config records.
+    pub fn blob_digest(&self) -> Result<Digest> {
+        match (&self.digest, &self.diff_id) {
+            (Some(d), _) => Ok(d.clone()),
+            (None, Some(diff_id)) => {
+                let (digest, content) = digest_and_diff_id(&self.file, self.compression)
+                    .with_context(|| self.what.clone())?;
+                if &content != diff_id {
+                    bail!(
+                        "{}: its content is {content} but the image config records {diff_id}",
+                        self.what
+                    );
+                }
+                Ok(digest)
+            }
+            (None, None) => self
+                .file
+                .digest()
+                .with_context(|| format!("hashing {}", self.what)),
+        }
+    }
+}
+
 /// An image whose blobs exist.
 pub struct StoredImage {
     pub config: Vec<u8>,
     pub layers: Vec<StoredLayer>,
     /// The manifest as an OCI layout holds it, pushed unchanged.
     pub oci_manifest: Option<Vec<u8>>,
+    /// `NAME:TAG` as the archive or layout records it, if it does.
+    pub reference: Option<String>,
 }
 
 /// Reads an image whose blobs exist: an OCI layout directory, an
@@ -158,8 +196,19 @@ pub struct StoredImage {
 /// (`source`, `fromImage`). A layout's index of images for several
 /// platforms gives its image for this machine ([`Platform::host`]).
 pub fn open(path: &Path, pick: &Pick, what: &str) -> Result<StoredImage> {
+    open_for(path, pick, &crate::oci::Platform::host(), what)
+}
+
+/// [`open`], taking a layout's image for `platform` rather than this
+/// machine's.
+pub fn open_for(
+    path: &Path,
+    pick: &Pick,
+    platform: &crate::oci::Platform,
+    what: &str,
+) -> Result<StoredImage> {
     match holding(path, what)? {
-        Holding::Layout(blobs, kind) => layout::read_image(path, blobs.as_ref(), pick)
+        Holding::Layout(blobs, kind) => layout::read_image(path, blobs.as_ref(), pick, platform)
             .with_context(|| format!("{what} {} ({kind})", path.display())),
         Holding::DockerArchive(members) => docker_archive::read(path, &members, pick)
             .with_context(|| format!("{what} {} (a docker-archive)", path.display())),

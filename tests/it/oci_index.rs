@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::support::docker_archive::archive_layer_digests;
+use crate::support::oci_layout::{blob_json, layer_digests};
 use crate::support::podman::{PodmanImage, podman, run_in_podman_store};
 use crate::support::process::{
     assert_one_line_error, dir_names, run, run_fail, stevedore, tempdir, unique,
@@ -175,26 +176,11 @@ fn host_architecture(busybox: &Path, dir: &Path) -> String {
     config["architecture"].as_str().unwrap().to_owned()
 }
 
-/// A JSON blob of an OCI layout directory.
-fn blob_json(layout: &Path, digest: &str) -> Value {
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    serde_json::from_slice(&fs::read(layout.join("blobs/sha256").join(hex)).unwrap()).unwrap()
-}
-
 /// The manifest of a layout holding one image.
 fn only_manifest(layout: &Path) -> Value {
     let index: Value =
         serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     blob_json(layout, index["manifests"][0]["digest"].as_str().unwrap())
-}
-
-fn layer_digests(manifest: &Value) -> Vec<String> {
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 /// `podman run` of an image that is loaded.

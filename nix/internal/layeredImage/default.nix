@@ -223,6 +223,12 @@ result
 // {
   inherit meta imageName;
   imageTag = if imageTag != null then imageTag else outputHash result;
+  # The platform the image is for, which buildImageIndex reads.
+  imagePlatform = {
+    os = "linux";
+    inherit architecture;
+    variant = checks.variant fn variant;
+  };
   # dockerTools' passthru: the customisation layer (buildImage's `layer`).
   layer = customisation;
 }

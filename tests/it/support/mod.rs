@@ -9,6 +9,7 @@ pub mod oci_layout;
 pub mod podman;
 pub mod process;
 pub mod proxy;
+pub mod qemu;
 pub mod registry;
 pub mod spec;
 pub mod store;

@@ -81,3 +81,19 @@ pub fn blob_path(dir: &Path, digest: &str) -> PathBuf {
     dir.join("blobs/sha256")
         .join(digest.strip_prefix("sha256:").unwrap())
 }
+
+/// A JSON document (manifest, index, config) of an OCI layout directory,
+/// by digest (`sha256:...`).
+pub fn blob_json(layout: &Path, digest: &str) -> Value {
+    serde_json::from_slice(&fs::read(blob_path(layout, digest)).unwrap()).unwrap()
+}
+
+/// The layer digests a manifest lists, lowest first.
+pub fn layer_digests(manifest: &Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
