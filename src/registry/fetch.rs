@@ -101,34 +101,16 @@ pub fn fetch(
     platform: &Platform,
     jobs: usize,
 ) -> Result<Fetched> {
-    let client = Client::connect(
-        conn,
-        &src.host,
-        &src.repo,
-        vec![format!("repository:{}:pull", src.repo)],
-    )?;
-    let (mut manifest, mut media_type) = fetch_manifest(&client, &src.target_str())?;
-    if let Target::Digest(want) = &src.target {
-        check_document_digest(&manifest, want, "the manifest")?;
-    }
-    let mut digest = Digest::of(&manifest);
-    if let Some((want, size)) = index_entry(&src.to_string(), &manifest, &media_type, platform)? {
-        let (m, t) = fetch_manifest(&client, &want.to_string())?;
-        check_document_digest(&m, &want, "the platform's manifest")?;
-        if m.len() as u64 != size {
-            bail!(
-                "manifest {want} has {} bytes but the index says {size}",
-                m.len()
-            );
-        }
-        manifest = m;
-        media_type = t;
-        digest = want;
-    }
-    let ImageBlobs {
-        config: config_want,
-        layers,
-    } = image_blobs(&src.to_string(), &digest, &manifest, &media_type)?;
+    let Documents {
+        client,
+        digest,
+        manifest,
+        media_type,
+        blobs: ImageBlobs {
+            config: config_want,
+            layers,
+        },
+    } = documents(src, conn, platform)?;
     let work_dir = WorkDir::lock(out, &digest)?;
     let work = &work_dir.path;
     let progress = Progress::new(layers.len());
@@ -191,6 +173,73 @@ pub fn fetch(
         paths,
         work_dir,
     })
+}
+
+/// An image's manifest for a platform, found and checked, and the
+/// connection that found it.
+pub struct Documents {
+    pub client: Client,
+    /// The image manifest's digest.
+    pub digest: Digest,
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    pub blobs: ImageBlobs,
+}
+
+/// The manifest of `src` for `platform`: an index followed to its entry
+/// for the platform, every document checked against its digest.
+pub fn documents(src: &Reference, conn: &Connection, platform: &Platform) -> Result<Documents> {
+    let client = Client::connect(
+        conn,
+        &src.host,
+        &src.repo,
+        vec![format!("repository:{}:pull", src.repo)],
+    )?;
+    let (mut manifest, mut media_type) = fetch_manifest(&client, &src.target_str())?;
+    if let Target::Digest(want) = &src.target {
+        check_document_digest(&manifest, want, "the manifest")?;
+    }
+    let mut digest = Digest::of(&manifest);
+    if let Some((want, size)) = index_entry(&src.to_string(), &manifest, &media_type, platform)? {
+        let (m, t) = fetch_manifest(&client, &want.to_string())?;
+        check_document_digest(&m, &want, "the platform's manifest")?;
+        if m.len() as u64 != size {
+            bail!(
+                "manifest {want} has {} bytes but the index says {size}",
+                m.len()
+            );
+        }
+        manifest = m;
+        media_type = t;
+        digest = want;
+    }
+    let blobs = image_blobs(&src.to_string(), &digest, &manifest, &media_type)?;
+    Ok(Documents {
+        client,
+        digest,
+        manifest,
+        media_type,
+        blobs,
+    })
+}
+
+/// The config of an image whose manifest [`documents`] found, read into
+/// memory and checked against its digest: what `inspect` of a registry
+/// image reads, and no layer.
+pub fn config(docs: &Documents) -> Result<Vec<u8>> {
+    let want = &docs.blobs.config;
+    let url = docs.client.url(&format!("blobs/{}", want.digest));
+    let what = format!("GET {}", docs.client.describe(&url));
+    let reply = docs.client.send("GET", &url, &[], Body::Empty)?;
+    let reply = docs.client.expect(&what, reply, &[200])?;
+    let bytes = reply
+        .into_body()
+        .with_config()
+        .limit(DOCUMENT_LIMIT)
+        .read_to_vec()
+        .with_context(|| format!("reading {what}"))?;
+    check_document_digest(&bytes, &want.digest, "the config")?;
+    Ok(bytes)
 }
 
 /// The entry an index (`media_type`, or a document with `manifests`)

@@ -81,5 +81,6 @@ pub(super) fn read(
         config,
         layers,
         oci_manifest: None,
+        names: entry.repo_tags.clone().unwrap_or_default(),
     })
 }

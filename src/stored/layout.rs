@@ -430,6 +430,10 @@ pub(super) fn read_image(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<
             })
             .with_context(|| format!("index.json has no image {}", pick.describe()))?,
     };
+    let names = match group[0].1.names() {
+        (Some(full), _) => vec![full.clone()],
+        (None, tag) => tag.into_iter().cloned().collect(),
+    };
     let LayoutManifest {
         digest,
         bytes: manifest,
@@ -470,6 +474,7 @@ pub(super) fn read_image(root: &Path, blobs: &dyn Blobs, pick: &Pick) -> Result<
         config: config_bytes,
         layers,
         oci_manifest: Some(manifest),
+        names,
     })
 }
 

@@ -151,6 +151,9 @@ pub struct StoredImage {
     pub layers: Vec<StoredLayer>,
     /// The manifest as an OCI layout holds it, pushed unchanged.
     pub oci_manifest: Option<Vec<u8>>,
+    /// The names the archive or layout gives the image (`RepoTags`, or the
+    /// reference or tag annotations of `index.json`).
+    pub names: Vec<String>,
 }
 
 /// Reads an image whose blobs exist: an OCI layout directory, an

@@ -1,0 +1,101 @@
+//! `stevedore inspect`, `sbom`, `diff` and `why`: an image read into
+//! [`crate::contents`], then printed or written.
+
+use std::io::Write;
+
+use anyhow::{Context, Result};
+
+use super::Command;
+use super::args::FactsArgs;
+use crate::closure::Graph;
+use crate::contents::{self, Contents, Facts, sbom};
+use crate::oci::Platform;
+use crate::output::AtomicFile;
+
+/// Runs an `Inspect`, `Sbom`, `Diff` or `Why` command.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Inspect { image, json, facts } => {
+            let c = read(&image, &facts)?;
+            if json {
+                print(&pretty(&c)?)
+            } else {
+                print(c.to_text().as_bytes())
+            }
+        }
+        Command::Sbom {
+            image,
+            format,
+            out,
+            facts,
+        } => {
+            let doc = sbom::write(&read(&image, &facts)?, format)?;
+            match out {
+                Some(out) => {
+                    let mut file = AtomicFile::create(&out)?;
+                    file.file()
+                        .write_all(&doc)
+                        .with_context(|| format!("writing {}", out.display()))?;
+                    file.commit()
+                }
+                None => print(&doc),
+            }
+        }
+        Command::Diff {
+            old,
+            new,
+            json,
+            facts,
+        } => {
+            let d = contents::diff(&read(&old, &facts)?, &read(&new, &facts)?);
+            if json {
+                print(&pretty(&d)?)
+            } else {
+                print(d.to_text().as_bytes())
+            }
+        }
+        Command::Why { image, path, facts } => {
+            let chain = contents::why(&read(&image, &facts)?, &path)?;
+            let mut text = String::new();
+            for (i, p) in chain.iter().enumerate() {
+                let note = if i == 0 { "  (root)" } else { "" };
+                text.push_str(&format!(
+                    "{}{}{note}\n",
+                    "  ".repeat(i),
+                    crate::terminal::escape(p)
+                ));
+            }
+            print(text.as_bytes())
+        }
+        _ => unreachable!("only inspect, sbom, diff and why come here"),
+    }
+}
+
+/// Reads `image` with what `facts` adds; the host's store may be asked.
+fn read(image: &str, facts: &FactsArgs) -> Result<Contents> {
+    let graph = facts.graph.as_deref().map(Graph::load).transpose()?;
+    let f = Facts {
+        graph: graph.as_ref(),
+        meta: Default::default(),
+        host_store: true,
+    };
+    contents::open_any(
+        image,
+        &f,
+        &facts.connection.connection()?,
+        &Platform::host(),
+    )
+}
+
+fn pretty<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn print(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)
+        .and_then(|()| out.flush())
+        .context("writing to standard output")
+}
