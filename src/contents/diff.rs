@@ -155,12 +155,8 @@ impl Diff {
         for m in &self.moved_store_paths {
             rows.push(vec![
                 "~".to_owned(),
-                format!(
-                    "{}  layer {} -> {}",
-                    escape(&m.path),
-                    m.old_layer,
-                    m.new_layer
-                ),
+                escape(&m.path),
+                format!("layer {} -> {}", m.old_layer, m.new_layer),
             ]);
         }
         if !rows.is_empty() {

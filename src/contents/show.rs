@@ -83,11 +83,11 @@ impl Contents {
         head.push(vec![
             "size".into(),
             format!(
-                "{} compressed, {} uncompressed, {} layers, {} store paths",
+                "{} compressed, {} uncompressed, {}, {}",
                 human_bytes(total),
                 size(unpacked),
-                self.layers.len(),
-                self.store_paths.len()
+                plural(self.layers.len(), "layer"),
+                plural(self.store_paths.len(), "store path")
             ),
         ]);
         head.push(vec![
@@ -176,7 +176,7 @@ fn content_summary(l: &super::Layer) -> String {
     }
 }
 
-fn plural(n: usize, what: &str) -> String {
+pub(super) fn plural(n: usize, what: &str) -> String {
     if n == 1 {
         format!("1 {what}")
     } else {
