@@ -158,7 +158,8 @@ pub enum Command {
     /// Push an image to a registry: blobs missing there, then the manifest.
     #[command(after_help = "Examples:\n  \
         stevedore push ./result docker://registry.example.com/team/hello:1.0\n  \
-        stevedore push hello-oci docker://localhost:5000/hello:latest --tls-verify=false\n\n\
+        stevedore push hello-oci docker://localhost:5000/hello:latest --tls-verify=false\n  \
+        stevedore push ./result docker://localhost:5000/hello:1.0 --sbom --tls-verify=false\n\n\
         SOURCE is any image stevedore writes: a docker-archive, an OCI layout\n\
         (directory or oci-archive), or a streamLayeredImage result, whose\n\
         layers are made from the store while they are sent. Credentials come\n\
@@ -188,6 +189,12 @@ pub enum Command {
         /// Upload chunk size in bytes; larger blobs are sent in chunks.
         #[arg(long, default_value_t = crate::registry::upload::CHUNK, hide = true)]
         chunk_size: u64,
+        /// Also push the image's CycloneDX SBOM (as `stevedore sbom`
+        /// writes it) as an OCI artifact that refers to the image: found
+        /// through the registry's referrers API, or under the tag
+        /// sha256-<image digest hex> where it has none.
+        #[arg(long)]
+        sbom: bool,
     },
     /// Pull an image from a registry, by digest, into a docker-archive or an
     /// OCI layout.

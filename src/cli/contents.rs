@@ -71,6 +71,41 @@ pub fn run(command: Command) -> Result<()> {
     }
 }
 
+/// `push --sbom`: the image, then its CycloneDX SBOM as an artifact
+/// that refers to it; what the artifact became is said on standard
+/// error, so the pushed image stays the last line of standard output.
+pub fn push_with_sbom(
+    source: &std::path::Path,
+    dest: &crate::oci::Reference,
+    conn: &crate::registry::Connection,
+    opts: &crate::push::PushOptions,
+) -> Result<String> {
+    let (reference, subject) = crate::push::push_subject(source, dest, conn, opts)?;
+    let facts = Facts {
+        host_store: true,
+        ..Default::default()
+    };
+    let doc = sbom::write(
+        &contents::open(source, &facts)?,
+        sbom::SbomFormat::Cyclonedx,
+    )?;
+    let (artifact, referred) = crate::push::push_referrer(
+        dest,
+        &subject,
+        &doc,
+        crate::oci::media_type::CYCLONEDX_JSON,
+        "sbom.cdx.json",
+        conn,
+    )
+    .context("pushing the SBOM")?;
+    let how = match referred {
+        crate::push::Referred::ReferrersApi => "found through the referrers API".to_owned(),
+        crate::push::Referred::FallbackTag(tag) => format!("listed under the tag {tag}"),
+    };
+    eprintln!("sbom: {artifact} ({how})");
+    Ok(reference)
+}
+
 /// Reads `image` with what `facts` adds; the host's store may be asked.
 fn read(image: &str, facts: &FactsArgs) -> Result<Contents> {
     let graph = facts.graph.as_deref().map(Graph::load).transpose()?;

@@ -337,11 +337,45 @@ fn parse_document(bytes: &[u8], what: &str) -> Result<RemoteDocument> {
 
 /// GETs a manifest or index; returns its bytes and media type.
 fn fetch_manifest(client: &Client, target: &str) -> Result<(Vec<u8>, String)> {
+    get_manifest(client, target, false).map(|found| found.expect("a missing one fails"))
+}
+
+/// Whether the registry answers the referrers API (OCI distribution 1.1)
+/// for `subject`: an index, possibly empty. A registry without it answers
+/// 404 (or 400, 405) for the unknown path.
+pub fn has_referrers_api(client: &Client, subject: &Digest) -> Result<bool> {
+    let url = client.url(&format!("referrers/{subject}"));
+    let reply = client.send(
+        "GET",
+        &url,
+        &[("accept", OCI_INDEX.to_owned())],
+        Body::Empty,
+    )?;
+    let content_type = header(&reply, "content-type").unwrap_or_default();
+    Ok(reply.status().as_u16() == 200 && content_type.starts_with(OCI_INDEX))
+}
+
+/// GETs a manifest or index, or `None` when the registry has none under
+/// `target`; its bytes and media type.
+pub fn manifest_if_any(client: &Client, target: &str) -> Result<Option<(Vec<u8>, String)>> {
+    get_manifest(client, target, true)
+}
+
+/// GETs a manifest or index; a missing one is `None` when `missing_ok`,
+/// else an error.
+fn get_manifest(
+    client: &Client,
+    target: &str,
+    missing_ok: bool,
+) -> Result<Option<(Vec<u8>, String)>> {
     let url = client.url(&format!("manifests/{target}"));
     let accept = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].join(", ");
     let reply = client.send("GET", &url, &[("accept", accept)], Body::Empty)?;
     let what = format!("GET {}", client.describe(&url));
     if reply.status().as_u16() == 404 {
+        if missing_ok {
+            return Ok(None);
+        }
         let what = format!("{}: no such manifest or repository", client.describe(&url));
         bail!("{}", client.error_line(&what, reply));
     }
@@ -362,7 +396,7 @@ fn fetch_manifest(client: &Client, target: &str) -> Result<(Vec<u8>, String)> {
             .unwrap_or_default(),
         t => t.to_owned(),
     };
-    Ok((bytes, media_type))
+    Ok(Some((bytes, media_type)))
 }
 
 /// The work directory of a pull into `out`, locked: the same for a

@@ -317,3 +317,86 @@ fn meta_of_contents_gives_names_licenses_and_homepages() {
         "Gadget Public License"
     );
 }
+
+#[test]
+fn push_sbom_refers_to_the_image_under_the_fallback_tag() {
+    use crate::support::digest::sha256;
+    use crate::support::registry::Registry;
+    let layered = crate::support::nix::build_example("layered");
+    let reg = Registry::start();
+    let dest = reg.reference("with-sbom", "v1");
+    let push = || {
+        run(reg
+            .stevedore()
+            .arg("push")
+            .arg(&layered.path)
+            .arg(&dest)
+            .arg("--sbom")
+            .args(reg.stevedore_args()))
+    };
+    let out = push();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let image_digest = stdout
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .to_owned();
+    let hex = image_digest.trim_start_matches("sha256:");
+    // docker-registry has no referrers API: the fallback tag.
+    assert!(
+        stderr.contains(&format!("(listed under the tag sha256-{hex})")),
+        "{stderr}"
+    );
+    let inspect_raw = |reference: &str| -> Value {
+        let out = stdout_of(
+            std::process::Command::new("skopeo")
+                .args(["inspect", "--raw"])
+                .args(reg.skopeo_args(""))
+                .arg(reference),
+        );
+        serde_json::from_str(&out).unwrap()
+    };
+    let fallback = reg.reference("with-sbom", &format!("sha256-{hex}"));
+    let index = inspect_raw(&fallback);
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
+    let entries = index["manifests"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{index}");
+    assert_eq!(entries[0]["artifactType"], "application/vnd.cyclonedx+json");
+    let artifact = inspect_raw(&format!(
+        "docker://{}/with-sbom@{}",
+        reg.host(),
+        entries[0]["digest"].as_str().unwrap()
+    ));
+    assert_eq!(artifact["subject"]["digest"], image_digest);
+    assert_eq!(artifact["artifactType"], "application/vnd.cyclonedx+json");
+    assert_eq!(
+        artifact["layers"][0]["mediaType"],
+        "application/vnd.cyclonedx+json"
+    );
+    // The SBOM pushed is `stevedore sbom` of the image.
+    let sbom = run(stevedore()
+        .arg("sbom")
+        .arg(&layered.path)
+        .args(["--format", "cyclonedx"]))
+    .stdout;
+    assert_eq!(artifact["layers"][0]["digest"], sha256(&sbom));
+    assert_eq!(artifact["layers"][0]["size"], sbom.len());
+
+    // Pushed again: the index still lists it once.
+    push();
+    assert_eq!(
+        inspect_raw(&fallback)["manifests"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
