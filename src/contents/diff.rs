@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::Contents;
-use super::show::{human_bytes, table};
+use super::show::{binary_size, table};
 use crate::digest::Digest;
 use crate::terminal::escape;
 
@@ -139,7 +139,7 @@ impl Diff {
                 "push".into(),
                 format!(
                     "{} in {} blobs not in old",
-                    human_bytes(self.push_bytes),
+                    binary_size(self.push_bytes),
                     self.push_blobs
                 ),
             ],

@@ -35,7 +35,6 @@ pub use diff::{Diff, diff};
 pub use graph::GraphSource;
 pub use name::{NameVersion, parse_name};
 pub use remote::open_remote;
-pub use show::human_bytes;
 pub use why::why;
 
 /// The store directory images hold their store paths in.

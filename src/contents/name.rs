@@ -1,6 +1,8 @@
 //! A store path's package name and version, split as Nix's
 //! `builtins.parseDrvName` splits a name, and its package URL.
 
+use crate::registry::client::percent_encode;
+
 /// A store path's name split into package name and version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NameVersion {
@@ -37,30 +39,17 @@ impl NameVersion {
     /// path's hash part as a qualifier, so that two builds of one version
     /// stay apart.
     pub fn purl(&self) -> String {
-        let mut purl = format!("pkg:nix/{}", encode(&self.name));
+        let mut purl = format!("pkg:nix/{}", percent_encode(&self.name));
         if !self.version.is_empty() {
             purl.push('@');
-            purl.push_str(&encode(&self.version));
+            purl.push_str(&percent_encode(&self.version));
         }
         if !self.hash.is_empty() {
             purl.push_str("?hash=");
-            purl.push_str(&encode(&self.hash));
+            purl.push_str(&percent_encode(&self.hash));
         }
         purl
     }
-}
-
-/// Percent-encodes all but the unreserved characters of RFC 3986.
-fn encode(text: &str) -> String {
-    let mut out = String::new();
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

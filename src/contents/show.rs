@@ -9,7 +9,7 @@ use super::Contents;
 use crate::terminal::escape;
 
 /// `512 B`, `1.5 KiB`, `12.0 MiB`: binary units, one decimal.
-pub fn human_bytes(n: u64) -> String {
+pub fn binary_size(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut unit = 0;
@@ -25,7 +25,7 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 fn size(n: Option<u64>) -> String {
-    n.map_or_else(|| "?".to_owned(), human_bytes)
+    n.map_or_else(|| "?".to_owned(), binary_size)
 }
 
 /// Rows with columns padded to their widest cell (the last one left as
@@ -84,7 +84,7 @@ impl Contents {
             "size".into(),
             format!(
                 "{} compressed, {} uncompressed, {}, {}",
-                human_bytes(total),
+                binary_size(total),
                 size(unpacked),
                 plural(self.layers.len(), "layer"),
                 plural(self.store_paths.len(), "store path")
@@ -113,7 +113,7 @@ impl Contents {
             rows.push(vec![
                 (i + 1).to_string(),
                 l.digest.to_string(),
-                human_bytes(l.compressed_size),
+                binary_size(l.compressed_size),
                 size(l.size),
                 content_summary(l),
             ]);
@@ -145,7 +145,7 @@ impl Contents {
                     None => escape(&f.path),
                 };
                 let s = if f.kind == "file" {
-                    human_bytes(f.size)
+                    binary_size(f.size)
                 } else {
                     f.kind.to_owned()
                 };
@@ -218,9 +218,9 @@ mod tests {
 
     #[test]
     fn sizes_are_binary() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 << 20), "5.0 MiB");
+        assert_eq!(binary_size(512), "512 B");
+        assert_eq!(binary_size(1536), "1.5 KiB");
+        assert_eq!(binary_size(5 << 20), "5.0 MiB");
     }
 
     #[test]

@@ -13,7 +13,13 @@ use crate::terminal::escape;
 /// path inside one, or a file of the image that links into the store),
 /// root first.
 pub fn why(contents: &Contents, path: &str) -> Result<Vec<String>> {
-    let target = store_path_of(contents, path)?;
+    // A file of the image is named from its root, with or without the `/`.
+    let path = if path.starts_with('/') {
+        path.to_owned()
+    } else {
+        format!("/{path}")
+    };
+    let target = store_path_of(contents, &path)?;
     if contents
         .store_paths
         .values()

@@ -232,12 +232,7 @@ pub fn config(docs: &Documents) -> Result<Vec<u8>> {
     let what = format!("GET {}", docs.client.describe(&url));
     let reply = docs.client.send("GET", &url, &[], Body::Empty)?;
     let reply = docs.client.expect(&what, reply, &[200])?;
-    let bytes = reply
-        .into_body()
-        .with_config()
-        .limit(DOCUMENT_LIMIT)
-        .read_to_vec()
-        .with_context(|| format!("reading {what}"))?;
+    let bytes = read_document(reply, &what)?;
     check_document_digest(&bytes, &want.digest, "the config")?;
     Ok(bytes)
 }
@@ -355,6 +350,16 @@ pub fn has_referrers_api(client: &Client, subject: &Digest) -> Result<bool> {
     Ok(reply.status().as_u16() == 200 && content_type.starts_with(OCI_INDEX))
 }
 
+/// The body of an answer holding a document, up to [`DOCUMENT_LIMIT`].
+fn read_document(reply: super::client::Reply, what: &str) -> Result<Vec<u8>> {
+    reply
+        .into_body()
+        .with_config()
+        .limit(DOCUMENT_LIMIT)
+        .read_to_vec()
+        .with_context(|| format!("reading {what}"))
+}
+
 /// GETs a manifest or index, or `None` when the registry has none under
 /// `target`; its bytes and media type.
 pub fn manifest_if_any(client: &Client, target: &str) -> Result<Option<(Vec<u8>, String)>> {
@@ -384,12 +389,7 @@ fn get_manifest(
         bail!("{}", client.error_line(&what, reply));
     }
     let content_type = header(&reply, "content-type").unwrap_or_default();
-    let bytes = reply
-        .into_body()
-        .with_config()
-        .limit(DOCUMENT_LIMIT)
-        .read_to_vec()
-        .with_context(|| format!("reading {what}"))?;
+    let bytes = read_document(reply, &what)?;
     let media_type = match content_type.split(';').next().unwrap_or("").trim() {
         "" | "application/json" | "text/plain" => parse_document(&bytes, &what)?
             .media_type
