@@ -27,7 +27,7 @@ pub struct Diff {
     pub removed_layers: Vec<Digest>,
     pub added_store_paths: Vec<String>,
     pub removed_store_paths: Vec<String>,
-    /// Store paths in both images whose layer is not a shared one in both.
+    /// Store paths in both images whose layers hold other tars.
     pub moved_store_paths: Vec<Moved>,
     /// Blobs of `new` (layers and config) that `old` does not have.
     pub push_blobs: usize,
@@ -81,12 +81,13 @@ pub fn diff(old: &Contents, new: &Contents) -> Diff {
     for (path, s) in &new.store_paths {
         match old_paths.get(path) {
             None => added_paths.push(path.clone()),
-            Some(&old_layer) if old.layers[old_layer].digest != new.layers[s.layer].digest => moved
-                .push(Moved {
+            Some(&old_layer) if !same_content(&old.layers[old_layer], &new.layers[s.layer]) => {
+                moved.push(Moved {
                     path: path.clone(),
                     old_layer: old_layer + 1,
                     new_layer: s.layer + 1,
-                }),
+                })
+            }
             Some(_) => {}
         }
     }
@@ -107,6 +108,15 @@ pub fn diff(old: &Contents, new: &Contents) -> Diff {
         moved_store_paths: moved,
         push_blobs,
         push_bytes,
+    }
+}
+
+/// Whether two layers hold the same tar: equal diff_ids where both are
+/// known (a layer compressed anew is the same layer), else equal blobs.
+fn same_content(a: &super::Layer, b: &super::Layer) -> bool {
+    match (&a.diff_id, &b.diff_id) {
+        (Some(x), Some(y)) => x == y,
+        _ => a.digest == b.digest,
     }
 }
 

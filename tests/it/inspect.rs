@@ -12,7 +12,9 @@ use std::process::Command;
 use serde_json::{Value, json};
 
 use crate::support::digest::sha256;
-use crate::support::docker_archive::{Blob, archive_layers, docker_archive, store_paths_in};
+use crate::support::docker_archive::{
+    Blob, archive_layer_digests, archive_layers, docker_archive, store_paths_in,
+};
 use crate::support::nix::build_example;
 use crate::support::process::{
     assert_one_line_error, run, run_fail, stdout_of, stevedore, tempdir,
@@ -184,6 +186,39 @@ fn inspect_of_a_base_image_and_the_oci_layout_skopeo_makes_of_it() {
         assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
     }
     assert!(text.contains("no narHash or references known"), "{text}");
+
+    // skopeo's copy has a config of its own, and layers compressed anew:
+    // a push of it after the archive sends the blobs the archive lacks.
+    let d: Value = serde_json::from_str(&stdout_of(
+        stevedore()
+            .arg("diff")
+            .arg(&archive)
+            .arg(&layout)
+            .arg("--json"),
+    ))
+    .unwrap();
+    let old_blobs: BTreeSet<String> = archive_layer_digests(&archive).into_iter().collect();
+    let mut shared = Vec::new();
+    let mut want_bytes = manifest["config"]["size"].as_u64().unwrap();
+    for l in manifest["layers"].as_array().unwrap() {
+        let digest = l["digest"].as_str().unwrap().to_owned();
+        if old_blobs.contains(&digest) {
+            shared.push(digest);
+        } else {
+            want_bytes += l["size"].as_u64().unwrap();
+        }
+    }
+    assert_eq!(d["sharedLayers"], json!(shared));
+    assert_eq!(d["pushBytes"], want_bytes);
+    assert_eq!(d["movedStorePaths"], json!([]));
+    // Nothing says what refers to what in this image.
+    let err = run_fail(
+        stevedore()
+            .arg("why")
+            .arg(&layout)
+            .arg(format!("/{store}/data")),
+    );
+    assert_one_line_error(&err, "references of its store paths are unknown");
 }
 
 #[test]
@@ -241,6 +276,27 @@ fn inspect_of_a_layered_image_and_a_launcher_lists_store_paths_with_their_sizes(
     let text = stdout_of(stevedore().arg("inspect").arg(&hello.path));
     assert!(text.contains("stevedore-example-hello:latest"), "{text}");
     assert!(text.contains(" MiB  /nix/store/"), "{text}");
+    // The launcher's /bin/sh is busybox's, the one root.
+    let out = stdout_of(stevedore().arg("why").arg(&hello.path).arg("/bin/sh"));
+    assert!(
+        out.trim().ends_with("-busybox  (root)") && out.lines().count() == 1,
+        "{out}"
+    );
+
+    // An image with a Nix database: narHash and references from it.
+    let with_db = build_example("nixDb");
+    let doc = inspect_json(with_db.path.to_str().unwrap(), &[]);
+    assert_eq!(doc["graph"], "image-db");
+    for (path, info) in doc["storePaths"].as_object().unwrap() {
+        let hash = stdout_of(Command::new("nix-store").args(["-q", "--hash", path]));
+        let hex = stdout_of(Command::new("nix-hash").args([
+            "--type",
+            "sha256",
+            "--to-base16",
+            hash.trim().trim_start_matches("sha256:"),
+        ]));
+        assert_eq!(info["narHash"], format!("sha256:{}", hex.trim()), "{path}");
+    }
 }
 
 #[test]
