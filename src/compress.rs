@@ -12,7 +12,7 @@ use std::io::{self, BufReader, Read, Write};
 
 use zstd::zstd_safe::CParameter;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,

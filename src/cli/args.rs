@@ -388,6 +388,10 @@ pub struct FactsArgs {
     /// --json --recursive`) giving narHash and references.
     #[arg(long, value_name = "FILE")]
     pub graph: Option<PathBuf>,
+    /// Of a docker:// image, download the layers too (into a temporary
+    /// directory), for sizes, files and the image's Nix database.
+    #[arg(long)]
+    pub layers: bool,
     #[command(flatten)]
     pub connection: ConnectionArgs,
 }

@@ -114,12 +114,30 @@ fn read(image: &str, facts: &FactsArgs) -> Result<Contents> {
         meta: Default::default(),
         host_store: true,
     };
-    contents::open_any(
-        image,
-        &f,
-        &facts.connection.connection()?,
-        &Platform::host(),
-    )
+    let conn = facts.connection.connection()?;
+    if facts.layers && image.starts_with("docker://") {
+        // The whole image, pulled as `pull` does, then read as on disk.
+        let reference = crate::oci::Reference::parse("image", image)?;
+        let scratch = tempfile::tempdir().context("a scratch directory for the pull")?;
+        let dir = scratch.path().join("image");
+        let opts = crate::pull::PullOptions {
+            format: crate::pull::PullFormat::OciDir,
+            platform: Platform::host(),
+            tag: Some(format!("{}:latest", reference.name())),
+            jobs: 3,
+        };
+        crate::pull::pull(&reference, &dir, &conn, &opts)?;
+        let mut c = contents::open(&dir, &f)?;
+        c.image = image.to_owned();
+        c.names = match reference.target {
+            crate::oci::Target::Tag(_) => {
+                vec![format!("{}:{}", reference.name(), reference.target_str())]
+            }
+            crate::oci::Target::Digest(_) => Vec::new(),
+        };
+        return Ok(c);
+    }
+    contents::open_any(image, &f, &conn, &Platform::host())
 }
 
 fn pretty<T: serde::Serialize>(value: &T) -> Result<Vec<u8>> {

@@ -102,8 +102,9 @@ pub struct Layer {
     pub digest: Digest,
     /// The digest of the uncompressed tar.
     pub diff_id: Option<Digest>,
-    /// `none`, `gzip` or `zstd`.
-    pub compression: String,
+    /// `none`, `gzip` or `zstd`; `None` for a registry media type the
+    /// helper does not read.
+    pub compression: Option<crate::compress::Compression>,
     /// Bytes of the blob as stored (what a push sends).
     pub compressed_size: u64,
     /// Bytes of the uncompressed tar; unknown for a layer not downloaded.
@@ -237,7 +238,7 @@ fn from_base(path: &Path, stored: &crate::stored::StoredImage, base: &Base) -> R
         contents.layers.push(Layer {
             digest: layer.digest.clone(),
             diff_id: Some(layer.diff_id.clone()),
-            compression: format!("{:?}", layer.compression).to_lowercase(),
+            compression: Some(layer.compression),
             compressed_size: layer.file.size,
             size: Some(layer.tar_size),
             comment: comments[i].clone(),

@@ -43,8 +43,7 @@ pub fn open_remote(
     for (i, wanted) in docs.blobs.layers.iter().enumerate() {
         let compression = media_types
             .get(i)
-            .and_then(|t| crate::oci::media_type::layer_compression(t).ok())
-            .map_or_else(|| "unknown".to_owned(), |c| format!("{c:?}").to_lowercase());
+            .and_then(|t| crate::oci::media_type::layer_compression(t).ok());
         let store_paths = comments[i]
             .as_deref()
             .map(paths_of_comment)

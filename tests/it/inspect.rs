@@ -457,4 +457,19 @@ fn inspect_of_an_image_in_a_registry_reads_its_manifest_and_config_only() {
             "layer {digest} was downloaded:\n{after}"
         );
     }
+
+    // Asked for, the layers come too: what the image holds, as on disk.
+    let whole = inspect_json(&dest, &["--tls-verify=false", "--layers"]);
+    assert_eq!(whole["manifest"], skopeo["Digest"]);
+    assert_eq!(whole["storePaths"], local["storePaths"]);
+    for (w, l) in whole["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(local["layers"].as_array().unwrap())
+    {
+        assert_eq!(w["storePaths"], l["storePaths"]);
+        assert_eq!(w["files"], l["files"]);
+        assert_eq!(w["size"], l["size"]);
+    }
 }
