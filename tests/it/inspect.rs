@@ -66,6 +66,18 @@ fn file_bytes(path: &Path) -> u64 {
     }
 }
 
+/// `sha256:<base16>` of the narHash the host's store records for `path`.
+fn host_nar_hash(path: &str) -> String {
+    let hash = stdout_of(Command::new("nix-store").args(["-q", "--hash", path]));
+    let hex = stdout_of(Command::new("nix-hash").args([
+        "--type",
+        "sha256",
+        "--to-base16",
+        hash.trim().trim_start_matches("sha256:"),
+    ]));
+    format!("sha256:{}", hex.trim())
+}
+
 /// The store paths of each layer, as `inspect --json` lists them.
 fn layer_store_paths(doc: &Value) -> Vec<BTreeSet<String>> {
     doc["layers"]
@@ -243,14 +255,7 @@ fn inspect_of_a_layered_image_and_a_launcher_lists_store_paths_with_their_sizes(
     }
     // What the host's store knows of each path.
     for (path, info) in doc["storePaths"].as_object().unwrap() {
-        let hash = stdout_of(Command::new("nix-store").args(["-q", "--hash", path]));
-        let hex = stdout_of(Command::new("nix-hash").args([
-            "--type",
-            "sha256",
-            "--to-base16",
-            hash.trim().trim_start_matches("sha256:"),
-        ]));
-        assert_eq!(info["narHash"], format!("sha256:{}", hex.trim()), "{path}");
+        assert_eq!(info["narHash"], host_nar_hash(path), "{path}");
         let refs: BTreeSet<String> =
             stdout_of(Command::new("nix-store").args(["-q", "--references", path]))
                 .lines()
@@ -288,14 +293,7 @@ fn inspect_of_a_layered_image_and_a_launcher_lists_store_paths_with_their_sizes(
     let doc = inspect_json(with_db.path.to_str().unwrap(), &[]);
     assert_eq!(doc["graph"], "image-db");
     for (path, info) in doc["storePaths"].as_object().unwrap() {
-        let hash = stdout_of(Command::new("nix-store").args(["-q", "--hash", path]));
-        let hex = stdout_of(Command::new("nix-hash").args([
-            "--type",
-            "sha256",
-            "--to-base16",
-            hash.trim().trim_start_matches("sha256:"),
-        ]));
-        assert_eq!(info["narHash"], format!("sha256:{}", hex.trim()), "{path}");
+        assert_eq!(info["narHash"], host_nar_hash(path), "{path}");
     }
 }
 
