@@ -79,6 +79,7 @@ let
       configFile = callPackage ./internal/layeredImage/configFile.nix { };
       nixDbTree = callPackage ./internal/layeredImage/nixDbTree.nix { };
       imageDerivation = callPackage ./internal/layeredImage/imageDerivation.nix { };
+      imageSbom = callPackage ./internal/layeredImage/sbom.nix { };
 
       # Private: the image behind the nix-shell builders.
       nixShellImage = callPackage ./internal/nixShellImage.nix { };

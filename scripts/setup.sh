@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(nix-bin podman runc uidmap skopeo umoci docker-registry
   busybox-static pigz zstd tar gzip openssl ca-certificates curl gcc debootstrap python3
-  qemu-user-static binfmt-support)
+  python3-venv qemu-user-static binfmt-support)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -63,4 +63,13 @@ set_nix() {
 set_nix sandbox false
 set_nix substituters ""
 [ "$(id -u)" = 0 ] && set_nix build-users-group ""
+
+# The SBOM validators the tests run (tests/it/sbom.rs): CycloneDX's and
+# SPDX's own, from PyPI, in a virtual environment under target/.
+validators="$(cd "$(dirname "$0")/.." && pwd)/target/sbom-validators"
+if [ ! -x "$validators/bin/pyspdxtools" ]; then
+  echo "setup: installing cyclonedx-python-lib and spdx-tools into $validators" >&2
+  python3 -m venv "$validators"
+  "$validators/bin/pip" install -q 'cyclonedx-python-lib[json-validation]' spdx-tools
+fi
 exit 0

@@ -22,7 +22,7 @@ use zstd::zstd_safe::CParameter;
 
 use crate::pool::{Ordered, default_jobs};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     None,

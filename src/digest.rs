@@ -56,6 +56,13 @@ impl FromStr for Digest {
     }
 }
 
+/// Written as `sha256:<hex>`, as documents name digests.
+impl serde::Serialize for Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl From<&Digest> for oci_spec::image::Digest {
     fn from(d: &Digest) -> Self {
         d.to_string()

@@ -17,6 +17,7 @@ pub mod builder;
 pub mod cli;
 pub mod closure;
 pub mod compress;
+pub mod contents;
 pub mod digest;
 pub mod entry;
 pub mod export;

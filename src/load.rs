@@ -128,7 +128,7 @@ fn write_layout_image(image: &StoredImage, w: impl Write) -> Result<()> {
     archive.tar().file(&config_name, &image.config)?;
     archive.image(manifest_entry(
         config_name,
-        image.reference.iter().cloned().collect(),
+        image.reference().map(str::to_owned).into_iter().collect(),
         names,
     ));
     let mut w = archive.finish()?;

@@ -72,6 +72,24 @@ pub fn push(
     conn: &Connection,
     opts: &PushOptions,
 ) -> Result<String> {
+    push_subject(source_path, dest, conn, opts).map(|(reference, _)| reference)
+}
+
+/// A manifest or index as pushed: what an artifact's `subject` names.
+#[derive(Clone, Debug)]
+pub struct Subject {
+    pub digest: Digest,
+    pub media_type: String,
+    pub size: u64,
+}
+
+/// [`push`], also returning the manifest (or index) pushed.
+pub fn push_subject(
+    source_path: &Path,
+    dest: &Reference,
+    conn: &Connection,
+    opts: &PushOptions,
+) -> Result<(String, Subject)> {
     let source = source::open(source_path)?;
     if opts.docker_format {
         check_docker_format(&source, source_path, opts)?;
@@ -108,10 +126,16 @@ pub fn push(
     let digest = pusher
         .up
         .put_manifest(&dest.target_str(), &manifest, &media_type)?;
-    Ok(match &dest.target {
+    let reference = match &dest.target {
         Target::Tag(t) => format!("{}:{t}@{digest}", dest.name()),
         Target::Digest(_) => format!("{}@{digest}", dest.name()),
-    })
+    };
+    let subject = Subject {
+        digest,
+        media_type,
+        size: manifest.len() as u64,
+    };
+    Ok((reference, subject))
 }
 
 impl Pusher<'_> {
@@ -220,6 +244,107 @@ impl Pusher<'_> {
         }
         Ok(())
     }
+}
+
+/// Where an artifact that refers to an image was recorded.
+pub enum Referred {
+    /// The registry indexes it itself (the referrers API).
+    ReferrersApi,
+    /// The registry has no referrers API: the artifact is listed in the
+    /// index under the tag `sha256-<hex of the subject>`, as ORAS and
+    /// cosign do.
+    FallbackTag(String),
+}
+
+/// Pushes `blob` as an OCI 1.1 artifact that refers to `subject`, an image
+/// already in `dest`'s repository: the empty config, the blob as its one
+/// layer (`media_type`, which is also the `artifactType`, and `title`),
+/// and a manifest whose `subject` names the image. Where the registry has
+/// no referrers API, the index under the fallback tag gets the manifest
+/// added (others it lists are kept). Returns `HOST/REPO@sha256:...` of the
+/// artifact and where it was recorded.
+pub fn push_referrer(
+    dest: &Reference,
+    subject: &Subject,
+    blob: &[u8],
+    media_type: &str,
+    title: &str,
+    conn: &Connection,
+) -> Result<(String, Referred)> {
+    use crate::oci::media_type::{OCI_EMPTY, OCI_INDEX};
+    use serde_json::json;
+    let scopes = vec![format!("repository:{}:pull,push", dest.repo)];
+    let client = Client::connect(conn, &dest.host, &dest.repo, scopes)?;
+    let up = Uploader {
+        client: &client,
+        mount_from: None,
+        chunk: crate::registry::upload::CHUNK,
+        retries: conn.retries,
+    };
+    let empty = b"{}";
+    let empty_digest = Digest::of(empty);
+    let blob_digest = Digest::of(blob);
+    up.push_bytes(empty, &empty_digest)
+        .context("pushing the artifact's empty config")?;
+    up.push_bytes(blob, &blob_digest)
+        .with_context(|| format!("pushing {title}"))?;
+    let manifest = crate::oci::canonical_json(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": media_type,
+        "config": {
+            "mediaType": OCI_EMPTY,
+            "digest": empty_digest,
+            "size": empty.len(),
+            "data": "e30=",
+        },
+        "layers": [{
+            "mediaType": media_type,
+            "digest": blob_digest,
+            "size": blob.len(),
+            "annotations": { "org.opencontainers.image.title": title },
+        }],
+        "subject": {
+            "mediaType": subject.media_type,
+            "digest": subject.digest,
+            "size": subject.size,
+        },
+    }));
+    let digest = up.put_manifest(&Digest::of(&manifest).to_string(), &manifest, OCI_MANIFEST)?;
+    let reference = format!("{}@{digest}", dest.name());
+    if crate::registry::fetch::has_referrers_api(&client, &subject.digest)? {
+        return Ok((reference, Referred::ReferrersApi));
+    }
+    let tag = format!("sha256-{}", subject.digest.hex());
+    let mut entries: Vec<serde_json::Value> = match crate::registry::fetch::manifest_if_any(
+        &client, &tag,
+    )? {
+        Some((bytes, _)) => serde_json::from_slice::<serde_json::Value>(&bytes)
+            .ok()
+            .and_then(|index| index.get("manifests").and_then(|m| m.as_array()).cloned())
+            .with_context(|| {
+                format!(
+                    "{}:{tag} is not an index of referrers; remove the tag or push without --sbom",
+                    dest.name()
+                )
+            })?,
+        None => Vec::new(),
+    };
+    entries.retain(|e| e["digest"] != json!(digest));
+    entries.push(json!({
+        "mediaType": OCI_MANIFEST,
+        "digest": digest,
+        "size": manifest.len(),
+        "artifactType": media_type,
+    }));
+    entries.sort_by(|a, b| a["digest"].as_str().cmp(&b["digest"].as_str()));
+    let index = crate::oci::canonical_json(&json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": entries,
+    }));
+    up.put_manifest(&tag, &index, OCI_INDEX)?;
+    Ok((reference, Referred::FallbackTag(tag)))
 }
 
 /// What `--format v2s2` cannot do, refused before anything is sent: an

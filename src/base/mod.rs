@@ -45,6 +45,8 @@ pub struct BaseLayer {
     pub digest: Digest,
     pub diff_id: Digest,
     pub compression: Compression,
+    /// Bytes of the uncompressed tar.
+    pub tar_size: u64,
     /// The uncompressed tar, when asked for (exporting, `runAsRoot`).
     pub tar: Option<PathBuf>,
 }
@@ -156,13 +158,14 @@ impl Base {
             },
             |i, (read, tar_path)| {
                 let (record, digest) = read?;
-                view.apply(record)?;
+                let scan = view.apply(record)?;
                 let blob = &blobs.layers[i];
                 layers.push(BaseLayer {
                     file: blob.file.clone(),
                     digest,
                     diff_id: diff_ids[i].clone(),
                     compression: blob.compression,
+                    tar_size: scan.size,
                     tar: tar_path,
                 });
                 Ok(())

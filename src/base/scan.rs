@@ -143,6 +143,8 @@ pub struct LayerScan {
     pub diff_id: Digest,
     /// Entries in the layer (whiteouts included).
     pub entries: usize,
+    /// Bytes of the uncompressed tar.
+    pub size: u64,
 }
 
 /// One layer read on its own: what it adds and removes, with no file data,
@@ -257,7 +259,7 @@ fn read_tar(
     let rest = result
         .is_ok()
         .then(|| io::copy(&mut reader, &mut io::sink()));
-    let (diff_id, _) = reader.finish();
+    let (diff_id, size) = reader.finish();
     if let Some(why) = tee.inner.tripped.take() {
         bail!("{what}: {why}");
     }
@@ -265,7 +267,11 @@ fn read_tar(
     if let Some(Err(e)) = rest {
         bail!("{what}: damaged data ({e})");
     }
-    Ok(LayerScan { diff_id, entries })
+    Ok(LayerScan {
+        diff_id,
+        entries,
+        size,
+    })
 }
 
 impl View {

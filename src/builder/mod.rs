@@ -9,7 +9,7 @@
 //!
 //! One module per job, holding its fields and its body: `root`,
 //! `run_as_root`, `image`, `file`, `nix_db`, `pull`, [`launcher`],
-//! `export`, `merge`, `image_index`, `tree`, `write_stream`. Pieces several jobs share have one home each:
+//! `export`, `merge`, `image_index`, `tree`, `write_stream`, `sbom`. Pieces several jobs share have one home each:
 //! `join` (the symlink forest of `contents`), `script` (the shell
 //! scripts), `metadata` (the modes and owners of a customisation tree),
 //! `from_image` (the `base` attribute).
@@ -27,6 +27,7 @@ mod nix_db;
 mod pull;
 mod root;
 mod run_as_root;
+mod sbom;
 mod script;
 mod tree;
 mod write_stream;
@@ -57,6 +58,7 @@ enum Job {
     Merge(merge::MergeJob),
     Tree(tree::TreeJob),
     WriteStream(write_stream::WriteStreamJob),
+    Sbom(sbom::SbomJob),
 }
 
 /// Runs the job of the derivation being built.
@@ -77,6 +79,7 @@ pub fn run() -> Result<()> {
         Job::File(job) => job.build(&drv),
         Job::Tree(job) => job.build(&drv),
         Job::WriteStream(job) => job.build(&drv),
+        Job::Sbom(job) => job.build(&drv),
     }
 }
 

@@ -43,6 +43,10 @@ const FORMATS: &[(&str, &str)] = &[
 const COMPRESSIONS: &[(&str, &str)] = &[("none", ""), ("gzip", ""), ("zstd", "")];
 const PULL_FORMATS: &[(&str, &str)] = &[("docker-archive", ""), ("oci-dir", "")];
 const DESTINATIONS: &[(&str, &str)] = &[("podman", ""), ("docker-daemon", "")];
+const SBOM_FORMATS: &[(&str, &str)] = &[
+    ("cyclonedx", "CycloneDX 1.6 JSON"),
+    ("spdx", "SPDX 2.3 JSON"),
+];
 
 #[derive(Debug, Parser)]
 #[command(
@@ -154,7 +158,8 @@ pub enum Command {
     /// Push an image to a registry: blobs missing there, then the manifest.
     #[command(after_help = "Examples:\n  \
         stevedore push ./result docker://registry.example.com/team/hello:1.0\n  \
-        stevedore push hello-oci docker://localhost:5000/hello:latest --tls-verify=false\n\n\
+        stevedore push hello-oci docker://localhost:5000/hello:latest --tls-verify=false\n  \
+        stevedore push ./result docker://localhost:5000/hello:1.0 --sbom --tls-verify=false\n\n\
         SOURCE is any image stevedore writes: a docker-archive, an OCI layout\n\
         (directory or oci-archive), or a streamLayeredImage result, whose\n\
         layers are made from the store while they are sent. Credentials come\n\
@@ -184,6 +189,12 @@ pub enum Command {
         /// Upload chunk size in bytes; larger blobs are sent in chunks.
         #[arg(long, default_value_t = crate::registry::upload::CHUNK, hide = true)]
         chunk_size: u64,
+        /// Also push the image's CycloneDX SBOM (as `stevedore sbom`
+        /// writes it) as an OCI artifact that refers to the image: found
+        /// through the registry's referrers API, or under the tag
+        /// sha256-<image digest hex> where it has none.
+        #[arg(long)]
+        sbom: bool,
     },
     /// Pull an image from a registry, by digest, into a docker-archive or an
     /// OCI layout.
@@ -284,6 +295,75 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Show what an image holds: layers, store paths and files, config,
+    /// platforms.
+    #[command(after_help = "Examples:\n  \
+        stevedore inspect ./result\n  \
+        stevedore inspect hello.tar --json | jq '.layers[].storePaths'\n  \
+        stevedore inspect docker://localhost:5000/hello:latest --tls-verify=false\n\n\
+        IMAGE is a streamLayeredImage result, a docker-archive, an OCI layout\n\
+        or oci-archive (every layer is read), or docker://HOST/REPO:TAG (the\n\
+        manifest and config only: store paths from the history comments, no\n\
+        sizes). narHash and references come from --graph, the image's Nix\n\
+        database, or the host's store. The --json form is described in\n\
+        docs/inspect.md.")]
+    Inspect {
+        /// The image.
+        image: String,
+        /// Print the JSON document of docs/inspect.md.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        facts: FactsArgs,
+    },
+    /// Write a software bill of materials of an image: CycloneDX 1.6 or
+    /// SPDX 2.3, as JSON.
+    #[command(after_help = "Examples:\n  \
+        stevedore sbom ./result --format cyclonedx --out hello.cdx.json\n  \
+        stevedore sbom hello-oci --format spdx > hello.spdx.json\n\n\
+        One component per store path of the image (docs/sbom.md). The same\n\
+        image gives the same bytes. Images of the Nix library also have\n\
+        them as derivations: image.sbom and image.spdx.")]
+    Sbom {
+        /// The image (as `inspect` takes it).
+        image: String,
+        #[arg(long, value_parser = named::<crate::contents::sbom::SbomFormat>(SBOM_FORMATS), default_value = "cyclonedx")]
+        format: crate::contents::sbom::SbomFormat,
+        /// Where to write it [default: standard output]; written under a
+        /// temporary name and renamed when complete.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        facts: FactsArgs,
+    },
+    /// Compare two images: shared layers, store paths added, removed and
+    /// moved, and what a push of NEW after OLD sends.
+    #[command(after_help = "Examples:\n  \
+        stevedore diff old.tar ./result\n  \
+        stevedore diff docker://localhost:5000/hello:1 docker://localhost:5000/hello:2 --tls-verify=false --json")]
+    Diff {
+        old: String,
+        new: String,
+        /// Print JSON (docs/inspect.md).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        facts: FactsArgs,
+    },
+    /// Say why a store path is in an image: the chain of references from a
+    /// top-level content path.
+    #[command(after_help = "Examples:\n  \
+        stevedore why ./result /nix/store/...-glibc-2.40\n  \
+        stevedore why hello.tar /bin/hello\n\n\
+        PATH is a store path, a path inside one, or a file of the image that\n\
+        links into the store. The roots are the store paths nothing else in\n\
+        the image refers to.")]
+    Why {
+        image: String,
+        path: String,
+        #[command(flatten)]
+        facts: FactsArgs,
+    },
     /// Run a launcher that the Nix library wrote (`#!stevedore launch`).
     #[command(hide = true)]
     Launch {
@@ -307,6 +387,21 @@ pub enum Command {
         #[arg(long, value_name = "FD")]
         status_fd: Option<i32>,
     },
+}
+
+/// What `inspect`, `sbom`, `diff` and `why` read besides the image.
+#[derive(Debug, clap::Args)]
+pub struct FactsArgs {
+    /// A closure graph (exportReferencesGraph's JSON, or `nix path-info
+    /// --json --recursive`) giving narHash and references.
+    #[arg(long, value_name = "FILE")]
+    pub graph: Option<PathBuf>,
+    /// Of a docker:// image, download the layers too (into a temporary
+    /// directory), for sizes, files and the image's Nix database.
+    #[arg(long)]
+    pub layers: bool,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 /// How to reach a registry.

@@ -2,6 +2,7 @@
 //! a few lines here or in its own file, calling the library.
 
 mod args;
+mod contents;
 mod launch;
 mod nix_db;
 mod push_pull;
@@ -83,6 +84,10 @@ pub fn run(cli: Cli) -> Result<()> {
         } => export::export(&image, &base::Pick::Named { name, tag }, &out),
         Command::Merge { images, out } => merge::merge(&images, &out),
         Command::Launch { script, args } => launch::run(&script, &args),
+        command @ (Command::Inspect { .. }
+        | Command::Sbom { .. }
+        | Command::Diff { .. }
+        | Command::Why { .. }) => contents::run(command),
         Command::NixBuilder {
             in_namespace,
             status_fd,

@@ -19,6 +19,7 @@ pub fn run(command: Command) -> Result<()> {
             compress,
             jobs,
             chunk_size,
+            sbom,
         } => {
             if chunk_size == 0 {
                 anyhow::bail!("--chunk-size must be at least 1");
@@ -31,7 +32,12 @@ pub fn run(command: Command) -> Result<()> {
                 jobs,
                 chunk: chunk_size,
             };
-            push::push(&source, &dest, &connection.connection()?, &opts)?
+            let conn = connection.connection()?;
+            if sbom {
+                super::contents::push_with_sbom(&source, &dest, &conn, &opts)?
+            } else {
+                push::push(&source, &dest, &conn, &opts)?
+            }
         }
         Command::Pull {
             source,

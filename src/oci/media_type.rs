@@ -17,6 +17,10 @@ pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+/// The empty config of an artifact manifest (`{}`), as OCI 1.1 names it.
+pub const OCI_EMPTY: &str = "application/vnd.oci.empty.v1+json";
+/// A CycloneDX SBOM in JSON, as an artifact type and a layer's media type.
+pub const CYCLONEDX_JSON: &str = "application/vnd.cyclonedx+json";
 
 /// The OCI media type of a layer compressed with `compression`.
 pub fn oci_layer(compression: Compression) -> &'static str {

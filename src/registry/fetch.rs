@@ -101,34 +101,16 @@ pub fn fetch(
     platform: &Platform,
     jobs: usize,
 ) -> Result<Fetched> {
-    let client = Client::connect(
-        conn,
-        &src.host,
-        &src.repo,
-        vec![format!("repository:{}:pull", src.repo)],
-    )?;
-    let (mut manifest, mut media_type) = fetch_manifest(&client, &src.target_str())?;
-    if let Target::Digest(want) = &src.target {
-        check_document_digest(&manifest, want, "the manifest")?;
-    }
-    let mut digest = Digest::of(&manifest);
-    if let Some((want, size)) = index_entry(&src.to_string(), &manifest, &media_type, platform)? {
-        let (m, t) = fetch_manifest(&client, &want.to_string())?;
-        check_document_digest(&m, &want, "the platform's manifest")?;
-        if m.len() as u64 != size {
-            bail!(
-                "manifest {want} has {} bytes but the index says {size}",
-                m.len()
-            );
-        }
-        manifest = m;
-        media_type = t;
-        digest = want;
-    }
-    let ImageBlobs {
-        config: config_want,
-        layers,
-    } = image_blobs(&src.to_string(), &digest, &manifest, &media_type)?;
+    let Documents {
+        client,
+        digest,
+        manifest,
+        media_type,
+        blobs: ImageBlobs {
+            config: config_want,
+            layers,
+        },
+    } = documents(src, conn, platform)?;
     let work_dir = WorkDir::lock(out, &digest)?;
     let work = &work_dir.path;
     let progress = Progress::new(layers.len());
@@ -191,6 +173,68 @@ pub fn fetch(
         paths,
         work_dir,
     })
+}
+
+/// An image's manifest for a platform, found and checked, and the
+/// connection that found it.
+pub struct Documents {
+    pub client: Client,
+    /// The image manifest's digest.
+    pub digest: Digest,
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    pub blobs: ImageBlobs,
+}
+
+/// The manifest of `src` for `platform`: an index followed to its entry
+/// for the platform, every document checked against its digest.
+pub fn documents(src: &Reference, conn: &Connection, platform: &Platform) -> Result<Documents> {
+    let client = Client::connect(
+        conn,
+        &src.host,
+        &src.repo,
+        vec![format!("repository:{}:pull", src.repo)],
+    )?;
+    let (mut manifest, mut media_type) = fetch_manifest(&client, &src.target_str())?;
+    if let Target::Digest(want) = &src.target {
+        check_document_digest(&manifest, want, "the manifest")?;
+    }
+    let mut digest = Digest::of(&manifest);
+    if let Some((want, size)) = index_entry(&src.to_string(), &manifest, &media_type, platform)? {
+        let (m, t) = fetch_manifest(&client, &want.to_string())?;
+        check_document_digest(&m, &want, "the platform's manifest")?;
+        if m.len() as u64 != size {
+            bail!(
+                "manifest {want} has {} bytes but the index says {size}",
+                m.len()
+            );
+        }
+        manifest = m;
+        media_type = t;
+        digest = want;
+    }
+    let blobs = image_blobs(&src.to_string(), &digest, &manifest, &media_type)?;
+    Ok(Documents {
+        client,
+        digest,
+        manifest,
+        media_type,
+        blobs,
+    })
+}
+
+/// The config of an image whose manifest [`documents`] found, read into
+/// memory and checked against its digest: what `inspect` of a registry
+/// image reads, and no layer.
+pub fn config(docs: &Documents) -> Result<Vec<u8>> {
+    let want = &docs.blobs.config;
+    let url = docs.client.url(&format!("blobs/{}", want.digest));
+    let what = format!("GET {}", docs.client.describe(&url));
+    let reply = docs.client.send("GET", &url, &[], Body::Empty)?;
+    let reply = docs.client.expect(&what, reply, &[200])?;
+    let bytes = read_document(reply, &what)?;
+    check_document_digest(&bytes, &want.digest, "the config")?;
+    Ok(bytes)
 }
 
 /// The entry an index (`media_type`, or a document with `manifests`)
@@ -288,11 +332,55 @@ fn parse_document(bytes: &[u8], what: &str) -> Result<RemoteDocument> {
 
 /// GETs a manifest or index; returns its bytes and media type.
 fn fetch_manifest(client: &Client, target: &str) -> Result<(Vec<u8>, String)> {
+    get_manifest(client, target, false).map(|found| found.expect("a missing one fails"))
+}
+
+/// Whether the registry answers the referrers API (OCI distribution 1.1)
+/// for `subject`: an index, possibly empty. A registry without it answers
+/// 404 (or 400, 405) for the unknown path.
+pub fn has_referrers_api(client: &Client, subject: &Digest) -> Result<bool> {
+    let url = client.url(&format!("referrers/{subject}"));
+    let reply = client.send(
+        "GET",
+        &url,
+        &[("accept", OCI_INDEX.to_owned())],
+        Body::Empty,
+    )?;
+    let content_type = header(&reply, "content-type").unwrap_or_default();
+    Ok(reply.status().as_u16() == 200 && content_type.starts_with(OCI_INDEX))
+}
+
+/// The body of an answer holding a document, up to [`DOCUMENT_LIMIT`].
+fn read_document(reply: super::client::Reply, what: &str) -> Result<Vec<u8>> {
+    reply
+        .into_body()
+        .with_config()
+        .limit(DOCUMENT_LIMIT)
+        .read_to_vec()
+        .with_context(|| format!("reading {what}"))
+}
+
+/// GETs a manifest or index, or `None` when the registry has none under
+/// `target`; its bytes and media type.
+pub fn manifest_if_any(client: &Client, target: &str) -> Result<Option<(Vec<u8>, String)>> {
+    get_manifest(client, target, true)
+}
+
+/// GETs a manifest or index; a missing one is `None` when `missing_ok`,
+/// else an error.
+fn get_manifest(
+    client: &Client,
+    target: &str,
+    missing_ok: bool,
+) -> Result<Option<(Vec<u8>, String)>> {
     let url = client.url(&format!("manifests/{target}"));
     let accept = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].join(", ");
     let reply = client.send("GET", &url, &[("accept", accept)], Body::Empty)?;
     let what = format!("GET {}", client.describe(&url));
     if reply.status().as_u16() == 404 {
+        if missing_ok {
+            return Ok(None);
+        }
         let what = format!("{}: no such manifest or repository", client.describe(&url));
         bail!("{}", client.error_line(&what, reply));
     }
@@ -301,19 +389,14 @@ fn fetch_manifest(client: &Client, target: &str) -> Result<(Vec<u8>, String)> {
         bail!("{}", client.error_line(&what, reply));
     }
     let content_type = header(&reply, "content-type").unwrap_or_default();
-    let bytes = reply
-        .into_body()
-        .with_config()
-        .limit(DOCUMENT_LIMIT)
-        .read_to_vec()
-        .with_context(|| format!("reading {what}"))?;
+    let bytes = read_document(reply, &what)?;
     let media_type = match content_type.split(';').next().unwrap_or("").trim() {
         "" | "application/json" | "text/plain" => parse_document(&bytes, &what)?
             .media_type
             .unwrap_or_default(),
         t => t.to_owned(),
     };
-    Ok((bytes, media_type))
+    Ok(Some((bytes, media_type)))
 }
 
 /// The work directory of a pull into `out`, locked: the same for a

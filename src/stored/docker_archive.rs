@@ -81,6 +81,6 @@ pub(super) fn read(
         config,
         layers,
         oci_manifest: None,
-        reference: entry.repo_tags.iter().flatten().next().cloned(),
+        names: entry.repo_tags.clone().unwrap_or_default(),
     })
 }

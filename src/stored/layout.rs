@@ -452,7 +452,13 @@ pub(super) fn read_image(
             .with_context(|| format!("index.json has no image {}", pick.describe()))?,
     };
     let found = image_of(blobs, group, platform)?;
-    let reference = found.reference().map(str::to_owned);
+    // The full reference first, where the layout records one; else the
+    // OCI ref name, which is a tag.
+    let names = match (found.reference(), group[0].1.names()) {
+        (Some(full), _) => vec![full.to_owned()],
+        (None, (Some(full), _)) => vec![full.clone()],
+        (None, (None, tag)) => tag.into_iter().cloned().collect(),
+    };
     let LayoutManifest {
         digest,
         bytes: manifest,
@@ -493,7 +499,7 @@ pub(super) fn read_image(
         config: config_bytes,
         layers,
         oci_manifest: Some(manifest),
-        reference,
+        names,
     })
 }
 

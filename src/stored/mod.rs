@@ -187,8 +187,20 @@ pub struct StoredImage {
     pub layers: Vec<StoredLayer>,
     /// The manifest as an OCI layout holds it, pushed unchanged.
     pub oci_manifest: Option<Vec<u8>>,
+    /// The names the archive or layout gives the image (`RepoTags`, or the
+    /// reference or tag annotations of `index.json`), a full reference
+    /// first where there is one.
+    pub names: Vec<String>,
+}
+
+impl StoredImage {
     /// `NAME:TAG` as the archive or layout records it, if it does.
-    pub reference: Option<String>,
+    pub fn reference(&self) -> Option<&str> {
+        self.names
+            .first()
+            .map(String::as_str)
+            .filter(|n| n.rsplit_once(':').is_some_and(|(_, tag)| !tag.contains('/')))
+    }
 }
 
 /// Reads an image whose blobs exist: an OCI layout directory, an

@@ -443,3 +443,51 @@ fn push_sends_the_whole_index() {
         .unwrap();
     assert!(!tagged.status.success(), "a refused push tagged nothing");
 }
+
+#[test]
+fn inspect_of_a_multi_platform_layout_names_every_platform_and_reads_the_hosts() {
+    let image = MultiPlatform::make(&[None, Some(other_arch())]);
+    let doc: Value = serde_json::from_str(&crate::support::process::stdout_of(
+        stevedore().arg("inspect").arg(&image.dir).arg("--json"),
+    ))
+    .unwrap();
+    let platforms: Vec<String> = doc["platforms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["os"].as_str().unwrap(),
+                p["architecture"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let mut want = vec![
+        format!("linux/{}", image.host),
+        format!("linux/{}", other_arch()),
+    ];
+    want.sort();
+    let mut have = platforms.clone();
+    have.sort();
+    assert_eq!(have, want);
+    let layers: Vec<String> = doc["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        layers, image.host_layers,
+        "the host's image is the one read"
+    );
+    let files = &doc["layers"][1]["files"];
+    assert!(
+        files
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == "/etc/only-host"),
+        "{files}"
+    );
+}

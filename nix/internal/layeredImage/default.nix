@@ -19,6 +19,8 @@
   configFile,
   nixDbTree,
   imageDerivation,
+  # The SBOM derivations (sbom.nix).
+  imageSbom,
   # The copyTo* apps of the result (copyTo.nix).
   copyTo,
 }:
@@ -244,6 +246,21 @@ result
   else
     { }
 )
+# Software bills of materials of the image, from its layers and closure.
+// {
+  sbom = imageSbom {
+    inherit baseName closure;
+    format = "cyclonedx";
+    image = result;
+    contents = contentsList;
+  };
+  spdx = imageSbom {
+    inherit baseName closure;
+    format = "spdx";
+    image = result;
+    contents = contentsList;
+  };
+}
 # `nix run .#image.copyToRegistry -- docker://...` and the others.
 // copyTo result
 // passthru
