@@ -196,10 +196,10 @@ pub struct StoredImage {
 impl StoredImage {
     /// `NAME:TAG` as the archive or layout records it, if it does.
     pub fn reference(&self) -> Option<&str> {
-        self.names
-            .first()
-            .map(String::as_str)
-            .filter(|n| n.rsplit_once(':').is_some_and(|(_, tag)| !tag.contains('/')))
+        self.names.first().map(String::as_str).filter(|n| {
+            n.rsplit_once(':')
+                .is_some_and(|(_, tag)| !tag.contains('/'))
+        })
     }
 }
 
