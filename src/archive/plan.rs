@@ -6,6 +6,14 @@
 //! Order: a depth-first walk with each directory's children sorted by name,
 //! so entries are sorted by path compared component by component, and every
 //! parent comes before its children.
+//!
+//! A plan holds the entries of customisation trees (few), but not those of
+//! store paths (a closure may have millions of files): their sizes are
+//! summed by one walk, and [`LayerPlan::each_entry`] walks them again as
+//! the layer is written, so a layer takes memory for one directory
+//! listing per level, not for every entry. The store does not change;
+//! an entry that did is caught by the writer, which compares a
+//! fingerprint of every entry's header with the plan's.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
@@ -105,13 +113,55 @@ impl LayerSettings {
 /// A layer's entries and the exact size of its tar.
 #[derive(Debug)]
 pub struct LayerPlan {
-    pub entries: Vec<Entry>,
+    /// The store directory and its parents, before the store paths.
+    head: Vec<Entry>,
+    /// Store paths, walked when the layer is written.
+    store_paths: Vec<PathBuf>,
+    /// The customisation trees' entries, after the store paths'.
+    tail: Vec<Entry>,
     pub size: u64,
+    /// [`Fingerprint`] of every entry, as planned.
+    pub fingerprint: u64,
+}
+
+/// A hash of entries' names, kinds, modes, sizes and link targets, in
+/// order: equal for the plan's walk and the writer's when nothing changed
+/// between them. Only ever compared within one process.
+#[derive(Default)]
+pub struct Fingerprint(std::hash::DefaultHasher);
+
+impl Fingerprint {
+    pub fn add(&mut self, e: &Entry) {
+        use std::hash::Hash;
+        (&e.name, e.kind, e.mode, e.size, &e.link).hash(&mut self.0);
+    }
+
+    pub fn value(&self) -> u64 {
+        std::hash::Hasher::finish(&self.0)
+    }
+}
+
+impl LayerPlan {
+    /// Hands every entry of the layer to `f`, in the layer's order.
+    pub fn each_entry(&self, mut f: impl FnMut(Entry) -> Result<()>) -> Result<()> {
+        for entry in &self.head {
+            f(entry.clone())?;
+        }
+        for path in &self.store_paths {
+            walk(path, relative(path).as_os_str().as_bytes().to_vec(), &mut f)?;
+        }
+        for entry in &self.tail {
+            f(entry.clone())?;
+        }
+        Ok(())
+    }
 }
 
 /// Walks a layer's sources and plans its tar.
 pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan> {
-    let mut entries = Vec::new();
+    let mut head = Vec::new();
+    let mut size = 2 * header::BLOCK;
+    let mut fingerprint = Fingerprint::default();
     if !source.store_paths.is_empty() {
         // The store directory and its parents, so the layer unpacks on an
         // empty root. A layer without store paths has none of them: an
@@ -121,16 +171,22 @@ pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan
         for component in rel.components() {
             name.extend_from_slice(component.as_os_str().as_bytes());
             name.push(b'/');
-            entries.push(dir_entry(name.clone(), 0o755, Role::Root));
+            head.push(dir_entry(name.clone(), 0o755, Role::Root));
         }
+        head.iter().for_each(|e| fingerprint.add(e));
         for path in &source.store_paths {
             walk(
                 path,
                 relative(path).as_os_str().as_bytes().to_vec(),
-                &mut entries,
+                &mut |e| {
+                    size += header::entry_len(&ctx.header(&e, &ctx.owner(e.role)));
+                    fingerprint.add(&e);
+                    Ok(())
+                },
             )?;
         }
     }
+    let mut tail = Vec::new();
     if !source.trees.is_empty() {
         let trees = source
             .trees
@@ -144,13 +200,19 @@ pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan
                 Ok(t.clone())
             })
             .collect::<Result<Vec<_>>>()?;
-        Merge { ctx, source }.merge(Vec::new(), &trees, &mut entries)?;
+        Merge { ctx, source }.merge(Vec::new(), &trees, &mut tail)?;
     }
-    let mut size = 2 * header::BLOCK;
-    for e in &entries {
+    for e in head.iter().chain(&tail) {
         size += header::entry_len(&ctx.header(e, &ctx.owner(e.role)));
     }
-    Ok(LayerPlan { entries, size })
+    tail.iter().for_each(|e| fingerprint.add(e));
+    Ok(LayerPlan {
+        head,
+        store_paths: source.store_paths.clone(),
+        tail,
+        size,
+        fingerprint: fingerprint.value(),
+    })
 }
 
 /// `/nix/store/x` -> `nix/store/x`.
@@ -232,19 +294,20 @@ fn lstat(path: &Path) -> Result<Metadata> {
     fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))
 }
 
-/// Adds `path` and, for a directory, everything below it. Symlinks are
-/// never followed, also when `path` itself is one.
-fn walk(path: &Path, name: Vec<u8>, out: &mut Vec<Entry>) -> Result<()> {
+/// Hands `f` the entry of `path` and, for a directory, those of
+/// everything below it. Symlinks are never followed, also when `path`
+/// itself is one.
+fn walk(path: &Path, name: Vec<u8>, f: &mut impl FnMut(Entry) -> Result<()>) -> Result<()> {
     let md = lstat(path)?;
     let entry = entry_for(path, &md, name, Role::Store)?;
     let is_dir = entry.kind == EntryKind::Dir;
-    let dir_name = entry.name.clone();
-    out.push(entry);
-    if is_dir {
+    let dir_name = is_dir.then(|| entry.name.clone());
+    f(entry)?;
+    if let Some(dir_name) = dir_name {
         for child in sorted_children(path)? {
             let mut child_name = dir_name.clone();
             child_name.extend_from_slice(child.as_bytes());
-            walk(&path.join(&child), child_name, out)?;
+            walk(&path.join(&child), child_name, f)?;
         }
     }
     Ok(())

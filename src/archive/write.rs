@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::Owner;
 use super::header::{self, BLOCK, Header};
-use super::plan::{LayerPlan, LayerSettings};
+use super::plan::{Entry, Fingerprint, LayerPlan, LayerSettings};
 use crate::entry::EntryKind;
 
 const ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
@@ -18,32 +18,47 @@ const ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
 /// Size of the buffers file contents are read into.
 const COPY_BUFFER: usize = 256 * 1024;
 
-/// Chunks read ahead of the writer; bounds the memory a layer takes.
-const READ_AHEAD: usize = 8;
+/// Messages read ahead of the writer (entries and chunks of at most
+/// [`COPY_BUFFER`] bytes); bounds the memory a layer takes.
+const READ_AHEAD: usize = 16;
 
-/// What the reading thread hands the writer, file by file: the file's
-/// bytes in chunks, then `Done`, or the error that stopped it.
+/// What the reading thread hands the writer, entry by entry: the entry,
+/// and for a file its bytes in chunks, then `Done`; or the error that
+/// stopped it.
 enum Chunk {
+    Entry(Entry),
     Data(Vec<u8>, usize),
     Done,
     Failed(anyhow::Error),
 }
 
 /// Writes a layer's tar. The number of bytes written is exactly
-/// `plan.size`; a file that changed size since it was planned is an error.
+/// `plan.size`; an entry that changed since it was planned is an error.
 ///
-/// Files are read on a second thread, a few chunks ahead, so reading
-/// (system time) overlaps with hashing and compressing (user time) in the
-/// writer; the bytes are the same as a sequential copy.
+/// The plan's entries are walked and files read on a second thread, a few
+/// chunks ahead, so reading (system time) overlaps with hashing and
+/// compressing (user time) in the writer; the bytes are the same as a
+/// sequential copy.
 pub fn write_layer(ctx: &LayerSettings, plan: &LayerPlan, w: &mut impl Write) -> Result<()> {
+    let mut written = 0;
+    let mut fingerprint = Fingerprint::default();
     std::thread::scope(|scope| {
         let (chunks, from_reader) = mpsc::sync_channel(READ_AHEAD);
         let (recycle, spare) = mpsc::channel();
-        scope.spawn(move || read_files(plan, chunks, spare));
-        for entry in &plan.entries {
+        scope.spawn(move || read_entries(plan, chunks, spare));
+        loop {
+            let entry = match from_reader.recv() {
+                Ok(Chunk::Entry(entry)) => entry,
+                Ok(Chunk::Failed(err)) => return Err(err),
+                Ok(Chunk::Data(..) | Chunk::Done) => bail!("file data came before its entry"),
+                // The reader has handed over every entry.
+                Err(_) => break,
+            };
+            fingerprint.add(&entry);
             let owner = ctx.owner(entry.role);
-            w.write_all(&header::encode(&ctx.header(entry, &owner)))
-                .context("writing layer")?;
+            let head = header::encode(&ctx.header(&entry, &owner));
+            w.write_all(&head).context("writing layer")?;
+            written += head.len() as u64;
             if entry.source.is_none() {
                 continue;
             }
@@ -58,34 +73,53 @@ pub fn write_layer(ctx: &LayerSettings, plan: &LayerPlan, w: &mut impl Write) ->
                     }
                     Ok(Chunk::Done) => break,
                     Ok(Chunk::Failed(err)) => return Err(err),
-                    Err(_) => bail!("the file reader stopped unexpectedly"),
+                    Ok(Chunk::Entry(_)) | Err(_) => {
+                        bail!("the file reader stopped unexpectedly")
+                    }
                 }
             }
             debug_assert_eq!(left, 0);
             pad(w, entry.size)?;
+            written += header::padded(entry.size);
         }
         w.write_all(&[0; 2 * BLOCK as usize])
             .context("writing layer")?;
+        written += 2 * BLOCK;
         Ok(())
-    })
+    })?;
+    if written != plan.size || fingerprint.value() != plan.fingerprint {
+        bail!(
+            "the store changed while the layer was written: its entries are not the ones planned ({written} bytes, {} planned)",
+            plan.size
+        );
+    }
+    Ok(())
 }
 
-/// Reads every file of the plan in order and sends its bytes.
-fn read_files(plan: &LayerPlan, chunks: SyncSender<Chunk>, spare: Receiver<Vec<u8>>) {
-    for entry in &plan.entries {
-        let Some(source) = &entry.source else {
-            continue;
-        };
-        let result = read_file(source, entry.size, &chunks, &spare);
-        let last = match result {
-            Ok(()) => Chunk::Done,
-            Err(err) => Chunk::Failed(err),
-        };
-        let failed = matches!(last, Chunk::Failed(_));
-        if chunks.send(last).is_err() || failed {
-            return;
+/// Walks the plan's entries in order and sends each, with a file's bytes.
+fn read_entries(plan: &LayerPlan, chunks: SyncSender<Chunk>, spare: Receiver<Vec<u8>>) {
+    let result = plan.each_entry(|entry| {
+        let source = entry.source.clone();
+        let size = entry.size;
+        send(&chunks, Chunk::Entry(entry))?;
+        if let Some(source) = source {
+            read_file(&source, size, &chunks, &spare)?;
+            send(&chunks, Chunk::Done)?;
         }
+        Ok(())
+    });
+    if let Err(err) = result {
+        // Sent in vain when the writer has stopped: its error is the one
+        // reported.
+        let _ = chunks.send(Chunk::Failed(err));
     }
+}
+
+/// Sends to the writer; fails when it has stopped, which ends the walk.
+fn send(chunks: &SyncSender<Chunk>, chunk: Chunk) -> Result<()> {
+    chunks
+        .send(chunk)
+        .map_err(|_| anyhow::anyhow!("the layer writer stopped"))
 }
 
 /// Sends exactly `size` bytes of `path`, failing if the file holds more or
@@ -107,10 +141,7 @@ fn read_file(
             bail!("{} shrank while it was being read", path.display());
         }
         left -= n as u64;
-        if chunks.send(Chunk::Data(buf, n)).is_err() {
-            // The writer has stopped; its error is the one reported.
-            return Ok(());
-        }
+        send(chunks, Chunk::Data(buf, n))?;
     }
     let mut probe = [0u8; 1];
     if read_some(&mut file, &mut probe).with_context(|| format!("reading {}", path.display()))? != 0
@@ -224,5 +255,86 @@ impl<W: Write> TarOut<W> {
             .context("writing end of archive")?;
         self.w.flush().context("flushing archive")?;
         Ok(self.w)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::LayerSource;
+    use crate::archive::plan::plan_layer;
+
+    /// A store of one path with two files, and the settings of its layer.
+    fn store() -> (tempfile::TempDir, LayerSettings, LayerSource) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("aaaa-app");
+        std::fs::create_dir_all(path.join("bin")).unwrap();
+        std::fs::write(path.join("bin/app"), b"#!/bin/sh\n").unwrap();
+        std::fs::write(path.join("data"), vec![7u8; 300_000]).unwrap();
+        let ctx = LayerSettings {
+            store_dir: dir.path().to_owned(),
+            mtime: 1,
+            store_owner: Owner::root(),
+        };
+        let source = LayerSource {
+            store_paths: vec![path],
+            ..LayerSource::default()
+        };
+        (dir, ctx, source)
+    }
+
+    #[test]
+    fn a_layer_is_as_long_as_planned_and_tar_reads_it() {
+        let (_dir, ctx, source) = store();
+        let plan = plan_layer(&ctx, &source).unwrap();
+        let mut out = Vec::new();
+        write_layer(&ctx, &plan, &mut out).unwrap();
+        assert_eq!(out.len() as u64, plan.size);
+        let names: Vec<String> = tar::Archive::new(&out[..])
+            .entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().display().to_string())
+            .collect();
+        let store = ctx
+            .store_dir
+            .strip_prefix("/")
+            .unwrap()
+            .display()
+            .to_string();
+        assert_eq!(
+            names
+                .iter()
+                .skip_while(|n| !n.contains("aaaa-app"))
+                .cloned()
+                .collect::<Vec<_>>(),
+            [
+                "aaaa-app/",
+                "aaaa-app/bin/",
+                "aaaa-app/bin/app",
+                "aaaa-app/data"
+            ]
+            .map(|n| format!("{store}/{n}"))
+        );
+    }
+
+    #[test]
+    fn a_store_path_that_changes_after_planning_is_an_error() {
+        let (_dir, ctx, source) = store();
+        let plan = plan_layer(&ctx, &source).unwrap();
+        std::fs::write(source.store_paths[0].join("new"), b"").unwrap();
+        let err = write_layer(&ctx, &plan, &mut Vec::new()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not the ones planned"),
+            "{err:#}"
+        );
+
+        let (_dir, ctx, source) = store();
+        let plan = plan_layer(&ctx, &source).unwrap();
+        std::fs::write(source.store_paths[0].join("data"), vec![7u8; 300_001]).unwrap();
+        let err = write_layer(&ctx, &plan, &mut Vec::new()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("not the ones planned"),
+            "{err:#}"
+        );
     }
 }

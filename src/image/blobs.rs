@@ -6,11 +6,11 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 
 use super::Image;
 use super::config::BlobInfo;
-use crate::archive::plan::{LayerPlan, LayerSettings, plan_layer};
+use crate::archive::plan::{LayerSettings, plan_layer};
 use crate::archive::{LayerSource, write_layer};
 use crate::compress::Compression;
 use crate::digest::HashingWriter;
@@ -107,7 +107,6 @@ pub fn write_blob<W: Write>(
         let mut tar = HashingWriter::new(w);
         write_layer(ctx, &plan, &mut tar)?;
         let (w, diff_id, size) = tar.finish();
-        check_size(size, &plan)?;
         let info = BlobInfo {
             digest: diff_id.clone(),
             diff_id,
@@ -118,8 +117,7 @@ pub fn write_blob<W: Write>(
     }
     let mut tar = HashingWriter::new(compression.encoder(HashingWriter::new(w), streams)?);
     write_layer(ctx, &plan, &mut tar)?;
-    let (encoder, diff_id, tar_size) = tar.finish();
-    check_size(tar_size, &plan)?;
+    let (encoder, diff_id, _) = tar.finish();
     let (w, digest, size) = encoder.finish().context("compressing layer")?.finish();
     Ok((
         w,
@@ -130,16 +128,4 @@ pub fn write_blob<W: Write>(
             compression,
         },
     ))
-}
-
-/// The tar written must be exactly as long as planned: the plan's size is
-/// what `stream` announces before writing.
-fn check_size(written: u64, plan: &LayerPlan) -> Result<()> {
-    if written != plan.size {
-        bail!(
-            "layer tar has {written} bytes but {} were planned",
-            plan.size
-        );
-    }
-    Ok(())
 }

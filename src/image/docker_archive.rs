@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
 
 use super::Image;
@@ -45,15 +45,9 @@ pub fn stream(image: &Image, w: impl Write) -> Result<()> {
         let plan = plan_layer(&image.ctx, &layer.source)?;
         tar.begin_file(&layer_name(image, i), plan.size)?;
         let mut hashing = HashingWriter::new(tar.inner());
-        write_layer(&image.ctx, &plan, &mut hashing)?;
-        let (_, diff_id, written) = hashing.finish();
-        if written != plan.size {
-            bail!(
-                "layer {} has {written} bytes but {} were planned",
-                i + 1,
-                plan.size
-            );
-        }
+        write_layer(&image.ctx, &plan, &mut hashing)
+            .with_context(|| format!("writing layer {}", i + 1))?;
+        let (_, diff_id, _) = hashing.finish();
         tar.end_file(plan.size)?;
         diff_ids.push(diff_id);
     }
