@@ -108,6 +108,11 @@ let
       buildNixShellImage = callPackage ./buildNixShellImage.nix { };
       writeImageStream = callPackage ./writeImageStream.nix { };
       shellScript = callPackage ./shellScript.nix { };
+      # nix2container's API, under its own name.
+      nix2container = {
+        buildImage = callPackage ./nix2container/buildImage.nix { };
+        buildLayer = callPackage ./nix2container/buildLayer.nix { };
+      };
     }
   );
   warnFakeroot =
@@ -135,5 +140,6 @@ warnFakeroot {
     buildNixShellImage
     writeImageStream
     shellScript
+    nix2container
     ;
 }

@@ -9,7 +9,7 @@
 //!
 //! One module per job, holding its fields and its body: `root`,
 //! `run_as_root`, `image`, `file`, `nix_db`, `pull`, [`launcher`],
-//! `export`, `merge`, `tree`, `write_stream`. Pieces several jobs share have one home each:
+//! `export`, `merge`, `tree`, `write_stream`, `layer`. Pieces several jobs share have one home each:
 //! `join` (the symlink forest of `contents`), `script` (the shell
 //! scripts), `metadata` (the modes and owners of a customisation tree),
 //! `from_image` (the `base` attribute).
@@ -20,6 +20,7 @@ mod from_image;
 mod image;
 mod join;
 pub mod launcher;
+mod layer;
 mod merge;
 mod metadata;
 mod nix_db;
@@ -55,6 +56,7 @@ enum Job {
     Merge(merge::MergeJob),
     Tree(tree::TreeJob),
     WriteStream(write_stream::WriteStreamJob),
+    Layer(layer::LayerJob),
 }
 
 /// Runs the job of the derivation being built.
@@ -74,6 +76,7 @@ pub fn run() -> Result<()> {
         Job::File(job) => job.build(&drv),
         Job::Tree(job) => job.build(&drv),
         Job::WriteStream(job) => job.build(&drv),
+        Job::Layer(job) => job.build(&drv),
     }
 }
 

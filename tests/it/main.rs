@@ -13,6 +13,7 @@ mod hostile_registry;
 mod layers;
 mod layers_cli;
 mod merge;
+mod nix2container;
 mod nix_args;
 mod nix_examples;
 mod nix_functions;

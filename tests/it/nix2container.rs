@@ -1,0 +1,447 @@
+//! `stevedore.nix2container`: nix2container's examples
+//! (`examples/nix2container.nix`, its `examples/` with stand-in
+//! packages) built with `nix-build`, loaded into podman and run, each
+//! asserting what the example shows; layers as derivations, rebuilt
+//! alone after a change to the application; and the arguments refused at
+//! evaluation.
+//!
+//! Each example has its own image name and exactly one test loads it.
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::support::docker_archive::{Layer, archive_layers, store_paths_in};
+use crate::support::nix::{REPO, evaluation_fails, nix};
+use crate::support::podman::{PodmanImage, podman, podman_inspect, podman_load, podman_run};
+use crate::support::process::{run, run_bounded, stdout_of, tempdir};
+
+fn examples() -> PathBuf {
+    Path::new(REPO).join("examples/nix2container.nix")
+}
+
+/// `nix-build examples/nix2container.nix -A ATTR` with the examples'
+/// arguments and `extra` ones.
+fn build_cmd(attr: &str, extra: &[&str]) -> Command {
+    let nix = nix();
+    let mut cmd = nix.command("nix-build");
+    cmd.arg(examples())
+        .args(["-A", attr])
+        .arg("--arg")
+        .arg("helper")
+        .arg(nix.helper())
+        .args(nix.example_args())
+        .args(extra);
+    cmd
+}
+
+/// An example built, and its image streamed into a docker-archive.
+struct Example {
+    dir: tempfile::TempDir,
+    archive: PathBuf,
+}
+
+fn build(attr: &str) -> Example {
+    let dir = tempdir();
+    let link = dir.path().join("result");
+    let out = run_bounded(
+        build_cmd(attr, &[]).arg("-o").arg(&link),
+        Duration::from_secs(600),
+    );
+    assert!(
+        out.status.success(),
+        "nix-build -A {attr}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    // The result is a launcher: `./result | podman load`.
+    let archive = dir.path().join("image.tar");
+    let status = nix()
+        .run_in_tree(&store_path)
+        .stdout(File::create(&archive).unwrap())
+        .stderr(Stdio::inherit())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{} failed", store_path.display());
+    Example { dir, archive }
+}
+
+impl Example {
+    fn load(&self, name: &str) -> PodmanImage {
+        podman_load(&self.archive, &format!("localhost/{name}:latest"))
+    }
+
+    fn layers(&self) -> Vec<Layer> {
+        archive_layers(&self.archive)
+    }
+}
+
+/// Store paths the examples build (`hello`, `busybox`, ...).
+fn store_path(attr: &str) -> String {
+    let out = stdout_of(&mut build_cmd(attr, &["--no-out-link"]));
+    out.trim().to_owned()
+}
+
+/// Which layers (by index) hold `path`.
+fn layers_holding(layers: &[Layer], path: &str) -> Vec<usize> {
+    layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| store_paths_in(l).contains(path))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn layer_count(image: &PodmanImage) -> usize {
+    podman_inspect(image)["RootFS"]["Layers"]
+        .as_array()
+        .expect("RootFS.Layers")
+        .len()
+}
+
+/// `podman run --entrypoint ENTRYPOINT IMAGE ARGS...`, its output.
+fn run_entrypoint(image: &PodmanImage, entrypoint: &str, args: &[&str]) -> String {
+    stdout_of(
+        podman()
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--entrypoint",
+                entrypoint,
+            ])
+            .arg(&image.0)
+            .args(args),
+    )
+}
+
+#[test]
+fn basic_runs_its_entrypoint_from_one_layer() {
+    let ex = build("basic");
+    assert_eq!(ex.layers().len(), 1, "layers of basic");
+    let image = ex.load("n2c-basic");
+    assert_eq!(podman_run(&image, &[]), "Hello, world!\n");
+}
+
+#[test]
+fn hello_isolates_the_dependencies_in_a_layer_of_their_own() {
+    let ex = build("helloImage");
+    let layers = ex.layers();
+    assert_eq!(layers.len(), 2, "the dependencies' layer and the top layer");
+    for dep in ["busybox", "hello"] {
+        let path = store_path(dep);
+        assert_eq!(layers_holding(&layers, &path), [0], "{path}");
+    }
+    let app = store_path("application");
+    assert_eq!(layers_holding(&layers, &app), [1], "{app}");
+    let image = ex.load("n2c-hello");
+    assert_eq!(
+        podman_run(&image, &[]),
+        "Hello, world!\nHaaa aa... I am dying!!!\n"
+    );
+}
+
+#[test]
+fn bash_copies_the_root_to_slash_and_not_to_the_store() {
+    let ex = build("bash");
+    let image = ex.load("n2c-bash");
+    let root: BTreeSet<String> = podman_run(&image, &["/bin/ls", "/"])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert!(root.contains("bin"), "ls /: {root:?}");
+    assert_eq!(
+        podman_run(&image, &["/bin/sh", "-c", "echo from sh"]),
+        "from sh\n"
+    );
+    let root_path = store_path("rootWithBin");
+    let store = podman_run(&image, &["/bin/ls", "/nix/store"]);
+    assert!(
+        !store.contains(root_path.trim_start_matches("/nix/store/")),
+        "copyToRoot's own store path is in the image's store:\n{store}"
+    );
+}
+
+#[test]
+fn layered_splits_the_closure_into_three_layers_each_path_once() {
+    let ex = build("layered");
+    let layers = ex.layers();
+    assert_eq!(layers.len(), 3, "maxLayers = 3");
+    let mut seen = BTreeSet::new();
+    for layer in &layers {
+        for p in store_paths_in(layer) {
+            assert!(seen.insert(p.clone()), "{p} is in two layers");
+        }
+    }
+    // app, its 29 dependencies and busybox.
+    assert_eq!(seen.len(), 31, "{seen:#?}");
+    let image = ex.load("n2c-layered");
+    assert_eq!(layer_count(&image), 3);
+    assert_eq!(podman_run(&image, &[]).trim(), "31");
+}
+
+#[test]
+fn perms_sets_modes_in_the_layer_not_in_the_store() {
+    let ex = build("perms");
+    let image = ex.load("n2c-perms");
+    let listed = podman_run(&image, &[]);
+    let modes: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.contains("test"))
+        .map(|l| l.split_whitespace().next().unwrap())
+        .collect();
+    assert_eq!(
+        modes,
+        ["-rwxrwxrwx", "-rwxrwxrwx"],
+        "ls -l /tmp/:\n{listed}"
+    );
+    let stat_bin = format!("{}/bin/stat", store_path("busybox"));
+    let stat = run_entrypoint(&image, &stat_bin, &["-c", "%a %u %g", "/tmp"]);
+    assert_eq!(stat, "777 0 0\n");
+    // The store keeps its own modes.
+    let root = nix().host_path(Path::new(&store_path("permsRoot")));
+    let mode = fs::metadata(root.join("tmp/test1.txt")).unwrap();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
+        0o444
+    );
+}
+
+#[test]
+fn uid_gid_gives_the_home_directory_its_owner_and_mode() {
+    let ex = build("uidGid");
+    let image = ex.load("n2c-uid-gid");
+    assert_eq!(podman_run(&image, &[]), "744 1000 1000 user\n");
+}
+
+#[test]
+fn from_image_puts_the_layers_on_the_base() {
+    let ex = build("fromImage");
+    let layers = ex.layers();
+    // examples/default.nix's hello: its store layers and customisation
+    // layer, then the one new layer.
+    assert!(layers.len() >= 2, "{} layers", layers.len());
+    let hello = store_path("hello");
+    assert_eq!(layers_holding(&layers, &hello), [layers.len() - 1]);
+    let busybox = store_path("busybox");
+    assert_eq!(
+        layers_holding(&layers, &busybox).len(),
+        1,
+        "busybox is the base's, and in no new layer"
+    );
+    assert!(layers_holding(&layers, &busybox)[0] < layers.len() - 1);
+    let image = ex.load("n2c-from-image");
+    assert_eq!(podman_run(&image, &[]), "Hello, world!\n");
+    let out = run_entrypoint(&image, "/bin/sh", &["-c", "echo the base has /bin/sh"]);
+    assert_eq!(out, "the base has /bin/sh\n");
+}
+
+#[test]
+fn nested_layers_are_both_in_the_image() {
+    let ex = build("nested");
+    let layers = ex.layers();
+    assert_eq!(layers.len(), 2, "the low layer and the high layer");
+    assert_eq!(layers_holding(&layers, &store_path("busybox")), [0]);
+    assert_eq!(layers_holding(&layers, &store_path("hello")), [1]);
+    let image = ex.load("n2c-nested");
+    assert_eq!(podman_run(&image, &[]), "Hello, world!\n");
+}
+
+#[test]
+fn initialize_nix_database_registers_every_store_path_nested_layers_included() {
+    let ex = build("nix");
+    let image = ex.load("n2c-nix");
+    // The image's file system, as a container has it.
+    let id = stdout_of(podman().args(["create", &image.0, "/nonexistent"]));
+    let id = id.trim();
+    let tar = ex.dir.path().join("rootfs.tar");
+    let exported = podman()
+        .args(["export", "-o"])
+        .arg(&tar)
+        .arg(id)
+        .output()
+        .unwrap();
+    let _ = podman().args(["rm", "-f", id]).output();
+    assert!(exported.status.success(), "podman export");
+    let root = ex.dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    run(Command::new("tar")
+        .arg("-xpf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&root));
+    let nix_store = |args: &[&str]| {
+        stdout_of(
+            Command::new("nix-store")
+                .arg("--store")
+                .arg(format!("local?root={}", root.display()))
+                .args(args)
+                .env("USER", "root"),
+        )
+    };
+    nix_store(&["--verify", "--check-contents"]);
+    // hello is in the nested buildLayer; busybox is what it refers to.
+    let hello = store_path("hello");
+    let closure: BTreeSet<String> = nix_store(&["-qR", &hello])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let expected: BTreeSet<String> = [hello.clone(), store_path("busybox")].into();
+    assert_eq!(closure, expected, "nix-store -qR {hello} in the image");
+    // Every store path of the image is registered.
+    let listed = podman_run(&image, &["/bin/ls", "/nix/store"]);
+    for name in listed.lines() {
+        let path = format!("/nix/store/{name}");
+        nix_store(&["--check-validity", &path]);
+    }
+}
+
+/// The derivations `nix-build --dry-run` would build for `rebuild` with
+/// the application at `version`.
+fn to_build(version: &str) -> BTreeSet<String> {
+    let out = run(&mut build_cmd(
+        "rebuild",
+        &["--dry-run", "--argstr", "appVersion", version],
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("/nix/store/") && l.ends_with(".drv"))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn drv_path(attr: &str, version: &str) -> String {
+    let nix = nix();
+    let out = stdout_of(
+        nix.command("nix-instantiate")
+            .arg(examples())
+            .args(["-A", attr, "--argstr", "appVersion", version])
+            .arg("--arg")
+            .arg("helper")
+            .arg(nix.helper())
+            .args(nix.example_args()),
+    );
+    out.trim().to_owned()
+}
+
+#[test]
+fn after_a_change_to_the_application_only_its_layer_is_built_again() {
+    let version = crate::support::nix::nonce();
+    let first = run_bounded(
+        &mut build_cmd(
+            "rebuild",
+            &["--argstr", "appVersion", &version, "--no-out-link"],
+        ),
+        Duration::from_secs(600),
+    );
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let deps_layer = drv_path("rebuildDeps", &version);
+    assert!(
+        to_build(&version).is_empty(),
+        "built once, nothing is left to build"
+    );
+
+    let changed = format!("{version}-changed");
+    let planned = to_build(&changed);
+    let app_layer = drv_path("rebuildAppLayer", &changed);
+    assert_eq!(
+        drv_path("rebuildDeps", &changed),
+        deps_layer,
+        "the dependencies' layer is the same derivation"
+    );
+    assert!(
+        !planned.contains(&deps_layer),
+        "the dependencies' layer is built again: {planned:#?}"
+    );
+    assert!(
+        planned.contains(&app_layer),
+        "the application's layer is not built: {planned:#?}"
+    );
+    // The application, its layer, the config and the top layer it
+    // shapes, and the image: nothing holding the dependencies.
+    for drv in &planned {
+        assert!(
+            [
+                "rebuild-app",
+                "nix2container-layer",
+                "config.json",
+                "image-n2c-rebuild"
+            ]
+            .iter()
+            .any(|n| drv.contains(n)),
+            "{drv} is built again"
+        );
+    }
+    let layer_drvs = planned
+        .iter()
+        .filter(|d| d.contains("nix2container-layer"))
+        .count();
+    assert_eq!(
+        layer_drvs, 2,
+        "the application's layer and the top layer: {planned:#?}"
+    );
+
+    // Both images share the dependencies' layer blob, byte for byte.
+    let a = build_with_version(&version);
+    let b = build_with_version(&changed);
+    // The top layer would hold the config's closure without the
+    // layers below: nothing, so there is none.
+    assert_eq!(a.len(), 2, "the dependencies' layer and the application's");
+    assert_eq!(a[0].digest, b[0].digest, "the dependencies' blob");
+    assert_ne!(a[1].digest, b[1].digest, "the application's blob");
+}
+
+fn build_with_version(version: &str) -> Vec<Layer> {
+    let dir = tempdir();
+    let link = dir.path().join("result");
+    let out = run_bounded(
+        build_cmd("rebuild", &["--argstr", "appVersion", version, "-o"]).arg(&link),
+        Duration::from_secs(600),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let archive = dir.path().join("image.tar");
+    let status = nix()
+        .run_in_tree(&store_path)
+        .stdout(File::create(&archive).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    archive_layers(&archive)
+}
+
+#[test]
+fn bad_arguments_fail_at_evaluation_with_the_fix() {
+    evaluation_fails(
+        r#"nix2container.buildImage { name = "x"; config.Cmdd = [ ]; }"#,
+        &[
+            "nix2container.buildImage",
+            "config has unknown key \"Cmdd\"",
+        ],
+    );
+    evaluation_fails(
+        r#"nix2container.buildImage { name = "x"; layers = [ "/nix/store/x" ]; }"#,
+        &["layers must be a list of nix2container.buildLayer results"],
+    );
+    evaluation_fails(
+        r#"nix2container.buildLayer { perms = [ { path = "/nix/store/x"; regex = ".*"; mode = "0644"; } ]; }"#,
+        &["perms path /nix/store/x is not one of copyToRoot"],
+    );
+    evaluation_fails(
+        r#"nix2container.buildLayer { maxLayers = 0; }"#,
+        &["maxLayers must be a number from 1 to 125"],
+    );
+}
