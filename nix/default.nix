@@ -112,6 +112,8 @@ let
       nix2container = {
         buildImage = callPackage ./nix2container/buildImage.nix { };
         buildLayer = callPackage ./nix2container/buildLayer.nix { };
+        pullImage = callPackage ./nix2container/pullImage.nix { };
+        pullImageFromManifest = callPackage ./nix2container/pullImageFromManifest.nix { };
       };
     }
   );

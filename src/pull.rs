@@ -69,6 +69,59 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
     Ok(format!("{}@{digest}", src.name()))
 }
 
+/// An OCI layout of an image whose blobs were fetched one by one
+/// (`pullImageFromManifest`): `manifest`, the lock file's bytes, and
+/// `blobs`, a file for each blob it names (config and layers), each
+/// checked against its digest and size. The layout is written at `out`,
+/// its image named `tag` (`NAME:TAG`).
+pub fn layout_from_blobs(
+    manifest: &[u8],
+    blobs: &std::collections::BTreeMap<crate::digest::Digest, std::path::PathBuf>,
+    tag: Option<&str>,
+    out: &Path,
+) -> Result<()> {
+    if let Some(tag) = tag {
+        check_tag_ref(tag)?;
+    }
+    let media_type = serde_json::from_slice::<serde_json::Value>(manifest)
+        .context("the manifest is not JSON")?
+        .get("mediaType")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(crate::oci::media_type::OCI_MANIFEST)
+        .to_owned();
+    let digest = crate::digest::Digest::of(manifest);
+    let wanted = fetch::image_blobs("the manifest", &digest, manifest, &media_type)?;
+    let dir = AtomicDir::create(out)?;
+    let mut layout = LayoutBlobs::default();
+    for blob in std::iter::once(&wanted.config).chain(&wanted.layers) {
+        let path = blobs
+            .get(&blob.digest)
+            .with_context(|| format!("{}: no file was given for it", blob.what))?;
+        let (got, size) = file_digest(path)?;
+        if got != blob.digest || size != blob.size {
+            bail!(
+                "{}: {} has digest {got} and {size} bytes, not what the manifest says",
+                blob.what,
+                path.display()
+            );
+        }
+        layout.file(&blob.digest, path);
+    }
+    layout.bytes(manifest.to_vec());
+    let index = index_of_one(manifest, &media_type, None, tag)?;
+    layout.write_dir(dir.path(), &index)?;
+    dir.commit()
+}
+
+/// The digest and size of a file's bytes.
+fn file_digest(path: &Path) -> Result<(crate::digest::Digest, u64)> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hashing = crate::digest::HashingReader::new(file);
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(hashing.finish())
+}
+
 /// `NAME:TAG` for the output.
 fn check_tag_ref(tag: &str) -> Result<()> {
     let Some((name, t)) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')) else {

@@ -1,5 +1,6 @@
 //! `stevedore launch`: a launcher script the Nix library wrote
-//! (`copyToRegistry`, `copyToPodman`, `copyToDockerDaemon`) run with its
+//! (`copyToRegistry`, `copyToPodman`, `copyToDockerDaemon`, and
+//! `pullImageFromManifest`'s `getManifest`) run with its
 //! user's arguments; and the `--repo_tag` of a stream launcher.
 
 use std::path::Path;
@@ -32,6 +33,25 @@ pub fn run(script: &Path, args: &[String]) -> Result<()> {
                 Err(e) => e.exit(),
             };
             super::run(cli)
+        }
+        Action::GetManifest => {
+            if !args.is_empty() {
+                anyhow::bail!(
+                    "{name} takes no arguments; it prints the manifest to standard output"
+                );
+            }
+            let src = crate::oci::Reference::parse("the image", &launcher.image)?;
+            let conn = crate::registry::Connection {
+                tls_verify: launcher.tls_verify.unwrap_or(true),
+                ..Default::default()
+            };
+            let platform = launcher.platform.unwrap_or_else(crate::oci::Platform::host);
+            let manifest = crate::registry::fetch::platform_manifest(&src, &conn, &platform)?;
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&manifest)?;
+            out.flush()?;
+            Ok(())
         }
         Action::Podman | Action::DockerDaemon => {
             if !args.is_empty() {

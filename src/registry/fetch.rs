@@ -193,6 +193,51 @@ pub fn fetch(
     })
 }
 
+/// The image manifest of `src` for `platform`, as the registry has it,
+/// byte for byte: an index is followed to the platform's manifest. What
+/// `pullImageFromManifest` keeps as its lock file.
+pub fn platform_manifest(
+    src: &Reference,
+    conn: &Connection,
+    platform: &Platform,
+) -> Result<Vec<u8>> {
+    let client = Client::connect(
+        conn,
+        &src.host,
+        &src.repo,
+        vec![format!("repository:{}:pull", src.repo)],
+    )?;
+    let (manifest, media_type) = fetch_manifest(&client, &src.target_str())?;
+    if let Target::Digest(want) = &src.target {
+        check_document_digest(&manifest, want, "the manifest")?;
+    }
+    let Some((want, _)) = index_entry(&src.to_string(), &manifest, &media_type, platform)? else {
+        return Ok(manifest);
+    };
+    let (m, _) = fetch_manifest(&client, &want.to_string())?;
+    check_document_digest(&m, &want, "the platform's manifest")?;
+    Ok(m)
+}
+
+/// Fetches one blob of `src`'s repository into the file `out` (which
+/// must not exist), checked against its digest and size: a blob of
+/// `pullImageFromManifest`, each its own fixed-output derivation.
+pub fn fetch_blob(src: &Reference, blob: &Wanted, out: &Path, conn: &Connection) -> Result<()> {
+    let client = Client::connect(
+        conn,
+        &src.host,
+        &src.repo,
+        vec![format!("repository:{}:pull", src.repo)],
+    )?;
+    let work_dir = WorkDir::lock(out, &blob.digest)?;
+    let progress = Progress::new(1);
+    let path = download(&client, &work_dir.path, blob, &progress, conn.retries)?;
+    progress.finish();
+    fs::copy(&path, out).with_context(|| format!("writing {}", out.display()))?;
+    work_dir.done();
+    Ok(())
+}
+
 /// The entry an index (`media_type`, or a document with `manifests`)
 /// has for `platform`: its digest and size. None when the document is no
 /// index. `src` names the image in messages.

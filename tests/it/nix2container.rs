@@ -14,9 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::docker_archive::{Layer, archive_layers, store_paths_in};
-use crate::support::nix::{REPO, evaluation_fails, nix};
+use crate::support::nix::{REPO, build as build_expr, evaluation_fails, nix};
 use crate::support::podman::{PodmanImage, podman, podman_inspect, podman_load, podman_run};
 use crate::support::process::{run, run_bounded, stdout_of, tempdir};
+use crate::support::registry::{Registry, push};
 
 fn examples() -> PathBuf {
     Path::new(REPO).join("examples/nix2container.nix")
@@ -444,4 +445,138 @@ fn bad_arguments_fail_at_evaluation_with_the_fix() {
         r#"nix2container.buildLayer { maxLayers = 0; }"#,
         &["maxLayers must be a number from 1 to 125"],
     );
+}
+
+/// A Nix expression of the library with the examples (`ex`) and
+/// nix2container's examples (`n2c`) in scope.
+fn n2c_expr(body: &str) -> String {
+    crate::support::nix::expr(
+        "",
+        &format!(
+            "let n2c = import {} {{ {} }}; in {body}",
+            examples().display(),
+            nix().example_attrs()
+        ),
+    )
+}
+
+#[test]
+fn pull_image_from_manifest_fetches_each_blob_and_is_a_from_image_of_both_apis() {
+    let reg = Registry::start();
+    // The registry holds the bash example as n2c/base:v1.
+    let base = build("bash");
+    push(
+        &reg,
+        &base.archive,
+        &reg.reference("n2c/base", "v1"),
+        &["--compress", "gzip"],
+    );
+    let pull_args = format!(
+        "imageName = \"n2c/base\"; imageTag = \"v1\"; registryUrl = \"{}\"; tlsVerify = false;",
+        reg.host()
+    );
+
+    // getManifest writes the lock file: the manifest, byte for byte.
+    let dir = tempdir();
+    let (get_manifest, _) = build_expr(
+        &n2c_expr(&format!(
+            "(s.nix2container.pullImageFromManifest {{ {pull_args} }}).getManifest"
+        )),
+        dir.path(),
+    );
+    let program = get_manifest.join("bin/get-manifest");
+    let out = run_bounded(&mut nix().run_in_tree(&program), Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "get-manifest: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lock = dir.path().join("manifest.json");
+    fs::write(&lock, &out.stdout).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layer_count = manifest["layers"].as_array().unwrap().len();
+    let inspected: serde_json::Value = serde_json::from_str(&stdout_of(
+        Command::new("skopeo")
+            .arg("inspect")
+            .args(reg.skopeo_args(""))
+            .arg(reg.reference("n2c/base", "v1")),
+    ))
+    .unwrap();
+    assert_eq!(
+        format!("sha256:{}", sha256_hex(&out.stdout)),
+        inspected["Digest"].as_str().unwrap(),
+        "the lock file is the registry's manifest"
+    );
+
+    // Pulled: each blob its own fixed-output derivation.
+    let pulled = format!(
+        "s.nix2container.pullImageFromManifest {{ {pull_args} imageManifest = {}; }}",
+        lock.display()
+    );
+    let drv = stdout_of(
+        nix()
+            .command("nix-instantiate")
+            .arg("-E")
+            .arg(n2c_expr(&pulled)),
+    );
+    let inputs = stdout_of(
+        nix()
+            .command("nix-store")
+            .args(["-q", "--references"])
+            .arg(drv.trim()),
+    );
+    let blob_drvs = inputs
+        .lines()
+        .filter(|l| l.ends_with(".drv"))
+        .filter(|l| {
+            let name = l.rsplit('/').next().unwrap();
+            name.len() == 32 + 1 + 64 + 4
+        })
+        .count();
+    assert_eq!(
+        blob_drvs,
+        layer_count + 1,
+        "one derivation per blob:\n{inputs}"
+    );
+
+    // As fromImage of nix2container.buildImage and of buildLayeredImage.
+    for (attr, name, body) in [
+        (
+            "n2c",
+            "n2c-on-pulled",
+            format!(
+                "s.nix2container.buildImage {{ name = \"n2c-on-pulled\"; tag = \"latest\"; fromImage = {pulled}; config.entrypoint = [ \"${{n2c.hello}}/bin/hello\" ]; }}"
+            ),
+        ),
+        (
+            "layered",
+            "layered-on-pulled",
+            format!(
+                "s.streamLayeredImage {{ name = \"layered-on-pulled\"; tag = \"latest\"; fromImage = {pulled}; contents = [ n2c.hello ]; config.Cmd = [ \"/bin/hello\" ]; }}"
+            ),
+        ),
+    ] {
+        let dir = tempdir();
+        let (store_path, _) = build_expr(&n2c_expr(&body), dir.path());
+        let archive = dir.path().join("image.tar");
+        let status = nix()
+            .run_in_tree(&store_path)
+            .stdout(File::create(&archive).unwrap())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{attr}: streaming the image");
+        let image = podman_load(&archive, &format!("localhost/{name}:latest"));
+        assert_eq!(podman_run(&image, &[]), "Hello, world!\n", "{attr}");
+        // The base's /bin/ls, from the pulled layers.
+        assert_eq!(
+            run_entrypoint(&image, "/bin/sh", &["-c", "ls /bin/ls"]),
+            "/bin/ls\n",
+            "{attr}"
+        );
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
