@@ -71,6 +71,7 @@ let
       makeOverridable = callPackage ./internal/makeOverridable.nix { };
       toolPaths = callPackage ./internal/toolPaths.nix { };
       libraryPackage = callPackage ./internal/libraryPackage.nix { };
+      copyToRootList = callPackage ./internal/copyToRootList.nix { };
 
       # Private: the layered image and the derivations it is made of.
       layeredImage = callPackage ./internal/layeredImage { };

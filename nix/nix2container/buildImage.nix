@@ -26,8 +26,8 @@
   copyTo,
   # The other nix2container functions (buildLayer).
   nix2container,
-  # warn.nix: message: value: value, after one evaluation warning.
-  warn,
+  # internal/copyToRootList.nix: copyToRoot or contents as a list.
+  copyToRootList,
 }:
 {
   # Repository name, lowercase.
@@ -65,7 +65,6 @@
 }:
 let
   fn = "nix2container.buildImage";
-  toList = x: if x == null then [ ] else if builtins.isList x then x else [ x ];
   imageName = checks.name fn name;
   imageTag = checks.tag fn tag;
   baseName = storeSafeName imageName;
@@ -73,22 +72,10 @@ let
   # nix2container hands the config to Go's JSON decoder, which matches
   # field names in any case.
   canonical = builtins.listToAttrs (
-    map
-      (k: {
-        name = lowerKey k;
-        value = k;
-      })
-      [
-        "Env"
-        "Cmd"
-        "Entrypoint"
-        "WorkingDir"
-        "User"
-        "ExposedPorts"
-        "Volumes"
-        "Labels"
-        "StopSignal"
-      ]
+    map (k: {
+      name = lowerKey k;
+      value = k;
+    }) checks.configKeys
   );
   lowerKey = builtins.replaceStrings (upper) (lower);
   upper = [ "A" "B" "C" "D" "E" "F" "G" "H" "I" "J" "K" "L" "M" "N" "O" "P" "Q" "R" "S" "T" "U" "V" "W" "X" "Y" "Z" ];
@@ -106,13 +93,7 @@ let
         }) (builtins.attrNames config)
       );
   configFile = textFile "${baseName}-config.json" (builtins.toJSON configSet);
-  roots =
-    if contents != null && copyToRoot != null then
-      throw "${fn}: give copyToRoot, not both copyToRoot and contents (its deprecated name)"
-    else if contents != null then
-      warn "${fn}: contents is deprecated; use copyToRoot" (toList contents)
-    else
-      toList copyToRoot;
+  roots = copyToRootList fn copyToRoot contents;
   layersList =
     if builtins.isList layers && builtins.all (l: l ? nestedLayers) layers then
       layers

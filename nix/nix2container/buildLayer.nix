@@ -14,8 +14,8 @@
   systemArchitecture,
   # Argument checks (internal/checks.nix).
   checks,
-  # warn.nix: message: value: value, after one evaluation warning.
-  warn,
+  # internal/copyToRootList.nix: copyToRoot or contents as a list.
+  copyToRootList,
 }:
 {
   # Store paths whose closures go into the layer.
@@ -57,13 +57,7 @@
 let
   fn = "nix2container.buildLayer";
   toList = x: if x == null then [ ] else if builtins.isList x then x else [ x ];
-  roots =
-    if contents != null && copyToRoot != null then
-      throw "${fn}: give copyToRoot, not both copyToRoot and contents (its deprecated name)"
-    else if contents != null then
-      warn "${fn}: contents is deprecated; use copyToRoot" (toList contents)
-    else
-      toList copyToRoot;
+  roots = copyToRootList fn copyToRoot contents;
   depsList =
     if builtins.isList deps then
       map (checks.content fn) deps

@@ -91,12 +91,10 @@ struct Perm {
     gid: Option<u64>,
     /// Accepted as nix2container takes them; the tar carries numeric ids
     /// (docs/spec.md, "Customisation metadata").
-    #[serde(default)]
-    #[allow(dead_code)]
-    uname: Option<String>,
-    #[serde(default)]
-    #[allow(dead_code)]
-    gname: Option<String>,
+    #[serde(default, rename = "uname")]
+    _uname: Option<String>,
+    #[serde(default, rename = "gname")]
+    _gname: Option<String>,
 }
 
 /// nix2container's `metadata`: the history of each layer.
@@ -288,4 +286,84 @@ fn held_paths(layer: &Path) -> Result<Vec<String>> {
         );
     }
     Ok(list.paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(tree: &Path, perms: serde_json::Value) -> LayerJob {
+        serde_json::from_value(serde_json::json!({
+            "version": 1,
+            "graph": "closure",
+            "maxLayers": 1,
+            "trees": [tree],
+            "perms": perms,
+        }))
+        .unwrap()
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("home/user")).unwrap();
+        fs::create_dir_all(dir.path().join("tmp")).unwrap();
+        fs::write(dir.path().join("tmp/a.txt"), "a").unwrap();
+        dir
+    }
+
+    #[test]
+    fn perms_give_matching_entries_their_mode_and_owner_and_a_later_entry_wins() {
+        let dir = tree();
+        let root = dir.path().display().to_string();
+        let job = job(
+            dir.path(),
+            serde_json::json!([
+                { "path": root, "regex": "", "mode": "0777" },
+                { "path": root, "regex": "/home/user$", "mode": "0744",
+                  "uid": 1000, "gid": 100, "uname": "user", "gname": "users" },
+            ]),
+        );
+        let m = job.perms_metadata().unwrap();
+        let get = |k: &str| m.get(k).map(|e| (e.mode, e.uid, e.gid));
+        assert_eq!(get("tmp/a.txt"), Some((0o777, 0, 0)));
+        assert_eq!(get("home"), Some((0o777, 0, 0)));
+        assert_eq!(get("home/user"), Some((0o744, 1000, 100)));
+    }
+
+    #[test]
+    fn perms_without_a_match_or_a_mode_keep_the_trees_modes() {
+        let dir = tree();
+        let root = dir.path().display().to_string();
+        let job = job(
+            dir.path(),
+            serde_json::json!([{ "path": root, "regex": "a[.]txt$", "uid": 5 }]),
+        );
+        let m = job.perms_metadata().unwrap();
+        assert_eq!(m.len(), 1, "{m:?}");
+        let e = m["tmp/a.txt"];
+        let disk = std::os::unix::fs::PermissionsExt::mode(
+            &fs::metadata(dir.path().join("tmp/a.txt"))
+                .unwrap()
+                .permissions(),
+        ) & 0o7777;
+        assert_eq!((e.mode, e.uid, e.gid), (disk, 5, 0));
+    }
+
+    #[test]
+    fn perms_refuse_other_paths_bad_modes_and_bad_regexes() {
+        let dir = tree();
+        let root = dir.path().display().to_string();
+        let err = |perms: serde_json::Value| {
+            format!("{:#}", job(dir.path(), perms).perms_metadata().unwrap_err())
+        };
+        assert!(
+            err(serde_json::json!([{ "path": "/nix/store/x", "regex": "" }]))
+                .contains("perms[0]: path /nix/store/x is not one of copyToRoot")
+        );
+        assert!(
+            err(serde_json::json!([{ "path": root, "regex": "", "mode": "rwx" }]))
+                .contains("mode \"rwx\" is not an octal mode")
+        );
+        assert!(err(serde_json::json!([{ "path": root, "regex": "(" }])).contains("regex \"(\""));
+    }
 }

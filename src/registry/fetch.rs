@@ -101,30 +101,8 @@ pub fn fetch(
     platform: &Platform,
     jobs: usize,
 ) -> Result<Fetched> {
-    let client = Client::connect(
-        conn,
-        &src.host,
-        &src.repo,
-        vec![format!("repository:{}:pull", src.repo)],
-    )?;
-    let (mut manifest, mut media_type) = fetch_manifest(&client, &src.target_str())?;
-    if let Target::Digest(want) = &src.target {
-        check_document_digest(&manifest, want, "the manifest")?;
-    }
-    let mut digest = Digest::of(&manifest);
-    if let Some((want, size)) = index_entry(&src.to_string(), &manifest, &media_type, platform)? {
-        let (m, t) = fetch_manifest(&client, &want.to_string())?;
-        check_document_digest(&m, &want, "the platform's manifest")?;
-        if m.len() as u64 != size {
-            bail!(
-                "manifest {want} has {} bytes but the index says {size}",
-                m.len()
-            );
-        }
-        manifest = m;
-        media_type = t;
-        digest = want;
-    }
+    let client = pull_client(src, conn)?;
+    let (manifest, media_type, digest) = manifest_for(&client, src, platform)?;
     let ImageBlobs {
         config: config_want,
         layers,
@@ -201,34 +179,52 @@ pub fn platform_manifest(
     conn: &Connection,
     platform: &Platform,
 ) -> Result<Vec<u8>> {
-    let client = Client::connect(
+    let client = pull_client(src, conn)?;
+    Ok(manifest_for(&client, src, platform)?.0)
+}
+
+/// A client allowed to pull from `src`'s repository.
+fn pull_client(src: &Reference, conn: &Connection) -> Result<Client> {
+    Client::connect(
         conn,
         &src.host,
         &src.repo,
         vec![format!("repository:{}:pull", src.repo)],
-    )?;
-    let (manifest, media_type) = fetch_manifest(&client, &src.target_str())?;
+    )
+}
+
+/// The image manifest of `src` for `platform`, checked: its bytes, media
+/// type and digest. An index is followed to the platform's manifest.
+fn manifest_for(
+    client: &Client,
+    src: &Reference,
+    platform: &Platform,
+) -> Result<(Vec<u8>, String, Digest)> {
+    let (manifest, media_type) = fetch_manifest(client, &src.target_str())?;
     if let Target::Digest(want) = &src.target {
         check_document_digest(&manifest, want, "the manifest")?;
     }
-    let Some((want, _)) = index_entry(&src.to_string(), &manifest, &media_type, platform)? else {
-        return Ok(manifest);
+    let Some((want, size)) = index_entry(&src.to_string(), &manifest, &media_type, platform)?
+    else {
+        let digest = Digest::of(&manifest);
+        return Ok((manifest, media_type, digest));
     };
-    let (m, _) = fetch_manifest(&client, &want.to_string())?;
+    let (m, t) = fetch_manifest(client, &want.to_string())?;
     check_document_digest(&m, &want, "the platform's manifest")?;
-    Ok(m)
+    if m.len() as u64 != size {
+        bail!(
+            "manifest {want} has {} bytes but the index says {size}",
+            m.len()
+        );
+    }
+    Ok((m, t, want))
 }
 
 /// Fetches one blob of `src`'s repository into the file `out` (which
 /// must not exist), checked against its digest and size: a blob of
 /// `pullImageFromManifest`, each its own fixed-output derivation.
 pub fn fetch_blob(src: &Reference, blob: &Wanted, out: &Path, conn: &Connection) -> Result<()> {
-    let client = Client::connect(
-        conn,
-        &src.host,
-        &src.repo,
-        vec![format!("repository:{}:pull", src.repo)],
-    )?;
+    let client = pull_client(src, conn)?;
     let work_dir = WorkDir::lock(out, &blob.digest)?;
     let progress = Progress::new(1);
     let path = download(&client, &work_dir.path, blob, &progress, conn.retries)?;

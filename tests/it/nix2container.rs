@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::docker_archive::{Layer, archive_layers, store_paths_in};
-use crate::support::nix::{REPO, build as build_expr, evaluation_fails, nix};
+use crate::support::nix::{REPO, build as build_expr, build_cmd_of, evaluation_fails, nix};
 use crate::support::podman::{PodmanImage, podman, podman_inspect, podman_load, podman_run};
 use crate::support::process::{run, run_bounded, stdout_of, tempdir};
 use crate::support::registry::{Registry, push};
@@ -26,15 +26,8 @@ fn examples() -> PathBuf {
 /// `nix-build examples/nix2container.nix -A ATTR` with the examples'
 /// arguments and `extra` ones.
 fn build_cmd(attr: &str, extra: &[&str]) -> Command {
-    let nix = nix();
-    let mut cmd = nix.command("nix-build");
-    cmd.arg(examples())
-        .args(["-A", attr])
-        .arg("--arg")
-        .arg("helper")
-        .arg(nix.helper())
-        .args(nix.example_args())
-        .args(extra);
+    let mut cmd = build_cmd_of(&examples(), &[attr]);
+    cmd.args(extra);
     cmd
 }
 
@@ -45,10 +38,15 @@ struct Example {
 }
 
 fn build(attr: &str) -> Example {
+    build_with(attr, &[])
+}
+
+/// [`build`], with more `nix-build` arguments.
+fn build_with(attr: &str, extra: &[&str]) -> Example {
     let dir = tempdir();
     let link = dir.path().join("result");
     let out = run_bounded(
-        build_cmd(attr, &[]).arg("-o").arg(&link),
+        build_cmd(attr, extra).arg("-o").arg(&link),
         Duration::from_secs(600),
     );
     assert!(
@@ -402,26 +400,7 @@ fn after_a_change_to_the_application_only_its_layer_is_built_again() {
 }
 
 fn build_with_version(version: &str) -> Vec<Layer> {
-    let dir = tempdir();
-    let link = dir.path().join("result");
-    let out = run_bounded(
-        build_cmd("rebuild", &["--argstr", "appVersion", version, "-o"]).arg(&link),
-        Duration::from_secs(600),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    let archive = dir.path().join("image.tar");
-    let status = nix()
-        .run_in_tree(&store_path)
-        .stdout(File::create(&archive).unwrap())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    archive_layers(&archive)
+    build_with("rebuild", &["--argstr", "appVersion", version]).layers()
 }
 
 #[test]
@@ -461,7 +440,7 @@ fn n2c_expr(body: &str) -> String {
 }
 
 #[test]
-fn pull_image_from_manifest_fetches_each_blob_and_is_a_from_image_of_both_apis() {
+fn pull_image_from_manifest_fetches_each_blob_and_both_pulls_are_a_from_image_of_both_apis() {
     let reg = Registry::start();
     // The registry holds the bash example as n2c/base:v1.
     let base = build("bash");
@@ -539,6 +518,21 @@ fn pull_image_from_manifest_fetches_each_blob_and_is_a_from_image_of_both_apis()
         "one derivation per blob:\n{inputs}"
     );
 
+    // nix2container.pullImage pins the same image by its digest: build
+    // once with a wrong hash, as users do, and take the one Nix reports.
+    let by_digest = |hash: &str| {
+        format!(
+            "s.nix2container.pullImage {{ imageName = \"{}/n2c/base\"; imageDigest = \"{}\"; sha256 = \"{hash}\"; tlsVerify = false; }}",
+            reg.host(),
+            inspected["Digest"].as_str().unwrap()
+        )
+    };
+    let stderr = crate::support::nix::build_fails(&n2c_expr(&by_digest(
+        "0000000000000000000000000000000000000000000000000000",
+    )));
+    let hash = crate::support::nix::reported_hash(&stderr);
+    let pinned = by_digest(&hash);
+
     // As fromImage of nix2container.buildImage and of buildLayeredImage.
     for (attr, name, body) in [
         (
@@ -553,6 +547,13 @@ fn pull_image_from_manifest_fetches_each_blob_and_is_a_from_image_of_both_apis()
             "layered-on-pulled",
             format!(
                 "s.streamLayeredImage {{ name = \"layered-on-pulled\"; tag = \"latest\"; fromImage = {pulled}; contents = [ n2c.hello ]; config.Cmd = [ \"/bin/hello\" ]; }}"
+            ),
+        ),
+        (
+            "n2c on pullImage",
+            "n2c-on-pinned",
+            format!(
+                "s.nix2container.buildImage {{ name = \"n2c-on-pinned\"; tag = \"latest\"; fromImage = {pinned}; config.entrypoint = [ \"${{n2c.hello}}/bin/hello\" ]; }}"
             ),
         ),
     ] {

@@ -125,9 +125,15 @@ impl Nix {
 /// `nix-build examples -A ATTR... --arg helper HELPER`, with the binary
 /// under test as the helper.
 pub fn example_build_cmd(attrs: &[&str]) -> Command {
+    build_cmd_of(&Path::new(REPO).join("examples"), attrs)
+}
+
+/// `nix-build FILE -A ATTR... --arg helper HELPER` with the examples'
+/// arguments: FILE is `examples/` or a file taking the same arguments.
+pub fn build_cmd_of(file: &Path, attrs: &[&str]) -> Command {
     let nix = nix();
     let mut cmd = nix.command("nix-build");
-    cmd.arg(Path::new(REPO).join("examples"));
+    cmd.arg(file);
     for attr in attrs {
         cmd.args(["-A", attr]);
     }
@@ -273,4 +279,15 @@ pub fn build_fails(expr: &str) -> String {
     );
     assert!(!out.status.success(), "{expr} built");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The hash Nix reports for a fixed-output derivation built with a wrong
+/// one (its `got:` line), as users take it.
+pub fn reported_hash(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("got:"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no hash in:\n{stderr}"))
+        .to_owned()
 }
