@@ -581,3 +581,76 @@ fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(sha2::Sha256::digest(bytes))
 }
+
+#[test]
+fn copy_to_pushes_the_layer_blobs_as_their_derivations_hold_them() {
+    let reg = Registry::start();
+    let dir = tempdir();
+    let (copy_to, _) = build_expr(&n2c_expr("n2c.helloImage.copyTo"), dir.path());
+    let dest = reg.reference("n2c/hello", "v1");
+    let out = run_bounded(
+        nix()
+            .run_in_tree(&copy_to.join("bin/copy-to"))
+            .arg(&dest)
+            .args(reg.stevedore_args()),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "copy-to: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pushed: serde_json::Value = serde_json::from_str(&stdout_of(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .args(reg.skopeo_args(""))
+            .arg(&dest),
+    ))
+    .unwrap();
+    let pushed: Vec<&str> = pushed["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap())
+        .collect();
+    // The digests the layer derivations recorded when they compressed the
+    // layers: the image sent their blobs as they are.
+    let layers = stdout_of(
+        nix()
+            .command("nix-build")
+            .arg("--no-out-link")
+            .arg("-E")
+            .arg(n2c_expr("n2c.helloImage.layers")),
+    );
+    let mut recorded = Vec::new();
+    for layer in layers.lines() {
+        let layout = nix().host_path(Path::new(layer));
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+        let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(
+            &fs::read(
+                layout
+                    .join("blobs/sha256")
+                    .join(manifest.trim_start_matches("sha256:")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        for l in manifest["layers"].as_array().unwrap() {
+            recorded.push(l["digest"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        pushed, recorded,
+        "pushed layers and the layers' derivations"
+    );
+
+    let reference = stdout_of(
+        nix()
+            .command("nix-instantiate")
+            .args(["--eval", "-E"])
+            .arg(n2c_expr("n2c.helloImage.imageRefUnsafe")),
+    );
+    assert_eq!(reference.trim(), "\"n2c-hello:latest\"");
+}
