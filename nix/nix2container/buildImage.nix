@@ -184,18 +184,28 @@ image
 // (
   let
     apps = copyTo image;
+    launcher =
+      name: job:
+      (helperDerivation name (
+        {
+          job = "launcher";
+          inherit name;
+          image = "${image}";
+        }
+        // job
+      ) { })
+      // {
+        meta.mainProgram = name;
+      };
   in
   apps
   // {
-    copyTo =
-      (helperDerivation "copy-to" {
-        job = "launcher";
-        name = "copy-to";
-        action = "copy-to-registry";
-        image = "${image}";
-      } { })
-      // {
-        meta.mainProgram = "copy-to";
-      };
+    # As nix2container's: to docker://<imageName>:<imageTag> unless the
+    # first argument names another destination.
+    copyToRegistry = launcher "copy-to-registry" {
+      action = "copy-to-registry";
+      destination = "docker://${imageName}:${finalTag}";
+    };
+    copyTo = launcher "copy-to" { action = "copy-to-registry"; };
   }
 )

@@ -33,6 +33,10 @@ pub(super) struct LauncherJob {
     platform: Option<crate::oci::Platform>,
     #[serde(default)]
     tls_verify: Option<bool>,
+    /// For `copy-to-registry`: where to push when the command line names
+    /// no destination (nix2container's `docker://NAME:TAG`).
+    #[serde(default)]
+    destination: Option<String>,
 }
 
 /// What a launcher does with its image.
@@ -68,6 +72,8 @@ struct LaunchScript {
     platform: Option<crate::oci::Platform>,
     #[serde(default, rename = "tlsVerify", skip_serializing_if = "Option::is_none")]
     tls_verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    destination: Option<String>,
 }
 
 /// A launcher script as [`read`] gives it.
@@ -80,6 +86,8 @@ pub struct Launcher {
     /// `get-manifest`'s platform and TLS verification.
     pub platform: Option<crate::oci::Platform>,
     pub tls_verify: Option<bool>,
+    /// `copy-to-registry`'s destination when none is given.
+    pub destination: Option<String>,
 }
 
 impl LauncherJob {
@@ -102,6 +110,7 @@ impl LauncherJob {
             image: self.image.clone(),
             platform: self.platform.clone(),
             tls_verify: self.tls_verify,
+            destination: self.destination.clone(),
         };
         let mut file =
             fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -132,6 +141,7 @@ pub fn read(script: &Path) -> Result<Launcher> {
         image: parsed.image,
         platform: parsed.platform,
         tls_verify: parsed.tls_verify,
+        destination: parsed.destination,
     })
 }
 

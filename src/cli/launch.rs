@@ -21,8 +21,14 @@ pub fn run(script: &Path, args: &[String]) -> Result<()> {
         .map_or("copy".into(), |n| n.to_string_lossy().into_owned());
     match launcher.action {
         Action::Registry => {
+            // A launcher with a destination of its own pushes there unless
+            // the first argument names another.
+            let default_dest = launcher
+                .destination
+                .filter(|_| args.first().is_none_or(|a| a.starts_with('-')));
             let argv = ["stevedore".to_owned(), "push".to_owned(), launcher.image]
                 .into_iter()
+                .chain(default_dest)
                 .chain(args.iter().cloned());
             let cli = match <super::Cli as clap::Parser>::try_parse_from(argv) {
                 Ok(cli) => cli,

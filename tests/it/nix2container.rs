@@ -653,4 +653,31 @@ fn copy_to_pushes_the_layer_blobs_as_their_derivations_hold_them() {
             .arg(n2c_expr("n2c.helloImage.imageRefUnsafe")),
     );
     assert_eq!(reference.trim(), "\"n2c-hello:latest\"");
+
+    // copyToRegistry with no destination pushes to imageName:imageTag, as
+    // nix2container's does; its arguments are push's options.
+    let (copy_to_registry, _) = build_expr(
+        &n2c_expr(&format!(
+            "(s.nix2container.buildImage {{ name = \"{}/n2c/direct\"; tag = \"v2\"; config.entrypoint = [ \"${{n2c.hello}}/bin/hello\" ]; }}).copyToRegistry",
+            reg.host()
+        )),
+        dir.path(),
+    );
+    let out = run_bounded(
+        nix()
+            .run_in_tree(&copy_to_registry.join("bin/copy-to-registry"))
+            .args(reg.stevedore_args()),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "copy-to-registry: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout_of(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .args(reg.skopeo_args(""))
+            .arg(reg.reference("n2c/direct", "v2")),
+    );
 }
