@@ -100,6 +100,22 @@ rec {
     ];
   };
 
+  # perms on a store path of the image, which keeps its place in the store.
+  permsStore = n2c.buildImage {
+    name = "n2c-perms-store";
+    tag = "latest";
+    config.entrypoint = [ "${busybox}/bin/stat" "-c" "%a %u %g" "${hello}/bin/hello" ];
+    perms = [
+      {
+        path = hello;
+        regex = "/bin/hello$";
+        mode = "0750";
+        uid = 7;
+        gid = 8;
+      }
+    ];
+  };
+
   # nix-user.nix: a home directory owned by a user, with owner and mode.
   mkUser = sh "mkUser" ''
     mkdir -p $out/etc $out/home/user

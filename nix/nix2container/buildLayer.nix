@@ -32,8 +32,9 @@
   # every layer is stored here, so both values do the same.
   reproducible ? true,
   # { path; regex; mode; uid; gid; uname; gname; } entries: entries of
-  # the copyToRoot path `path` whose source path matches `regex` get
-  # that mode (octal string) and owner in the layer.
+  # `path` (one of copyToRoot, or a store path the layer holds) whose
+  # source path matches `regex` get that mode (octal string) and owner
+  # in the layer.
   perms ? [ ],
   # How many store layers the closure is split into (popularity).
   maxLayers ? 1,
@@ -77,8 +78,6 @@ let
     p:
     if !(builtins.isAttrs p && p ? path && p ? regex) then
       throw "${fn}: each perms entry needs path and regex, such as { path = root; regex = \".*\"; mode = \"0644\"; }"
-    else if !builtins.any (r: "${r}" == "${p.path}") (roots ++ toList nixDatabase) then
-      throw "${fn}: perms path ${toString p.path} is not one of copyToRoot; perms apply to the trees copied to /, so put it into copyToRoot"
     else if p ? mode && !(builtins.isString p.mode && builtins.match "0?[0-7]{3,4}" p.mode != null) then
       throw "${fn}: perms mode ${builtins.toJSON p.mode} must be an octal string such as \"0644\""
     else

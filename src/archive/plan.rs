@@ -56,7 +56,8 @@ pub struct LayerSource {
     /// Names of the store paths held by this or a lower layer; a tree entry
     /// under one of them is compared with the store rather than written.
     pub covered: BTreeSet<OsString>,
-    /// Modes and owners of tree entries by destination, over the trees'.
+    /// Modes and owners of entries by destination, over the trees' (and,
+    /// for nix2container's `perms`, over the store's).
     pub metadata: BTreeMap<String, EntryMetadata>,
     /// The base image's file system: a tree entry it already has, alike in
     /// kind, mode, owner and content, is not written again.
@@ -123,12 +124,20 @@ pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan
             name.push(b'/');
             entries.push(dir_entry(name.clone(), 0o755, Role::Root));
         }
+        let first = entries.len();
         for path in &source.store_paths {
             walk(
                 path,
                 relative(path).as_os_str().as_bytes().to_vec(),
                 &mut entries,
             )?;
+        }
+        // Store entries the metadata names (nix2container's `perms` on a
+        // store path) take its mode and owner.
+        if !source.metadata.is_empty() {
+            for entry in &mut entries[first..] {
+                apply_metadata(&source.metadata, entry);
+            }
         }
     }
     if !source.trees.is_empty() {
@@ -151,6 +160,21 @@ pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan
         size += header::entry_len(&ctx.header(e, &ctx.owner(e.role)));
     }
     Ok(LayerPlan { entries, size })
+}
+
+/// Gives `entry` the mode (but to a symlink) and owner `metadata`
+/// records for its path.
+fn apply_metadata(metadata: &BTreeMap<String, EntryMetadata>, entry: &mut Entry) {
+    let dest = String::from_utf8_lossy(&entry.name);
+    if let Some(m) = metadata.get(dest.trim_end_matches('/')) {
+        if entry.kind != EntryKind::Symlink {
+            entry.mode = m.mode & 0o7777;
+        }
+        entry.role = Role::Ids {
+            uid: m.uid,
+            gid: m.gid,
+        };
+    }
 }
 
 /// `/nix/store/x` -> `nix/store/x`.
@@ -368,16 +392,7 @@ impl Merge<'_> {
 
     /// The entry with the mode and owner the metadata records for it.
     fn recorded(&self, mut entry: Entry) -> Entry {
-        let dest = String::from_utf8_lossy(&entry.name);
-        if let Some(m) = self.source.metadata.get(dest.trim_end_matches('/')) {
-            if entry.kind != EntryKind::Symlink {
-                entry.mode = m.mode & 0o7777;
-            }
-            entry.role = Role::Ids {
-                uid: m.uid,
-                gid: m.gid,
-            };
-        }
+        apply_metadata(&self.source.metadata, &mut entry);
         entry
     }
 

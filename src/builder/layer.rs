@@ -148,10 +148,13 @@ impl LayerJob {
             &exclude,
         )?;
         let held: Vec<String> = plan.iter().flatten().cloned().collect();
-        let metadata = self.perms_metadata()?;
+        let PermsMetadata {
+            trees: tree_perms,
+            store: store_perms,
+        } = self.perms_metadata(&held)?;
         let customisation = (!self.trees.is_empty()).then(|| -> Result<CustomisationSpec> {
             let perms_file = PathBuf::from("perms-metadata.json");
-            write_metadata(metadata, &perms_file)?;
+            write_metadata(tree_perms, &perms_file)?;
             let perms_file = fs::canonicalize(&perms_file)?;
             let mut files = vec![perms_file];
             files.extend(self.tree_metadata.iter().map(PathBuf::from));
@@ -187,6 +190,9 @@ impl LayerJob {
         let mut image = Image::new(spec, None)?;
         for layer in &mut image.layers {
             layer.comment = self.comment(&layer.comment);
+            if !layer.source.store_paths.is_empty() {
+                layer.source.metadata = store_perms.clone();
+            }
         }
         let out = drv.out();
         let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -219,17 +225,20 @@ impl LayerJob {
         parts.join("; ")
     }
 
-    /// The modes and owners `perms` gives the trees' entries, by
-    /// destination. Entries are matched by their source path
-    /// (`/nix/store/<tree>/etc/passwd`), the regex found anywhere in it, as
-    /// nix2container matches; later entries of `perms` win.
-    fn perms_metadata(&self) -> Result<BTreeMap<String, EntryMetadata>> {
-        let mut out = BTreeMap::new();
+    /// The modes and owners `perms` gives entries, by destination: those
+    /// of the trees (copied to `/`), and those of the store paths `held`
+    /// by this layer's store layers (below `nix/store/`). Entries are
+    /// matched by their source path (`/nix/store/<tree>/etc/passwd`), the
+    /// regex found anywhere in it, as nix2container matches; later entries
+    /// of `perms` win.
+    fn perms_metadata(&self, held: &[String]) -> Result<PermsMetadata> {
+        let mut out = PermsMetadata::default();
         for (i, perm) in self.perms.iter().enumerate() {
             let field = format!("attribute stevedore.perms[{i}]");
-            if !self.trees.contains(&perm.path) {
+            let in_tree = self.trees.contains(&perm.path);
+            if !in_tree && !held.contains(&perm.path) {
                 bail!(
-                    "{field}: path {} is not one of copyToRoot; perms apply to the trees copied to /",
+                    "{field}: path {} is neither one of copyToRoot nor a store path this layer holds (one of deps or their closure, not in layers)",
                     perm.path
                 );
             }
@@ -247,11 +256,42 @@ impl LayerJob {
                         })
                 })
                 .transpose()?;
-            for (dest, found) in tree_metadata(Path::new(&perm.path))? {
-                if !regex.is_match(&format!("{}/{dest}", perm.path)) {
+            let root = Path::new(&perm.path);
+            let root_md = fs::symlink_metadata(root)
+                .with_context(|| format!("{field}: reading {}", perm.path))?;
+            // Source paths and destinations: a tree's entries go to `/`, a
+            // store path's stay where they are, the path itself included.
+            let mut entries: Vec<(String, String, EntryMetadata)> = Vec::new();
+            if !in_tree {
+                let rel = perm.path.trim_start_matches('/').to_owned();
+                let md = EntryMetadata {
+                    mode: std::os::unix::fs::PermissionsExt::mode(&root_md.permissions()) & 0o7777,
+                    uid: 0,
+                    gid: 0,
+                };
+                entries.push((perm.path.clone(), rel, md));
+            }
+            if root_md.is_dir() {
+                for (dest, found) in tree_metadata(root)? {
+                    let source = format!("{}/{dest}", perm.path);
+                    let dest = if in_tree {
+                        dest
+                    } else {
+                        source.trim_start_matches('/').to_owned()
+                    };
+                    entries.push((source, dest, found));
+                }
+            }
+            let map = if in_tree {
+                &mut out.trees
+            } else {
+                &mut out.store
+            };
+            for (source, dest, found) in entries {
+                if !regex.is_match(&source) {
                     continue;
                 }
-                let entry = out.entry(dest).or_insert(found);
+                let entry = map.entry(dest).or_insert(found);
                 if let Some(m) = mode {
                     entry.mode = m;
                 }
@@ -265,6 +305,14 @@ impl LayerJob {
         }
         Ok(out)
     }
+}
+
+/// What `perms` gives: entries of the trees by destination below `/`, and
+/// of store paths by their path below `nix/store/`.
+#[derive(Debug, Default)]
+struct PermsMetadata {
+    trees: BTreeMap<String, EntryMetadata>,
+    store: BTreeMap<String, EntryMetadata>,
 }
 
 /// The store paths a layer output holds (its `store-paths.json`).
@@ -323,7 +371,7 @@ mod tests {
                   "uid": 1000, "gid": 100, "uname": "user", "gname": "users" },
             ]),
         );
-        let m = job.perms_metadata().unwrap();
+        let m = job.perms_metadata(&[]).unwrap().trees;
         let get = |k: &str| m.get(k).map(|e| (e.mode, e.uid, e.gid));
         assert_eq!(get("tmp/a.txt"), Some((0o777, 0, 0)));
         assert_eq!(get("home"), Some((0o777, 0, 0)));
@@ -338,7 +386,7 @@ mod tests {
             dir.path(),
             serde_json::json!([{ "path": root, "regex": "a[.]txt$", "uid": 5 }]),
         );
-        let m = job.perms_metadata().unwrap();
+        let m = job.perms_metadata(&[]).unwrap().trees;
         assert_eq!(m.len(), 1, "{m:?}");
         let e = m["tmp/a.txt"];
         let disk = std::os::unix::fs::PermissionsExt::mode(
@@ -350,15 +398,36 @@ mod tests {
     }
 
     #[test]
+    fn perms_on_a_store_path_the_layer_holds_keep_its_place_in_the_store() {
+        let dir = tree();
+        let other = tree();
+        let store_path = other.path().display().to_string();
+        let job = job(
+            dir.path(),
+            serde_json::json!([{ "path": store_path, "regex": "(tmp|/home)$", "mode": "0700", "uid": 7 }]),
+        );
+        let m = job.perms_metadata(std::slice::from_ref(&store_path)).unwrap();
+        assert!(m.trees.is_empty(), "{:?}", m.trees);
+        let rel = store_path.trim_start_matches('/');
+        let keys: Vec<&String> = m.store.keys().collect();
+        assert_eq!(keys, [&format!("{rel}/home"), &format!("{rel}/tmp")]);
+        assert_eq!(m.store[&format!("{rel}/tmp")].mode, 0o700);
+        assert_eq!(m.store[&format!("{rel}/tmp")].uid, 7);
+    }
+
+    #[test]
     fn perms_refuse_other_paths_bad_modes_and_bad_regexes() {
         let dir = tree();
         let root = dir.path().display().to_string();
         let err = |perms: serde_json::Value| {
-            format!("{:#}", job(dir.path(), perms).perms_metadata().unwrap_err())
+            format!(
+                "{:#}",
+                job(dir.path(), perms).perms_metadata(&[]).unwrap_err()
+            )
         };
         assert!(
             err(serde_json::json!([{ "path": "/nix/store/x", "regex": "" }]))
-                .contains("perms[0]: path /nix/store/x is not one of copyToRoot")
+                .contains("perms[0]: path /nix/store/x is neither one of copyToRoot")
         );
         assert!(
             err(serde_json::json!([{ "path": root, "regex": "", "mode": "rwx" }]))

@@ -210,6 +210,21 @@ fn perms_sets_modes_in_the_layer_not_in_the_store() {
 }
 
 #[test]
+fn perms_on_a_store_path_set_its_mode_and_owner_where_it_is() {
+    let ex = build("permsStore");
+    let image = ex.load("n2c-perms-store");
+    assert_eq!(podman_run(&image, &[]), "750 7 8\n");
+    // A path the image does not hold fails the build, naming it.
+    let stderr = crate::support::nix::build_fails(&n2c_expr(
+        r#"s.nix2container.buildImage { name = "x"; perms = [ { path = n2c.rootWithBin; regex = ""; mode = "0700"; } ]; }"#,
+    ));
+    assert!(
+        stderr.contains("is neither one of copyToRoot nor a store path this layer holds"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn uid_gid_gives_the_home_directory_its_owner_and_mode() {
     let ex = build("uidGid");
     let image = ex.load("n2c-uid-gid");
@@ -417,8 +432,12 @@ fn bad_arguments_fail_at_evaluation_with_the_fix() {
         &["layers must be a list of nix2container.buildLayer results"],
     );
     evaluation_fails(
-        r#"nix2container.buildLayer { perms = [ { path = "/nix/store/x"; regex = ".*"; mode = "0644"; } ]; }"#,
-        &["perms path /nix/store/x is not one of copyToRoot"],
+        r#"nix2container.buildLayer { perms = [ { path = "/nix/store/x"; mode = "0644"; } ]; }"#,
+        &["each perms entry needs path and regex"],
+    );
+    evaluation_fails(
+        r#"nix2container.buildLayer { perms = [ { path = "/nix/store/x"; regex = ""; mode = 420; } ]; }"#,
+        &["perms mode 420 must be an octal string such as \"0644\""],
     );
     evaluation_fails(
         r#"nix2container.buildLayer { maxLayers = 0; }"#,
