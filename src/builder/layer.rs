@@ -406,7 +406,9 @@ mod tests {
             dir.path(),
             serde_json::json!([{ "path": store_path, "regex": "(tmp|/home)$", "mode": "0700", "uid": 7 }]),
         );
-        let m = job.perms_metadata(std::slice::from_ref(&store_path)).unwrap();
+        let m = job
+            .perms_metadata(std::slice::from_ref(&store_path))
+            .unwrap();
         assert!(m.trees.is_empty(), "{:?}", m.trees);
         let rel = store_path.trim_start_matches('/');
         let keys: Vec<&String> = m.store.keys().collect();

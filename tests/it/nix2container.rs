@@ -14,8 +14,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::support::docker_archive::{Layer, archive_layers, store_paths_in};
-use crate::support::nix::{REPO, build as build_expr, build_cmd_of, evaluation_fails, nix};
-use crate::support::podman::{PodmanImage, podman, podman_inspect, podman_load, podman_run};
+use crate::support::nix::{
+    REPO, build as build_expr, build_cmd_of, build_linked, evaluation_fails, nix, nix_store_in,
+};
+use crate::support::podman::{
+    PodmanImage, export_rootfs, podman, podman_inspect, podman_load, podman_run,
+};
 use crate::support::process::{run, run_bounded, stdout_of, tempdir};
 use crate::support::registry::{Registry, push};
 
@@ -33,7 +37,8 @@ fn build_cmd(attr: &str, extra: &[&str]) -> Command {
 
 /// An example built, and its image streamed into a docker-archive.
 struct Example {
-    dir: tempfile::TempDir,
+    /// Holds the out link (a GC root) and the archive.
+    _dir: tempfile::TempDir,
     archive: PathBuf,
 }
 
@@ -43,28 +48,20 @@ fn build(attr: &str) -> Example {
 
 /// [`build`], with more `nix-build` arguments.
 fn build_with(attr: &str, extra: &[&str]) -> Example {
-    let dir = tempdir();
-    let link = dir.path().join("result");
-    let out = run_bounded(
-        build_cmd(attr, extra).arg("-o").arg(&link),
-        Duration::from_secs(600),
-    );
-    assert!(
-        out.status.success(),
-        "nix-build -A {attr}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    let built = build_linked(&mut build_cmd(attr, extra), &format!("-A {attr}"));
     // The result is a launcher: `./result | podman load`.
-    let archive = dir.path().join("image.tar");
-    let status = nix()
-        .run_in_tree(&store_path)
+    let archive = built.dir.path().join("image.tar");
+    let status = built
+        .command()
         .stdout(File::create(&archive).unwrap())
         .stderr(Stdio::inherit())
         .status()
         .unwrap();
-    assert!(status.success(), "{} failed", store_path.display());
-    Example { dir, archive }
+    assert!(status.success(), "{} failed", built.store_path.display());
+    Example {
+        _dir: built.dir,
+        archive,
+    }
 }
 
 impl Example {
@@ -269,33 +266,8 @@ fn initialize_nix_database_registers_every_store_path_nested_layers_included() {
     let ex = build("nix");
     let image = ex.load("n2c-nix");
     // The image's file system, as a container has it.
-    let id = stdout_of(podman().args(["create", &image.0, "/nonexistent"]));
-    let id = id.trim();
-    let tar = ex.dir.path().join("rootfs.tar");
-    let exported = podman()
-        .args(["export", "-o"])
-        .arg(&tar)
-        .arg(id)
-        .output()
-        .unwrap();
-    let _ = podman().args(["rm", "-f", id]).output();
-    assert!(exported.status.success(), "podman export");
-    let root = ex.dir.path().join("root");
-    fs::create_dir(&root).unwrap();
-    run(Command::new("tar")
-        .arg("-xpf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&root));
-    let nix_store = |args: &[&str]| {
-        stdout_of(
-            Command::new("nix-store")
-                .arg("--store")
-                .arg(format!("local?root={}", root.display()))
-                .args(args)
-                .env("USER", "root"),
-        )
-    };
+    let rootfs = export_rootfs(&image.0);
+    let nix_store = |args: &[&str]| nix_store_in(&rootfs.root, args);
     nix_store(&["--verify", "--check-contents"]);
     // hello is in the nested buildLayer; busybox is what it refers to.
     let hello = store_path("hello");

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{run, run_bounded, run_fail, tempdir};
+use super::process::{run, run_bounded, run_fail, stdout_of, tempdir};
 
 /// The checkout under test.
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -159,6 +159,25 @@ impl Built {
     }
 }
 
+/// Runs a `nix-build` command with `-o DIR/result` in a new directory,
+/// bounded in time; `what` names the build in a failure.
+pub fn build_linked(cmd: &mut Command, what: &str) -> Built {
+    let dir = tempdir();
+    let link = dir.path().join("result");
+    let out = run_bounded(cmd.arg("-o").arg(&link), Duration::from_secs(600));
+    assert!(
+        out.status.success(),
+        "nix-build {what}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    Built {
+        path: nix().host_path(&store_path),
+        store_path,
+        dir,
+    }
+}
+
 /// Builds one example attribute.
 pub fn build_example(attr: &str) -> Built {
     let dir = tempdir();
@@ -290,4 +309,17 @@ pub fn reported_hash(stderr: &str) -> String {
         .and_then(|l| l.split_whitespace().last())
         .unwrap_or_else(|| panic!("no hash in:\n{stderr}"))
         .to_owned()
+}
+
+/// The host's `nix-store` on an image's root: the `nix-store` the peer
+/// runs in its containers, which no stand-in package can be. Its output,
+/// which must succeed.
+pub fn nix_store_in(root: &Path, args: &[&str]) -> String {
+    stdout_of(
+        Command::new("nix-store")
+            .arg("--store")
+            .arg(format!("local?root={}", root.display()))
+            .args(args)
+            .env("USER", "root"),
+    )
 }
