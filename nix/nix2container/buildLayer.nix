@@ -86,12 +86,20 @@ let
         regex = p.regex;
       }
       // (if p ? mode then { inherit (p) mode; } else { })
-      // builtins.intersectAttrs {
-        uid = null;
-        gid = null;
-        uname = null;
-        gname = null;
-      } p
+      // builtins.mapAttrs (k: checks.id fn "perms ${k}") (
+        builtins.intersectAttrs {
+          uid = null;
+          gid = null;
+        } p
+      )
+      // builtins.mapAttrs (
+        k: v: if builtins.isString v then v else throw "${fn}: perms ${k} must be a string such as \"user\""
+      ) (
+        builtins.intersectAttrs {
+          uname = null;
+          gname = null;
+        } p
+      )
   ) perms;
   maxLayersChecked =
     if builtins.isInt maxLayers && maxLayers >= 1 && maxLayers <= 125 then

@@ -412,6 +412,10 @@ fn bad_arguments_fail_at_evaluation_with_the_fix() {
         &["perms mode 420 must be an octal string such as \"0644\""],
     );
     evaluation_fails(
+        r#"nix2container.buildLayer { perms = [ { path = "/nix/store/x"; regex = ""; uid = "1000"; } ]; }"#,
+        &["perms uid \"1000\" must be a non-negative integer"],
+    );
+    evaluation_fails(
         r#"nix2container.buildLayer { maxLayers = 0; }"#,
         &["maxLayers must be a number from 1 to 125"],
     );
