@@ -71,6 +71,7 @@ let
       makeOverridable = callPackage ./internal/makeOverridable.nix { };
       toolPaths = callPackage ./internal/toolPaths.nix { };
       libraryPackage = callPackage ./internal/libraryPackage.nix { };
+      copyToRootList = callPackage ./internal/copyToRootList.nix { };
 
       # Private: the layered image and the derivations it is made of.
       layeredImage = callPackage ./internal/layeredImage { };
@@ -110,6 +111,13 @@ let
       buildNixShellImage = callPackage ./buildNixShellImage.nix { };
       writeImageStream = callPackage ./writeImageStream.nix { };
       shellScript = callPackage ./shellScript.nix { };
+      # nix2container's API, under its own name.
+      nix2container = {
+        buildImage = callPackage ./nix2container/buildImage.nix { };
+        buildLayer = callPackage ./nix2container/buildLayer.nix { };
+        pullImage = callPackage ./nix2container/pullImage.nix { };
+        pullImageFromManifest = callPackage ./nix2container/pullImageFromManifest.nix { };
+      };
     }
   );
   warnFakeroot =
@@ -138,5 +146,6 @@ warnFakeroot {
     buildNixShellImage
     writeImageStream
     shellScript
+    nix2container
     ;
 }

@@ -69,6 +69,59 @@ pub fn pull(src: &Reference, out: &Path, conn: &Connection, opts: &PullOptions) 
     Ok(format!("{}@{digest}", src.name()))
 }
 
+/// An OCI layout of an image whose blobs were fetched one by one
+/// (`pullImageFromManifest`): `manifest`, the lock file's bytes, and
+/// `blobs`, a file for each blob it names (config and layers), each
+/// checked against its digest and size. The layout is written at `out`,
+/// its image named `tag` (`NAME:TAG`).
+pub fn layout_from_blobs(
+    manifest: &[u8],
+    blobs: &std::collections::BTreeMap<crate::digest::Digest, std::path::PathBuf>,
+    tag: Option<&str>,
+    out: &Path,
+) -> Result<()> {
+    if let Some(tag) = tag {
+        check_tag_ref(tag)?;
+    }
+    let media_type = serde_json::from_slice::<serde_json::Value>(manifest)
+        .context("the manifest is not JSON")?
+        .get("mediaType")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(crate::oci::media_type::OCI_MANIFEST)
+        .to_owned();
+    let digest = crate::digest::Digest::of(manifest);
+    let wanted = fetch::image_blobs("the manifest", &digest, manifest, &media_type)?;
+    let dir = AtomicDir::create(out)?;
+    let mut layout = LayoutBlobs::default();
+    for blob in std::iter::once(&wanted.config).chain(&wanted.layers) {
+        let path = blobs
+            .get(&blob.digest)
+            .with_context(|| format!("{}: no file was given for it", blob.what))?;
+        let (got, size) = file_digest(path)?;
+        if got != blob.digest || size != blob.size {
+            bail!(
+                "{}: {} has digest {got} and {size} bytes, not what the manifest says",
+                blob.what,
+                path.display()
+            );
+        }
+        layout.file(&blob.digest, path);
+    }
+    layout.bytes(manifest.to_vec());
+    let index = index_of_one(manifest, &media_type, None, tag)?;
+    layout.write_dir(dir.path(), &index)?;
+    dir.commit()
+}
+
+/// The digest and size of a file's bytes.
+fn file_digest(path: &Path) -> Result<(crate::digest::Digest, u64)> {
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hashing = crate::digest::HashingReader::new(file);
+    std::io::copy(&mut hashing, &mut std::io::sink())
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(hashing.finish())
+}
+
 /// `NAME:TAG` for the output.
 fn check_tag_ref(tag: &str) -> Result<()> {
     let Some((name, t)) = tag.rsplit_once(':').filter(|(_, t)| !t.contains('/')) else {
@@ -125,4 +178,76 @@ fn write_docker_archive(
         .map_err(|e| e.into_error())
         .context("writing the archive")?;
     file.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    use super::layout_from_blobs;
+    use crate::digest::Digest;
+    use crate::oci::media_type::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
+
+    /// A lock file for a config and one layer, and their blob files.
+    fn lock(dir: &std::path::Path) -> (Vec<u8>, BTreeMap<Digest, PathBuf>) {
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let layer = vec![0u8; 1024];
+        let mut blobs = BTreeMap::new();
+        for (name, bytes) in [("config", &config[..]), ("layer", &layer[..])] {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).unwrap();
+            blobs.insert(Digest::of(bytes), path);
+        }
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": { "mediaType": OCI_CONFIG, "digest": Digest::of(config).to_string(), "size": config.len() },
+            "layers": [ { "mediaType": OCI_LAYER_TAR, "digest": Digest::of(&layer).to_string(), "size": layer.len() } ],
+        });
+        (serde_json::to_vec(&manifest).unwrap(), blobs)
+    }
+
+    #[test]
+    fn a_lock_and_its_blobs_make_a_layout_naming_the_lock_as_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manifest, blobs) = lock(dir.path());
+        let out = dir.path().join("layout");
+        layout_from_blobs(&manifest, &blobs, Some("base:v1"), &out).unwrap();
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            index["manifests"][0]["digest"],
+            Digest::of(&manifest).to_string()
+        );
+        let stored = out.join("blobs/sha256").join(Digest::of(&manifest).hex());
+        assert_eq!(std::fs::read(stored).unwrap(), manifest);
+        for (digest, path) in &blobs {
+            let copy = out.join("blobs/sha256").join(digest.hex());
+            assert_eq!(std::fs::read(copy).unwrap(), std::fs::read(path).unwrap());
+        }
+    }
+
+    #[test]
+    fn a_missing_or_different_blob_is_refused_and_nothing_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (manifest, mut blobs) = lock(dir.path());
+        let out = dir.path().join("layout");
+        let layer = blobs.keys().nth(1).cloned().unwrap();
+        let path = blobs.remove(&layer).unwrap();
+        let err = format!(
+            "{:#}",
+            layout_from_blobs(&manifest, &blobs, None, &out).unwrap_err()
+        );
+        assert!(err.contains("no file was given for it"), "{err}");
+        std::fs::write(&path, b"other bytes").unwrap();
+        blobs.insert(layer, path);
+        let err = format!(
+            "{:#}",
+            layout_from_blobs(&manifest, &blobs, None, &out).unwrap_err()
+        );
+        assert!(err.contains("not what the manifest says"), "{err}");
+        assert!(!out.exists(), "a layout was left behind");
+    }
 }

@@ -74,6 +74,10 @@ pub struct BaseSpec {
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag: Option<String>,
+    /// Layer images (OCI layouts of nix2container's `buildLayer`) whose
+    /// layers go on top of the base's, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<PathBuf>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

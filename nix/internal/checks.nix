@@ -29,6 +29,21 @@ let
     && (!hasRegistryHost name || matches domain (hostOf name));
   # An argument that picks an image of an archive by name or tag, or null
   # for no pick.
+  configKeys = [
+    "Env"
+    "Cmd"
+    "Entrypoint"
+    "WorkingDir"
+    "User"
+    "ExposedPorts"
+    "Volumes"
+    "Labels"
+    "StopSignal"
+    # Docker's, beside the OCI ones.
+    "Healthcheck"
+    "OnBuild"
+    "Shell"
+  ];
   optionalString =
     fn: what: v:
     if v == null || builtins.isString v then v else throw "${fn}: ${what} must be a string or null";
@@ -115,25 +130,14 @@ in
     else
       throw "${fn}: ${arg} ${builtins.toJSON t} is not a date; use an RFC 3339 time such as \"1970-01-01T00:00:01Z\" or \"now\"";
 
+  # The keys of the runtime config: the OCI config's, and Docker's.
+  inherit configKeys;
+
   # The runtime config: only the keys the OCI config has.
   config =
     fn: config:
     let
-      known = [
-        "Env"
-        "Cmd"
-        "Entrypoint"
-        "WorkingDir"
-        "User"
-        "ExposedPorts"
-        "Volumes"
-        "Labels"
-        "StopSignal"
-        # Docker's, beside the OCI ones.
-        "Healthcheck"
-        "OnBuild"
-        "Shell"
-      ];
+      known = configKeys;
       unknown = builtins.filter (k: !builtins.elem k known) (builtins.attrNames config);
     in
     if !builtins.isAttrs config then

@@ -64,7 +64,8 @@ pub struct LayerSource {
     /// Names of the store paths held by this or a lower layer; a tree entry
     /// under one of them is compared with the store rather than written.
     pub covered: BTreeSet<OsString>,
-    /// Modes and owners of tree entries by destination, over the trees'.
+    /// Modes and owners of entries by destination, over the trees' (and,
+    /// for nix2container's `perms`, over the store's).
     pub metadata: BTreeMap<String, EntryMetadata>,
     /// The base image's file system: a tree entry it already has, alike in
     /// kind, mode, owner and content, is not written again.
@@ -117,6 +118,9 @@ pub struct LayerPlan {
     head: Vec<Entry>,
     /// Store paths, walked when the layer is written.
     store_paths: Vec<PathBuf>,
+    /// Modes and owners of store entries (nix2container's `perms` on a
+    /// store path), by destination.
+    store_metadata: BTreeMap<String, EntryMetadata>,
     /// The customisation trees' entries, after the store paths'.
     tail: Vec<Entry>,
     pub size: u64,
@@ -147,9 +151,11 @@ impl LayerPlan {
         for entry in &self.head {
             f(entry.clone())?;
         }
-        for path in &self.store_paths {
-            walk(path, relative(path).as_os_str().as_bytes().to_vec(), &mut f)?;
-        }
+        let store = StoreWalk {
+            paths: &self.store_paths,
+            metadata: &self.store_metadata,
+        };
+        store.each_entry(&mut f)?;
         for entry in &self.tail {
             f(entry.clone())?;
         }
@@ -174,17 +180,15 @@ pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan
             head.push(dir_entry(name.clone(), 0o755, Role::Root));
         }
         head.iter().for_each(|e| fingerprint.add(e));
-        for path in &source.store_paths {
-            walk(
-                path,
-                relative(path).as_os_str().as_bytes().to_vec(),
-                &mut |e| {
-                    size += header::entry_len(&ctx.header(&e, &ctx.owner(e.role)));
-                    fingerprint.add(&e);
-                    Ok(())
-                },
-            )?;
-        }
+        let store = StoreWalk {
+            paths: &source.store_paths,
+            metadata: &source.metadata,
+        };
+        store.each_entry(&mut |e| {
+            size += header::entry_len(&ctx.header(&e, &ctx.owner(e.role)));
+            fingerprint.add(&e);
+            Ok(())
+        })?;
     }
     let mut tail = Vec::new();
     if !source.trees.is_empty() {
@@ -209,10 +213,73 @@ pub fn plan_layer(ctx: &LayerSettings, source: &LayerSource) -> Result<LayerPlan
     Ok(LayerPlan {
         head,
         store_paths: source.store_paths.clone(),
+        store_metadata: store_metadata(source),
         tail,
         size,
         fingerprint: fingerprint.value(),
     })
+}
+
+/// The store paths of a layer, walked in order.
+struct StoreWalk<'a> {
+    paths: &'a [PathBuf],
+    metadata: &'a BTreeMap<String, EntryMetadata>,
+}
+
+impl StoreWalk<'_> {
+    /// Hands `f` every entry of the store paths; those the metadata names
+    /// take its mode and owner.
+    fn each_entry(&self, f: &mut impl FnMut(Entry) -> Result<()>) -> Result<()> {
+        for path in self.paths {
+            walk(
+                path,
+                relative(path).as_os_str().as_bytes().to_vec(),
+                &mut |mut e| {
+                    if !self.metadata.is_empty() {
+                        apply_metadata(self.metadata, &mut e);
+                    }
+                    f(e)
+                },
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The metadata of entries below the layer's store paths: what the second
+/// walk needs of `source.metadata`.
+fn store_metadata(source: &LayerSource) -> BTreeMap<String, EntryMetadata> {
+    let names: Vec<String> = source
+        .store_paths
+        .iter()
+        .map(|p| relative(p).to_string_lossy().into_owned())
+        .collect();
+    source
+        .metadata
+        .iter()
+        .filter(|(dest, _)| {
+            names.iter().any(|n| {
+                dest.strip_prefix(n.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+        })
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+/// Gives `entry` the mode (but to a symlink) and owner `metadata`
+/// records for its path.
+fn apply_metadata(metadata: &BTreeMap<String, EntryMetadata>, entry: &mut Entry) {
+    let dest = String::from_utf8_lossy(&entry.name);
+    if let Some(m) = metadata.get(dest.trim_end_matches('/')) {
+        if entry.kind != EntryKind::Symlink {
+            entry.mode = m.mode & 0o7777;
+        }
+        entry.role = Role::Ids {
+            uid: m.uid,
+            gid: m.gid,
+        };
+    }
 }
 
 /// `/nix/store/x` -> `nix/store/x`.
@@ -431,16 +498,7 @@ impl Merge<'_> {
 
     /// The entry with the mode and owner the metadata records for it.
     fn recorded(&self, mut entry: Entry) -> Entry {
-        let dest = String::from_utf8_lossy(&entry.name);
-        if let Some(m) = self.source.metadata.get(dest.trim_end_matches('/')) {
-            if entry.kind != EntryKind::Symlink {
-                entry.mode = m.mode & 0o7777;
-            }
-            entry.role = Role::Ids {
-                uid: m.uid,
-                gid: m.gid,
-            };
-        }
+        apply_metadata(&self.source.metadata, &mut entry);
         entry
     }
 

@@ -105,31 +105,25 @@ impl Base {
         pick: &Pick,
         keep_tars: bool,
     ) -> Result<Base> {
+        Base::open_stacked(path, readable, scratch, pick, keep_tars, &[])
+    }
+
+    /// As [`Base::open`], with the layers of the images at `stacked`
+    /// (OCI layouts, such as nix2container's `buildLayer` writes) on top,
+    /// in order: their layers, diff_ids and history follow the base's.
+    pub fn open_stacked(
+        path: &Path,
+        readable: &Path,
+        scratch: tempfile::TempDir,
+        pick: &Pick,
+        keep_tars: bool,
+        stacked: &[PathBuf],
+    ) -> Result<Base> {
         let limits = Limits::from_env()?;
-        let blobs = stored::open(readable, pick, "fromImage")?;
-        let config: Value = serde_json::from_slice(&blobs.config)
+        let mut blobs = stored::open(readable, pick, "fromImage")?;
+        let mut config: Value = serde_json::from_slice(&blobs.config)
             .with_context(|| format!("fromImage {}: the config is not JSON", path.display()))?;
-        let diff_ids: Vec<Digest> = config
-            .pointer("/rootfs/diff_ids")
-            .and_then(Value::as_array)
-            .with_context(|| {
-                format!(
-                    "fromImage {}: the config has no rootfs.diff_ids",
-                    path.display()
-                )
-            })?
-            .iter()
-            .map(|d| {
-                d.as_str()
-                    .and_then(|s| s.parse::<Digest>().ok())
-                    .with_context(|| {
-                        format!(
-                            "fromImage {}: diff_id {d} is not a sha256 digest",
-                            path.display()
-                        )
-                    })
-            })
-            .collect::<Result<_>>()?;
+        let mut diff_ids = config_diff_ids(&config, &format!("fromImage {}", path.display()))?;
         if diff_ids.len() != blobs.layers.len() {
             bail!(
                 "fromImage {}: the config lists {} diff_ids for {} layers",
@@ -137,6 +131,23 @@ impl Base {
                 diff_ids.len(),
                 blobs.layers.len()
             );
+        }
+        for layer_image in stacked {
+            let what = format!("layer {}", layer_image.display());
+            let more = stored::open(layer_image, &Pick::Only, "layer")?;
+            let more_config: Value = serde_json::from_slice(&more.config)
+                .with_context(|| format!("{what}: the config is not JSON"))?;
+            let more_ids = config_diff_ids(&more_config, &what)?;
+            if more_ids.len() != more.layers.len() {
+                bail!(
+                    "{what}: the config lists {} diff_ids for {} layers",
+                    more_ids.len(),
+                    more.layers.len()
+                );
+            }
+            stack_config(&mut config, &more_config, &more_ids);
+            diff_ids.extend(more_ids);
+            blobs.layers.extend(more.layers);
         }
         let mut view = View::default();
         let mut layers = Vec::with_capacity(blobs.layers.len());
@@ -295,6 +306,41 @@ pub fn scratch_dir() -> Result<tempfile::TempDir> {
         .prefix("stevedore-base-")
         .tempdir()
         .context("creating a scratch directory")
+}
+
+/// The `rootfs.diff_ids` of an image config; `what` names the image.
+fn config_diff_ids(config: &Value, what: &str) -> Result<Vec<Digest>> {
+    config
+        .pointer("/rootfs/diff_ids")
+        .and_then(Value::as_array)
+        .with_context(|| format!("{what}: the config has no rootfs.diff_ids"))?
+        .iter()
+        .map(|d| {
+            d.as_str()
+                .and_then(|s| s.parse::<Digest>().ok())
+                .with_context(|| format!("{what}: diff_id {d} is not a sha256 digest"))
+        })
+        .collect()
+}
+
+/// Appends a stacked layer image's diff_ids and history to the config.
+fn stack_config(config: &mut Value, layer: &Value, diff_ids: &[Digest]) {
+    if let Some(Value::Array(ids)) = config.pointer_mut("/rootfs/diff_ids") {
+        ids.extend(diff_ids.iter().map(|d| Value::String(d.to_string())));
+    }
+    let history = layer
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Value::Object(map) = config {
+        match map.get_mut("history") {
+            Some(Value::Array(h)) => h.extend(history),
+            _ => {
+                map.insert("history".to_owned(), Value::Array(history));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

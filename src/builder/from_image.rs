@@ -22,6 +22,10 @@ pub struct BaseAttrs {
     /// Of an archive with several images, the one with this tag.
     #[serde(default)]
     pub tag: Option<String>,
+    /// Layer images (`buildLayer` results, OCI layouts) whose layers go on
+    /// top of the base's, in order.
+    #[serde(default)]
+    pub layers: Vec<String>,
 }
 
 impl BaseAttrs {
@@ -31,6 +35,7 @@ impl BaseAttrs {
             path: PathBuf::from(&self.path),
             name: self.name.clone(),
             tag: self.tag.clone(),
+            layers: self.layers.iter().map(PathBuf::from).collect(),
         }
     }
 
@@ -40,6 +45,7 @@ impl BaseAttrs {
             name: self.name.clone(),
             tag: self.tag.clone(),
         };
-        crate::source::open_base(Path::new(&self.path), &pick, keep_tars)
+        let layers: Vec<PathBuf> = self.layers.iter().map(PathBuf::from).collect();
+        crate::source::open_base_stacked(Path::new(&self.path), &pick, keep_tars, &layers)
     }
 }

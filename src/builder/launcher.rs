@@ -24,8 +24,19 @@ pub(super) struct LauncherJob {
     /// What the launcher does: `copy-to-registry`, `copy-to-podman` or
     /// `copy-to-docker-daemon`.
     action: Action,
-    /// The image: a docker-archive, an OCI layout or a stream launcher.
+    /// The image: a docker-archive, an OCI layout or a stream launcher;
+    /// for `get-manifest`, `docker://HOST/REPO:TAG`.
     image: String,
+    /// For `get-manifest`: the platform to pick from an index, and
+    /// whether TLS is verified.
+    #[serde(default)]
+    platform: Option<crate::oci::Platform>,
+    #[serde(default)]
+    tls_verify: Option<bool>,
+    /// For `copy-to-registry`: where to push when the command line names
+    /// no destination (nix2container's `docker://NAME:TAG`).
+    #[serde(default)]
+    destination: Option<String>,
 }
 
 /// What a launcher does with its image.
@@ -41,6 +52,10 @@ pub enum Action {
     /// docker-daemon`).
     #[serde(rename = "copy-to-docker-daemon")]
     DockerDaemon,
+    /// Prints the image manifest of a registry's image for a platform
+    /// (`pullImageFromManifest`'s `getManifest`).
+    #[serde(rename = "get-manifest")]
+    GetManifest,
 }
 
 /// What a launcher script holds after its `#!` line.
@@ -53,6 +68,12 @@ struct LaunchScript {
     action: Action,
     /// The image to do it with.
     image: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    platform: Option<crate::oci::Platform>,
+    #[serde(default, rename = "tlsVerify", skip_serializing_if = "Option::is_none")]
+    tls_verify: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    destination: Option<String>,
 }
 
 /// A launcher script as [`read`] gives it.
@@ -62,6 +83,11 @@ pub struct Launcher {
     pub action: Action,
     /// The image's path: a docker-archive or a stream launcher.
     pub image: String,
+    /// `get-manifest`'s platform and TLS verification.
+    pub platform: Option<crate::oci::Platform>,
+    pub tls_verify: Option<bool>,
+    /// `copy-to-registry`'s destination when none is given.
+    pub destination: Option<String>,
 }
 
 impl LauncherJob {
@@ -82,6 +108,9 @@ impl LauncherJob {
             version: spec::VERSION,
             action: self.action,
             image: self.image.clone(),
+            platform: self.platform.clone(),
+            tls_verify: self.tls_verify,
+            destination: self.destination.clone(),
         };
         let mut file =
             fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
@@ -110,6 +139,9 @@ pub fn read(script: &Path) -> Result<Launcher> {
     Ok(Launcher {
         action: parsed.action,
         image: parsed.image,
+        platform: parsed.platform,
+        tls_verify: parsed.tls_verify,
+        destination: parsed.destination,
     })
 }
 

@@ -9,18 +9,22 @@
 //!
 //! One module per job, holding its fields and its body: `root`,
 //! `run_as_root`, `image`, `file`, `nix_db`, `pull`, [`launcher`],
-//! `export`, `merge`, `image_index`, `tree`, `write_stream`, `sbom`. Pieces several jobs share have one home each:
+//! `export`, `merge`, `image_index`, `tree`, `write_stream`, `sbom`,
+//! `layer`, `fetch_blob`, `blob_layout`. Pieces several jobs share have one home each:
 //! `join` (the symlink forest of `contents`), `script` (the shell
 //! scripts), `metadata` (the modes and owners of a customisation tree),
 //! `from_image` (the `base` attribute).
 
+mod blob_layout;
 mod export;
+mod fetch_blob;
 mod file;
 mod from_image;
 mod image;
 mod image_index;
 mod join;
 pub mod launcher;
+mod layer;
 mod merge;
 mod metadata;
 mod nix_db;
@@ -59,6 +63,9 @@ enum Job {
     Tree(tree::TreeJob),
     WriteStream(write_stream::WriteStreamJob),
     Sbom(sbom::SbomJob),
+    Layer(layer::LayerJob),
+    FetchBlob(fetch_blob::FetchBlobJob),
+    BlobLayout(blob_layout::BlobLayoutJob),
 }
 
 /// Runs the job of the derivation being built.
@@ -80,6 +87,9 @@ pub fn run() -> Result<()> {
         Job::Tree(job) => job.build(&drv),
         Job::WriteStream(job) => job.build(&drv),
         Job::Sbom(job) => job.build(&drv),
+        Job::Layer(job) => job.build(&drv),
+        Job::FetchBlob(job) => job.build(&drv),
+        Job::BlobLayout(job) => job.build(&drv),
     }
 }
 

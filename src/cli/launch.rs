@@ -1,5 +1,6 @@
 //! `stevedore launch`: a launcher script the Nix library wrote
-//! (`copyToRegistry`, `copyToPodman`, `copyToDockerDaemon`) run with its
+//! (`copyToRegistry`, `copyToPodman`, `copyToDockerDaemon`, and
+//! `pullImageFromManifest`'s `getManifest`) run with its
 //! user's arguments; and the `--repo_tag` of a stream launcher.
 
 use std::path::Path;
@@ -20,8 +21,14 @@ pub fn run(script: &Path, args: &[String]) -> Result<()> {
         .map_or("copy".into(), |n| n.to_string_lossy().into_owned());
     match launcher.action {
         Action::Registry => {
+            // A launcher with a destination of its own pushes there unless
+            // the first argument names another.
+            let default_dest = launcher
+                .destination
+                .filter(|_| args.first().is_none_or(|a| a.starts_with('-')));
             let argv = ["stevedore".to_owned(), "push".to_owned(), launcher.image]
                 .into_iter()
+                .chain(default_dest)
                 .chain(args.iter().cloned());
             let cli = match <super::Cli as clap::Parser>::try_parse_from(argv) {
                 Ok(cli) => cli,
@@ -32,6 +39,25 @@ pub fn run(script: &Path, args: &[String]) -> Result<()> {
                 Err(e) => e.exit(),
             };
             super::run(cli)
+        }
+        Action::GetManifest => {
+            if !args.is_empty() {
+                anyhow::bail!(
+                    "{name} takes no arguments; it prints the manifest to standard output"
+                );
+            }
+            let src = crate::oci::Reference::parse("the image", &launcher.image)?;
+            let conn = crate::registry::Connection {
+                tls_verify: launcher.tls_verify.unwrap_or(true),
+                ..Default::default()
+            };
+            let platform = launcher.platform.unwrap_or_else(crate::oci::Platform::host);
+            let manifest = crate::registry::fetch::platform_manifest(&src, &conn, &platform)?;
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            out.write_all(&manifest)?;
+            out.flush()?;
+            Ok(())
         }
         Action::Podman | Action::DockerDaemon => {
             if !args.is_empty() {

@@ -8,13 +8,13 @@ use serde::Deserialize;
 
 /// A platform, as asked for or as an index entry's `platform` names it
 /// (fields an entry has beyond these, such as `os.version`, are ignored).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, serde::Serialize, PartialEq, Eq)]
 pub struct Platform {
     #[serde(default)]
     pub os: String,
     #[serde(default)]
     pub architecture: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
 }
 

@@ -175,6 +175,17 @@ pub fn fetch(
     })
 }
 
+/// The image manifest of `src` for `platform`, as the registry has it,
+/// byte for byte: an index is followed to the platform's manifest. What
+/// `pullImageFromManifest` keeps as its lock file.
+pub fn platform_manifest(
+    src: &Reference,
+    conn: &Connection,
+    platform: &Platform,
+) -> Result<Vec<u8>> {
+    Ok(documents(src, conn, platform)?.manifest)
+}
+
 /// An image's manifest for a platform, found and checked, and the
 /// connection that found it.
 pub struct Documents {
@@ -189,12 +200,7 @@ pub struct Documents {
 /// The manifest of `src` for `platform`: an index followed to its entry
 /// for the platform, every document checked against its digest.
 pub fn documents(src: &Reference, conn: &Connection, platform: &Platform) -> Result<Documents> {
-    let client = Client::connect(
-        conn,
-        &src.host,
-        &src.repo,
-        vec![format!("repository:{}:pull", src.repo)],
-    )?;
+    let client = pull_client(src, conn)?;
     let (mut manifest, mut media_type) = fetch_manifest(&client, &src.target_str())?;
     if let Target::Digest(want) = &src.target {
         check_document_digest(&manifest, want, "the manifest")?;
@@ -223,6 +229,16 @@ pub fn documents(src: &Reference, conn: &Connection, platform: &Platform) -> Res
     })
 }
 
+/// A client allowed to pull from `src`'s repository.
+fn pull_client(src: &Reference, conn: &Connection) -> Result<Client> {
+    Client::connect(
+        conn,
+        &src.host,
+        &src.repo,
+        vec![format!("repository:{}:pull", src.repo)],
+    )
+}
+
 /// The config of an image whose manifest [`documents`] found, read into
 /// memory and checked against its digest: what `inspect` of a registry
 /// image reads, and no layer.
@@ -235,6 +251,20 @@ pub fn config(docs: &Documents) -> Result<Vec<u8>> {
     let bytes = read_document(reply, &what)?;
     check_document_digest(&bytes, &want.digest, "the config")?;
     Ok(bytes)
+}
+
+/// Fetches one blob of `src`'s repository into the file `out` (which
+/// must not exist), checked against its digest and size: a blob of
+/// `pullImageFromManifest`, each its own fixed-output derivation.
+pub fn fetch_blob(src: &Reference, blob: &Wanted, out: &Path, conn: &Connection) -> Result<()> {
+    let client = pull_client(src, conn)?;
+    let work_dir = WorkDir::lock(out, &blob.digest)?;
+    let progress = Progress::new(1);
+    let path = download(&client, &work_dir.path, blob, &progress, conn.retries)?;
+    progress.finish();
+    fs::copy(&path, out).with_context(|| format!("writing {}", out.display()))?;
+    work_dir.done();
+    Ok(())
 }
 
 /// The entry an index (`media_type`, or a document with `manifests`)

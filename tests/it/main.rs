@@ -15,6 +15,7 @@ mod layers;
 mod layers_cli;
 mod merge;
 mod multi_platform;
+mod nix2container;
 mod nix_args;
 mod nix_examples;
 mod nix_functions;

@@ -40,12 +40,7 @@ fn registry_with_nix() -> (Registry, Vec<String>) {
     // As a user does: build once with a wrong hash, take the one Nix reports.
     let wrong = pulled("sha256-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
     let stderr = build_fails("nixFromDockerHub", &wrong);
-    let hash = stderr
-        .lines()
-        .find(|l| l.trim_start().starts_with("got:"))
-        .and_then(|l| l.split_whitespace().last())
-        .unwrap_or_else(|| panic!("no hash in:\n{stderr}"))
-        .to_owned();
+    let hash = crate::support::nix::reported_hash(&stderr);
     let args = pulled(&hash);
     (reg, args)
 }

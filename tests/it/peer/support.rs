@@ -15,9 +15,11 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::nix::{Built, REPO, nix};
+pub use crate::support::nix::nix_store_in;
+use crate::support::nix::{Built, REPO, build_cmd_of, build_linked, nix};
+pub use crate::support::podman::Rootfs;
 use crate::support::podman::{PodmanImage, podman, podman_store_lock};
-use crate::support::process::{run, run_bounded, stdout_of, tempdir};
+use crate::support::process::{run_bounded, stdout_of};
 
 /// The ported images.
 pub fn images_nix() -> PathBuf {
@@ -27,35 +29,13 @@ pub fn images_nix() -> PathBuf {
 /// `nix-build tests/peer/images.nix -A ATTR` with the helper under test
 /// (and, in the sandbox, busybox from the store), plus `extra` arguments.
 pub fn build_with(attr: &str, extra: &[String]) -> Built {
-    let dir = tempdir();
-    let link = dir.path().join("result");
-    let out = run_bounded(
-        nix_build(attr, extra).arg("-o").arg(&link),
-        Duration::from_secs(600),
-    );
-    assert!(
-        out.status.success(),
-        "nix-build -A {attr}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-    Built {
-        path: nix().host_path(&store_path),
-        store_path,
-        dir,
-    }
+    build_linked(&mut nix_build(attr, extra), &format!("-A {attr}"))
 }
 
 /// The `nix-build` of [`build_with`], for a build that may fail.
 pub fn nix_build(attr: &str, extra: &[String]) -> Command {
-    let mut cmd = nix().command("nix-build");
-    cmd.arg(images_nix())
-        .args(["-A", attr])
-        .arg("--arg")
-        .arg("helper")
-        .arg(nix().helper())
-        .args(nix().example_args())
-        .args(extra);
+    let mut cmd = build_cmd_of(&images_nix(), &[attr]);
+    cmd.args(extra);
     cmd
 }
 
@@ -254,45 +234,10 @@ pub fn set_of_layers(image: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The image's file system as a container of it has it (what
-/// `crane export - -` writes), unpacked into a directory.
-pub struct Rootfs {
-    _dir: tempfile::TempDir,
-    pub tar: PathBuf,
-    pub root: PathBuf,
-}
-
-/// Exports a container of `image` (not started) and unpacks it as root,
-/// owners and all.
+/// Exports a container of `image` (`NAME:TAG` as `docker load` names
+/// it) and unpacks it as root, owners and all.
 pub fn export_rootfs(image: &str) -> Rootfs {
-    let dir = tempdir();
-    let id = stdout_of(podman().args(["create", &reference(image), "/nonexistent"]));
-    let id = id.trim();
-    let tar = dir.path().join("rootfs.tar");
-    let exported = podman()
-        .args(["export", "-o"])
-        .arg(&tar)
-        .arg(id)
-        .output()
-        .unwrap();
-    let _ = podman().args(["rm", "-f", id]).output();
-    assert!(
-        exported.status.success(),
-        "podman export: {}",
-        String::from_utf8_lossy(&exported.stderr)
-    );
-    let root = dir.path().join("root");
-    std::fs::create_dir(&root).unwrap();
-    run(Command::new("tar")
-        .arg("-xpf")
-        .arg(&tar)
-        .arg("-C")
-        .arg(&root));
-    Rootfs {
-        _dir: dir,
-        tar,
-        root,
-    }
+    crate::support::podman::export_rootfs(&reference(image))
 }
 
 /// The member names of a tar file, as `tar t` lists them.
@@ -303,19 +248,6 @@ pub fn tar_names(tar: &Path) -> Vec<String> {
         .unwrap()
         .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
         .collect()
-}
-
-/// The host's `nix-store` on an image's root: the `nix-store` the peer
-/// runs in its containers, which no stand-in package can be. Its output,
-/// which must succeed.
-pub fn nix_store_in(root: &Path, args: &[&str]) -> String {
-    stdout_of(
-        Command::new("nix-store")
-            .arg("--store")
-            .arg(format!("local?root={}", root.display()))
-            .args(args)
-            .env("USER", "root"),
-    )
 }
 
 /// Where `path` leads inside `root`, links followed there: what

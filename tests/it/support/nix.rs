@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use super::process::{run, run_bounded, run_fail, tempdir};
+use super::process::{run, run_bounded, run_fail, stdout_of, tempdir};
 
 /// The checkout under test.
 pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -125,9 +125,15 @@ impl Nix {
 /// `nix-build examples -A ATTR... --arg helper HELPER`, with the binary
 /// under test as the helper.
 pub fn example_build_cmd(attrs: &[&str]) -> Command {
+    build_cmd_of(&Path::new(REPO).join("examples"), attrs)
+}
+
+/// `nix-build FILE -A ATTR... --arg helper HELPER` with the examples'
+/// arguments: FILE is `examples/` or a file taking the same arguments.
+pub fn build_cmd_of(file: &Path, attrs: &[&str]) -> Command {
     let nix = nix();
     let mut cmd = nix.command("nix-build");
-    cmd.arg(Path::new(REPO).join("examples"));
+    cmd.arg(file);
     for attr in attrs {
         cmd.args(["-A", attr]);
     }
@@ -150,6 +156,25 @@ impl Built {
     /// Runs the result (a launcher), where its store is.
     pub fn command(&self) -> Command {
         nix().run_in_tree(&self.store_path)
+    }
+}
+
+/// Runs a `nix-build` command with `-o DIR/result` in a new directory,
+/// bounded in time; `what` names the build in a failure.
+pub fn build_linked(cmd: &mut Command, what: &str) -> Built {
+    let dir = tempdir();
+    let link = dir.path().join("result");
+    let out = run_bounded(cmd.arg("-o").arg(&link), Duration::from_secs(600));
+    assert!(
+        out.status.success(),
+        "nix-build {what}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store_path = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+    Built {
+        path: nix().host_path(&store_path),
+        store_path,
+        dir,
     }
 }
 
@@ -273,4 +298,28 @@ pub fn build_fails(expr: &str) -> String {
     );
     assert!(!out.status.success(), "{expr} built");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The hash Nix reports for a fixed-output derivation built with a wrong
+/// one (its `got:` line), as users take it.
+pub fn reported_hash(stderr: &str) -> String {
+    stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with("got:"))
+        .and_then(|l| l.split_whitespace().last())
+        .unwrap_or_else(|| panic!("no hash in:\n{stderr}"))
+        .to_owned()
+}
+
+/// The host's `nix-store` on an image's root: the `nix-store` the peer
+/// runs in its containers, which no stand-in package can be. Its output,
+/// which must succeed.
+pub fn nix_store_in(root: &Path, args: &[&str]) -> String {
+    stdout_of(
+        Command::new("nix-store")
+            .arg("--store")
+            .arg(format!("local?root={}", root.display()))
+            .args(args)
+            .env("USER", "root"),
+    )
 }

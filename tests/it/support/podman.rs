@@ -151,3 +151,44 @@ pub fn containers_conf() -> std::ffi::OsString {
         .expect("podman() sets CONTAINERS_CONF")
         .to_owned()
 }
+
+/// The image's file system as a container of it has it (what
+/// `crane export - -` writes), unpacked into a directory.
+pub struct Rootfs {
+    _dir: tempfile::TempDir,
+    pub tar: std::path::PathBuf,
+    pub root: std::path::PathBuf,
+}
+
+/// Exports a container of the image `reference` (not started) and
+/// unpacks it as root, owners and all.
+pub fn export_rootfs(reference: &str) -> Rootfs {
+    let dir = super::process::tempdir();
+    let id = stdout_of(podman().args(["create", reference, "/nonexistent"]));
+    let id = id.trim();
+    let tar = dir.path().join("rootfs.tar");
+    let exported = podman()
+        .args(["export", "-o"])
+        .arg(&tar)
+        .arg(id)
+        .output()
+        .unwrap();
+    let _ = podman().args(["rm", "-f", id]).output();
+    assert!(
+        exported.status.success(),
+        "podman export: {}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    run(Command::new("tar")
+        .arg("-xpf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(&root));
+    Rootfs {
+        _dir: dir,
+        tar,
+        root,
+    }
+}
