@@ -3,7 +3,8 @@
 # 201 store paths) and the release helper, then runs bench/layers.py (the
 # helper's commands), or with --nix first, bench/nix_images.py (the Nix
 # library), with --push first, bench/push.py (push against skopeo), or with
-# --base first, bench/base.py (images on a base, export), or with
+# --base first, bench/base.py (images on a base, export), with --rebuild
+# first, bench/rebuild.py (a rebuild and push after a one-file change), or with
 # --run-as-root first, bench/run_as_root.py (no fixture needed).
 # Other arguments go to the script (e.g. --runs 3).
 set -euo pipefail
@@ -26,6 +27,10 @@ fi
 if [ "${1:-}" = --base ]; then
   shift
   exec python3 bench/base.py --closure "$app" "$@"
+fi
+if [ "${1:-}" = --rebuild ]; then
+  shift
+  exec python3 bench/rebuild.py --closure "$app" "$@"
 fi
 if [ "${1:-}" = --nix ]; then
   shift

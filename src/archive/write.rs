@@ -10,7 +10,7 @@ use anyhow::{Context as _, Result, bail};
 
 use super::Owner;
 use super::header::{self, BLOCK, Header};
-use super::plan::{Entry, Fingerprint, LayerPlan, LayerSettings};
+use super::plan::{Fingerprint, LayerPlan, LayerSettings};
 use crate::entry::EntryKind;
 
 const ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
@@ -18,15 +18,12 @@ const ZEROS: [u8; BLOCK as usize] = [0; BLOCK as usize];
 /// Size of the buffers file contents are read into.
 const COPY_BUFFER: usize = 256 * 1024;
 
-/// Messages read ahead of the writer (entries and chunks of at most
-/// [`COPY_BUFFER`] bytes); bounds the memory a layer takes.
-const READ_AHEAD: usize = 16;
+/// Chunks read ahead of the writer; bounds the memory a layer takes.
+const READ_AHEAD: usize = 8;
 
-/// What the reading thread hands the writer, entry by entry: the entry,
-/// and for a file its bytes in chunks, then `Done`; or the error that
-/// stopped it.
+/// What the reading thread hands the writer, file by file: the file's
+/// bytes in chunks, then `Done`, or the error that stopped it.
 enum Chunk {
-    Entry(Entry),
     Data(Vec<u8>, usize),
     Done,
     Failed(anyhow::Error),
@@ -35,75 +32,67 @@ enum Chunk {
 /// Writes a layer's tar. The number of bytes written is exactly
 /// `plan.size`; an entry that changed since it was planned is an error.
 ///
-/// The plan's entries are walked and files read on a second thread, a few
-/// chunks ahead, so reading (system time) overlaps with hashing and
-/// compressing (user time) in the writer; the bytes are the same as a
-/// sequential copy.
+/// Files are read on a second thread, a few chunks ahead, so reading
+/// (system time) overlaps with hashing and compressing (user time) in the
+/// writer; the bytes are the same as a sequential copy. Both threads go
+/// through the plan's entries (see [`LayerPlan::each_entry`]).
 pub fn write_layer(ctx: &LayerSettings, plan: &LayerPlan, w: &mut impl Write) -> Result<()> {
     let mut written = 0;
     let mut fingerprint = Fingerprint::default();
+    let changed = || {
+        anyhow::anyhow!(
+            "the store changed while the layer was written: its entries are not the ones planned"
+        )
+    };
     std::thread::scope(|scope| {
         let (chunks, from_reader) = mpsc::sync_channel(READ_AHEAD);
         let (recycle, spare) = mpsc::channel();
-        scope.spawn(move || read_entries(plan, chunks, spare));
-        loop {
-            let entry = match from_reader.recv() {
-                Ok(Chunk::Entry(entry)) => entry,
-                Ok(Chunk::Failed(err)) => return Err(err),
-                Ok(Chunk::Data(..) | Chunk::Done) => bail!("file data came before its entry"),
-                // The reader has handed over every entry.
-                Err(_) => break,
-            };
+        scope.spawn(move || read_files(plan, chunks, spare));
+        plan.each_entry(|entry| {
             fingerprint.add(&entry);
             let owner = ctx.owner(entry.role);
             let head = header::encode(&ctx.header(&entry, &owner));
             w.write_all(&head).context("writing layer")?;
             written += head.len() as u64;
             if entry.source.is_none() {
-                continue;
+                return Ok(());
             }
             let mut left = entry.size;
             loop {
                 match from_reader.recv() {
                     Ok(Chunk::Data(buf, n)) => {
-                        // The reader never sends more than the planned size.
-                        left -= n as u64;
+                        // More than this entry's size: the reader saw
+                        // another file than the one planned.
+                        left = left.checked_sub(n as u64).ok_or_else(changed)?;
                         w.write_all(&buf[..n]).context("writing layer")?;
                         let _ = recycle.send(buf);
                     }
-                    Ok(Chunk::Done) => break,
+                    Ok(Chunk::Done) if left == 0 => break,
+                    Ok(Chunk::Done) => return Err(changed()),
                     Ok(Chunk::Failed(err)) => return Err(err),
-                    Ok(Chunk::Entry(_)) | Err(_) => {
-                        bail!("the file reader stopped unexpectedly")
-                    }
+                    Err(_) => bail!("the file reader stopped unexpectedly"),
                 }
             }
-            debug_assert_eq!(left, 0);
             pad(w, entry.size)?;
             written += header::padded(entry.size);
-        }
+            Ok(())
+        })?;
         w.write_all(&[0; 2 * BLOCK as usize])
             .context("writing layer")?;
         written += 2 * BLOCK;
-        Ok(())
+        Ok::<_, anyhow::Error>(())
     })?;
     if written != plan.size || fingerprint.value() != plan.fingerprint {
-        bail!(
-            "the store changed while the layer was written: its entries are not the ones planned ({written} bytes, {} planned)",
-            plan.size
-        );
+        return Err(changed());
     }
     Ok(())
 }
 
-/// Walks the plan's entries in order and sends each, with a file's bytes.
-fn read_entries(plan: &LayerPlan, chunks: SyncSender<Chunk>, spare: Receiver<Vec<u8>>) {
+/// Reads every file of the plan in order and sends its bytes.
+fn read_files(plan: &LayerPlan, chunks: SyncSender<Chunk>, spare: Receiver<Vec<u8>>) {
     let result = plan.each_entry(|entry| {
-        let source = entry.source.clone();
-        let size = entry.size;
-        send(&chunks, Chunk::Entry(entry))?;
-        if let Some(source) = source {
-            read_file(&source, size, &chunks, &spare)?;
+        if let Some(source) = &entry.source {
+            read_file(source, entry.size, &chunks, &spare)?;
             send(&chunks, Chunk::Done)?;
         }
         Ok(())
