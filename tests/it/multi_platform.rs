@@ -10,6 +10,7 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -18,7 +19,7 @@ use crate::support::docker_archive::archive_layer_digests;
 use crate::support::nix::{build, expr, nix, nonce};
 use crate::support::oci_layout::{blob_json, layer_digests};
 use crate::support::podman::{PodmanImage, podman, podman_store_lock, run_in_podman_store};
-use crate::support::process::{run, run_fail, stdout_of, tempdir};
+use crate::support::process::{run, run_bounded, run_fail, stdout_of, tempdir};
 use crate::support::qemu::{arm64_busybox_root, ensure_qemu_aarch64};
 use crate::support::registry::{Registry, push};
 
@@ -155,6 +156,36 @@ fn an_index_of_amd64_and_arm64_runs_on_both_and_each_is_taken_alone() {
     assert_eq!(sha256(&raw), index_digest);
     let remote: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(remote, index);
+
+    // The result's copyToRegistry sends the same index whole.
+    let copy_dir = dir.path().join("copy");
+    fs::create_dir(&copy_dir).unwrap();
+    let (copy_to_registry, _) = build(
+        &with_images(
+            &name,
+            &arm_root,
+            r#"(s.buildImageIndex { name = amd64.imageName; tag = "1.0"; images = [ amd64 arm64 ]; }).copyToRegistry"#,
+        ),
+        &copy_dir,
+    );
+    let copied = reg.reference(&name, "copied");
+    let out = run_bounded(
+        nix()
+            .run_in_tree(&copy_to_registry.join("bin/copy-to-registry"))
+            .arg(&copied)
+            .args(reg.stevedore_args()),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.status.success(),
+        "copy-to-registry: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = run(Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(&copied))
+    .stdout;
+    assert_eq!(sha256(&raw), index_digest);
 
     // podman runs each platform's image; arm64's through qemu.
     let in_registry = format!("{}/{name}:1.0", reg.host());
