@@ -6,7 +6,7 @@
 /// content as a regular file, so an optimised store gives the same bytes
 /// as an unoptimised one. Devices and fifos come only from base images;
 /// their numbers are those the image recorded, never the host's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum EntryKind {
     File,
     Dir,

@@ -51,7 +51,10 @@ pub fn image(spec: Spec) -> Result<Image> {
                 name: b.name.clone(),
                 tag: b.tag.clone(),
             };
-            Some(open_base_stacked(&b.path, &pick, false, &b.layers).context("field base")?)
+            Some(
+                open_base_stacked(b.path.as_deref(), &pick, false, &b.layers)
+                    .context("field base")?,
+            )
         }
         None => None,
     };
@@ -81,21 +84,28 @@ pub fn open(path: &Path) -> Result<Source> {
 /// Opens a base image (`fromImage`, an image to export or run a script
 /// on) at `path`, whatever it is; see [`Base::open`].
 pub fn open_base(path: &Path, pick: &Pick, keep_tars: bool) -> Result<Base> {
-    open_base_stacked(path, pick, keep_tars, &[])
+    open_base_stacked(Some(path), pick, keep_tars, &[])
 }
 
 /// As [`open_base`], with the layer images at `stacked` on top (the
-/// spec's `base.layers`); see [`Base::open_stacked`].
+/// spec's `base.layers`), and no base image below them when `path` is
+/// none; see [`Base::open_stacked`].
 pub fn open_base_stacked(
-    path: &Path,
+    path: Option<&Path>,
     pick: &Pick,
     keep_tars: bool,
     stacked: &[PathBuf],
 ) -> Result<Base> {
     let scratch = crate::base::scratch_dir()?;
-    let readable = readable(path, &scratch.path().join("base.tar"), Limits::from_env()?)
-        .with_context(|| format!("fromImage {}", path.display()))?;
-    Base::open_stacked(path, &readable, scratch, pick, keep_tars, stacked)
+    let readable = match path {
+        Some(path) => Some(
+            readable(path, &scratch.path().join("base.tar"), Limits::from_env()?)
+                .with_context(|| format!("fromImage {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let base = path.zip(readable.as_deref());
+    Base::open_stacked(base, scratch, pick, keep_tars, stacked)
 }
 
 /// A file [`stored`] can read for `path`: a launcher or spec is streamed,

@@ -66,10 +66,12 @@ pub struct Spec {
 
 /// The base image: a docker-archive (compressed or not), an OCI layout or
 /// oci-archive, or a launcher; `name` and `tag` pick one image of several.
+/// With no `path`, the first of `layers` is the bottom image.
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaseSpec {
-    pub path: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

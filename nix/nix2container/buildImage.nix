@@ -142,10 +142,7 @@ let
   allLayers = customisation.nestedLayers ++ [ customisation ];
   base =
     if fromImage == null then
-      {
-        path = "${builtins.head allLayers}";
-        layers = map (l: "${l}") (builtins.tail allLayers);
-      }
+      { layers = map (l: "${l}") allLayers; }
     else
       (checks.fromImage fn fromImage null null) // { layers = map (l: "${l}") allLayers; };
   image = helperDerivation "image-${baseName}" {

@@ -20,6 +20,7 @@
 //! are those of reading the layers one after the other.
 
 mod guard;
+pub mod record;
 pub mod scan;
 mod view;
 
@@ -105,32 +106,47 @@ impl Base {
         pick: &Pick,
         keep_tars: bool,
     ) -> Result<Base> {
-        Base::open_stacked(path, readable, scratch, pick, keep_tars, &[])
+        Base::open_stacked(Some((path, readable)), scratch, pick, keep_tars, &[])
     }
 
     /// As [`Base::open`], with the layers of the images at `stacked`
     /// (OCI layouts, such as nix2container's `buildLayer` writes) on top,
     /// in order: their layers, diff_ids and history follow the base's.
+    /// With no `base` (`(path, readable)`), the first stacked image is the
+    /// bottom one. A stacked layer with a scan record ([`record`]) is not
+    /// read again, unless its tar is to be kept.
     pub fn open_stacked(
-        path: &Path,
-        readable: &Path,
+        base: Option<(&Path, &Path)>,
         scratch: tempfile::TempDir,
         pick: &Pick,
         keep_tars: bool,
         stacked: &[PathBuf],
     ) -> Result<Base> {
         let limits = Limits::from_env()?;
-        let mut blobs = stored::open(readable, pick, "fromImage")?;
-        let mut config: Value = serde_json::from_slice(&blobs.config)
-            .with_context(|| format!("fromImage {}: the config is not JSON", path.display()))?;
-        let mut diff_ids = config_diff_ids(&config, &format!("fromImage {}", path.display()))?;
-        if diff_ids.len() != blobs.layers.len() {
-            bail!(
-                "fromImage {}: the config lists {} diff_ids for {} layers",
-                path.display(),
-                diff_ids.len(),
-                blobs.layers.len()
-            );
+        let Some(path) = base.map(|b| b.0).or(stacked.first().map(PathBuf::as_path)) else {
+            bail!("field base: neither a path nor layers");
+        };
+        let mut layers_in = Vec::new();
+        // The layout each layer's record would be in (stacked layers only).
+        let mut record_dirs: Vec<Option<&Path>> = Vec::new();
+        let mut config = None;
+        let mut diff_ids = Vec::new();
+        if let Some((path, readable)) = base {
+            let blobs = stored::open(readable, pick, "fromImage")?;
+            let what = format!("fromImage {}", path.display());
+            let base_config: Value = serde_json::from_slice(&blobs.config)
+                .with_context(|| format!("{what}: the config is not JSON"))?;
+            diff_ids = config_diff_ids(&base_config, &what)?;
+            if diff_ids.len() != blobs.layers.len() {
+                bail!(
+                    "{what}: the config lists {} diff_ids for {} layers",
+                    diff_ids.len(),
+                    blobs.layers.len()
+                );
+            }
+            config = Some(base_config);
+            record_dirs.resize(blobs.layers.len(), None);
+            layers_in = blobs.layers;
         }
         for layer_image in stacked {
             let what = format!("layer {}", layer_image.display());
@@ -145,32 +161,54 @@ impl Base {
                     more.layers.len()
                 );
             }
-            stack_config(&mut config, &more_config, &more_ids);
+            match &mut config {
+                Some(c) => stack_config(c, &more_config, &more_ids),
+                None => config = Some(more_config),
+            }
             diff_ids.extend(more_ids);
-            blobs.layers.extend(more.layers);
+            record_dirs.resize(record_dirs.len() + more.layers.len(), Some(layer_image));
+            layers_in.extend(more.layers);
         }
+        let config = config.expect("a base or a stacked image gave the config");
         let mut view = View::default();
-        let mut layers = Vec::with_capacity(blobs.layers.len());
+        let mut layers = Vec::with_capacity(layers_in.len());
         crate::pool::in_order(
-            blobs.layers.len(),
+            layers_in.len(),
             crate::pool::default_jobs(),
             |i| {
-                let what = format!("fromImage {}: {}", path.display(), blobs.layers[i].what);
+                let what = format!("fromImage {}: {}", path.display(), layers_in[i].what);
+                let recorded = match record_dirs[i] {
+                    Some(dir) if !keep_tars => record::load(dir, &layers_in[i], i, &what),
+                    _ => Ok(None),
+                };
                 let tar_path = keep_tars.then(|| scratch.path().join(format!("layer-{i}.tar")));
-                let read = read_base_layer(
-                    &blobs.layers[i],
-                    i,
-                    &diff_ids[i],
-                    &what,
-                    tar_path.as_deref(),
-                    limits,
-                );
+                let read = match recorded {
+                    Ok(Some((mut record, digest))) => {
+                        let checked = match &record.found {
+                            Ok(found) => check_diff_id(found, &diff_ids[i], &what),
+                            Err(_) => Ok(()),
+                        };
+                        if let Err(e) = checked {
+                            record.fail(e);
+                        }
+                        Ok((record, digest))
+                    }
+                    Ok(None) => read_base_layer(
+                        &layers_in[i],
+                        i,
+                        &diff_ids[i],
+                        &what,
+                        tar_path.as_deref(),
+                        limits,
+                    ),
+                    Err(e) => Err(e),
+                };
                 (read, tar_path)
             },
             |i, (read, tar_path)| {
                 let (record, digest) = read?;
                 let scan = view.apply(record)?;
-                let blob = &blobs.layers[i];
+                let blob = &layers_in[i];
                 layers.push(BaseLayer {
                     file: blob.file.clone(),
                     digest,
@@ -285,19 +323,24 @@ fn read_base_layer(
             {
                 bail!("{what}: the blob's digest is {digest}, not the {d} of its manifest");
             }
-            if found.diff_id != *want_diff_id {
-                bail!(
-                    "{what}: the layer's diff_id is {}, not the {want_diff_id} of the config",
-                    found.diff_id
-                );
-            }
-            Ok(())
+            check_diff_id(found, want_diff_id, what)
         });
         if let Err(e) = checked {
             record.fail(e);
         }
     }
     Ok((record, digest))
+}
+
+/// That a layer's tar is the one the config names.
+fn check_diff_id(found: &scan::LayerScan, want: &Digest, what: &str) -> Result<()> {
+    if found.diff_id != *want {
+        bail!(
+            "{what}: the layer's diff_id is {}, not the {want} of the config",
+            found.diff_id
+        );
+    }
+    Ok(())
 }
 
 /// A new scratch directory for a base: expanded archives, kept layer tars.

@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{self, Read, Write};
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::{Digest, HashingReader};
@@ -137,7 +138,7 @@ const SHOWN_BYTES: usize = 256;
 pub const MAX_PATH_BYTES: usize = 4096;
 
 /// What reading one layer found besides the entries.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct LayerScan {
     /// SHA-256 of the uncompressed tar.
     pub diff_id: Digest,
@@ -151,8 +152,8 @@ pub struct LayerScan {
 /// and what is left to check against the layers below it.
 #[derive(Debug)]
 pub struct LayerRecord {
-    what: String,
-    changes: Changes,
+    pub(super) what: String,
+    pub(super) changes: Changes,
     /// What the reading found, or the first error that needs no other
     /// layer (nothing after it was read).
     pub found: Result<LayerScan>,
@@ -170,8 +171,8 @@ impl LayerRecord {
 
 /// What a layer's entries do, in the state the end of the layer (or its
 /// first error) left them.
-#[derive(Debug, Default)]
-struct Changes {
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Changes {
     /// Parent directories of entries that the layer neither holds nor
     /// removes, to be looked up in the layers below: each the first time
     /// the reading came to it, as the entry of `lower_names` it is a
@@ -181,7 +182,7 @@ struct Changes {
     /// Entries with such parents: the name as shown, and the name.
     lower_names: Vec<(String, Vec<u8>)>,
     /// Entries by key.
-    entries: BTreeMap<Vec<u8>, ViewEntry>,
+    pub(super) entries: BTreeMap<Vec<u8>, ViewEntry>,
     removals: Vec<Removal>,
 }
 
@@ -312,7 +313,7 @@ impl View {
 }
 
 /// A whiteout found in a layer.
-#[derive(Debug)]
+#[derive(Debug, Serialize, Deserialize)]
 enum Removal {
     Path(Vec<u8>),
     Children(Vec<u8>),

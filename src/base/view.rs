@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 pub use crate::entry::EntryKind;
 
 /// One path of the file system an image's layers add up to.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ViewEntry {
     pub kind: EntryKind,
     /// Permission bits with setuid, setgid and sticky.

@@ -13,8 +13,11 @@ use crate::spec;
 #[serde(deny_unknown_fields)]
 pub struct BaseAttrs {
     /// The base image: a docker-archive (compressed as a whole or not), an
-    /// OCI layout or oci-archive, or a stream launcher.
-    pub path: String,
+    /// OCI layout or oci-archive, or a stream launcher; none when only
+    /// `layers` make the image (nix2container's `buildImage` without
+    /// `fromImage`).
+    #[serde(default)]
+    pub path: Option<String>,
     /// Of an archive with several images, the one with this name;
     /// `null`: the first.
     #[serde(default)]
@@ -32,7 +35,7 @@ impl BaseAttrs {
     /// The spec's `base`.
     pub fn spec(&self) -> spec::BaseSpec {
         spec::BaseSpec {
-            path: PathBuf::from(&self.path),
+            path: self.path.as_ref().map(PathBuf::from),
             name: self.name.clone(),
             tag: self.tag.clone(),
             layers: self.layers.iter().map(PathBuf::from).collect(),
@@ -46,6 +49,7 @@ impl BaseAttrs {
             tag: self.tag.clone(),
         };
         let layers: Vec<PathBuf> = self.layers.iter().map(PathBuf::from).collect();
-        crate::source::open_base_stacked(Path::new(&self.path), &pick, keep_tars, &layers)
+        let path = self.path.as_deref().map(Path::new);
+        crate::source::open_base_stacked(path, &pick, keep_tars, &layers)
     }
 }

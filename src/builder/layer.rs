@@ -5,7 +5,9 @@
 //! then the `copyToRoot` trees with `perms` applied) and a config that
 //! lists their diff_ids and history; `store-paths.json` beside it names the
 //! store paths the layers hold, so the layers above leave them out without
-//! reading the blobs.
+//! reading the blobs, and `scans/` holds what reading each blob finds
+//! ([`crate::base::record`]), so the images that stack the layers need not
+//! read them either.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -197,6 +199,7 @@ impl LayerJob {
         let out = drv.out();
         let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
         format::write(&image, Format::OciDir, self.compress, out, jobs)?;
+        crate::base::record::write_records(out)?;
         let list = StorePaths {
             version: spec::VERSION,
             paths: held,

@@ -80,12 +80,12 @@ fn base_db_paths(attrs: &BaseAttrs) -> Result<Vec<crate::nixdb::ValidPath>> {
     if entry.kind != crate::base::EntryKind::File {
         bail!(
             "fromImage {}: /nix/var/nix/db/db.sqlite is not a file",
-            attrs.path
+            base.path.display()
         );
     }
     let scratch = tempfile::NamedTempFile::new().context("creating a scratch file")?;
     std::io::copy(&mut base.open_file(entry)?, &mut scratch.as_file())
         .context("reading the base image's Nix database")?;
     crate::nixdb::Registration::read_db(scratch.path())
-        .with_context(|| format!("fromImage {}: its Nix database", attrs.path))
+        .with_context(|| format!("fromImage {}: its Nix database", base.path.display()))
 }

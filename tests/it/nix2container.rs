@@ -676,3 +676,112 @@ fn copy_to_pushes_the_layer_blobs_as_their_derivations_hold_them() {
             .arg(reg.reference("n2c/direct", "v2")),
     );
 }
+
+/// The layer images of `n2c.helloImage`, copied where a test may change
+/// them, in `dir`.
+fn hello_layer_copies(dir: &Path) -> Vec<PathBuf> {
+    let layers = stdout_of(
+        nix()
+            .command("nix-build")
+            .arg("--no-out-link")
+            .arg("-E")
+            .arg(n2c_expr("n2c.helloImage.layers")),
+    );
+    layers
+        .lines()
+        .enumerate()
+        .map(|(i, layer)| {
+            let copy = dir.join(format!("layer-{i}"));
+            run(Command::new("cp")
+                .arg("-r")
+                .arg(nix().host_path(Path::new(layer)))
+                .arg(&copy));
+            run(Command::new("chmod").arg("-R").arg("u+w").arg(&copy));
+            copy
+        })
+        .collect()
+}
+
+/// `stevedore stream` of an image made of `layers` and a file on top.
+fn stream_stacked(dir: &Path, layers: &[PathBuf]) -> std::process::Output {
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("etc")).unwrap();
+    fs::write(tree.join("etc/motd"), "stacked\n").unwrap();
+    let spec = serde_json::json!({
+        "version": 1,
+        "name": "stacked",
+        "layers": [],
+        "base": { "layers": layers },
+        "customisation": { "trees": [tree] },
+    });
+    let spec_path = dir.join("spec.json");
+    fs::write(&spec_path, spec.to_string()).unwrap();
+    crate::support::process::stevedore()
+        .arg("stream")
+        .arg(&spec_path)
+        .output()
+        .unwrap()
+}
+
+/// The `layer` job's scan records stand for its blobs: an image made on
+/// the layers from their records is the image made by reading the blobs,
+/// and with the records the blobs are not read at all (a blob damaged in
+/// place goes unseen until its record is gone, and is refused then).
+#[test]
+fn stacked_layers_are_taken_from_their_scan_records() {
+    let dir = tempdir();
+    let layers = hello_layer_copies(dir.path());
+    assert_eq!(layers.len(), 2, "the dependencies' layer and the top layer");
+    for layer in &layers {
+        let records = fs::read_dir(layer.join("scans"))
+            .unwrap_or_else(|e| panic!("{}/scans: {e}", layer.display()))
+            .count();
+        assert!(records >= 1, "{} has no scan record", layer.display());
+    }
+    let with_records = stream_stacked(dir.path(), &layers);
+    assert!(
+        with_records.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_records.stderr)
+    );
+    let scans = dir.path().join("scans-of-layer-0");
+    fs::rename(layers[0].join("scans"), &scans).unwrap();
+    fs::rename(layers[1].join("scans"), dir.path().join("scans-of-layer-1")).unwrap();
+    let read = stream_stacked(dir.path(), &layers);
+    assert!(
+        read.status.success(),
+        "{}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    assert!(
+        with_records.stdout == read.stdout,
+        "the image made from the records differs from the one made by reading the layers"
+    );
+
+    // Damage the dependencies' blob in place, keeping its size.
+    fs::rename(&scans, layers[0].join("scans")).unwrap();
+    let record = fs::read_dir(layers[0].join("scans"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    let blob = layers[0].join("blobs/sha256").join(&record);
+    let mut bytes = fs::read(&blob).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(&blob, &bytes).unwrap();
+    let planned = stream_stacked(dir.path(), &layers);
+    assert!(
+        planned.status.success(),
+        "with its record, the blob is not read: {}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    fs::remove_dir_all(layers[0].join("scans")).unwrap();
+    let refused = stream_stacked(dir.path(), &layers);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("layer-0"),
+        "{err}"
+    );
+}
