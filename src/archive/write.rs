@@ -21,21 +21,25 @@ const COPY_BUFFER: usize = 256 * 1024;
 /// Chunks read ahead of the writer; bounds the memory a layer takes.
 const READ_AHEAD: usize = 8;
 
-/// What the reading thread hands the writer, file by file: the file's
-/// bytes in chunks, then `Done`, or the error that stopped it.
+/// What the reading thread hands the writer: the data of the plan's files
+/// one after the other, in buffers filled across files (so that a small
+/// file costs no message of its own), then `End`, or the error that
+/// stopped it.
 enum Chunk {
     Data(Vec<u8>, usize),
-    Done,
+    End,
     Failed(anyhow::Error),
 }
 
 /// Writes a layer's tar. The number of bytes written is exactly
 /// `plan.size`; an entry that changed since it was planned is an error.
 ///
-/// Files are read on a second thread, a few chunks ahead, so reading
+/// Files are read on a second thread, a few buffers ahead, so reading
 /// (system time) overlaps with hashing and compressing (user time) in the
 /// writer; the bytes are the same as a sequential copy. Both threads go
-/// through the plan's entries (see [`LayerPlan::each_entry`]).
+/// through the plan's entries (see [`LayerPlan::each_entry`]): the reader
+/// checks that each file holds exactly its planned size, and the writer
+/// takes that many bytes of the data for each entry.
 pub fn write_layer(ctx: &LayerSettings, plan: &LayerPlan, w: &mut impl Write) -> Result<()> {
     let mut written = 0;
     let mut fingerprint = Fingerprint::default();
@@ -48,6 +52,15 @@ pub fn write_layer(ctx: &LayerSettings, plan: &LayerPlan, w: &mut impl Write) ->
         let (chunks, from_reader) = mpsc::sync_channel(READ_AHEAD);
         let (recycle, spare) = mpsc::channel();
         scope.spawn(move || read_files(plan, chunks, spare));
+        let next = || match from_reader.recv() {
+            Ok(Chunk::Data(buf, n)) => Ok(Some((buf, n))),
+            Ok(Chunk::End) => Ok(None),
+            Ok(Chunk::Failed(err)) => Err(err),
+            Err(_) => bail!("the file reader stopped unexpectedly"),
+        };
+        // The buffer being taken from, and how far.
+        let mut data: Option<(Vec<u8>, usize)> = None;
+        let mut at = 0;
         plan.each_entry(|entry| {
             fingerprint.add(&entry);
             let owner = ctx.owner(entry.role);
@@ -58,25 +71,30 @@ pub fn write_layer(ctx: &LayerSettings, plan: &LayerPlan, w: &mut impl Write) ->
                 return Ok(());
             }
             let mut left = entry.size;
-            loop {
-                match from_reader.recv() {
-                    Ok(Chunk::Data(buf, n)) => {
-                        // More than this entry's size: the reader saw
-                        // another file than the one planned.
-                        left = left.checked_sub(n as u64).ok_or_else(changed)?;
-                        w.write_all(&buf[..n]).context("writing layer")?;
-                        let _ = recycle.send(buf);
+            while left > 0 {
+                let (buf, n) = match &data {
+                    Some(d) => d,
+                    None => {
+                        at = 0;
+                        data.insert(next()?.ok_or_else(changed)?)
                     }
-                    Ok(Chunk::Done) if left == 0 => break,
-                    Ok(Chunk::Done) => return Err(changed()),
-                    Ok(Chunk::Failed(err)) => return Err(err),
-                    Err(_) => bail!("the file reader stopped unexpectedly"),
+                };
+                let take = (left as usize).min(n - at);
+                w.write_all(&buf[at..at + take]).context("writing layer")?;
+                at += take;
+                left -= take as u64;
+                if at == *n {
+                    let _ = recycle.send(data.take().expect("a buffer is being taken from").0);
                 }
             }
             pad(w, entry.size)?;
             written += header::padded(entry.size);
             Ok(())
         })?;
+        // Data left over, or more to come: the reader read other files.
+        if data.is_some() || next()?.is_some() {
+            return Err(changed());
+        }
         w.write_all(&[0; 2 * BLOCK as usize])
             .context("writing layer")?;
         written += 2 * BLOCK;
@@ -88,19 +106,51 @@ pub fn write_layer(ctx: &LayerSettings, plan: &LayerPlan, w: &mut impl Write) ->
     Ok(())
 }
 
-/// Reads every file of the plan in order and sends its bytes.
+/// Reads every file of the plan in order and sends their bytes, in full
+/// buffers but for the last.
 fn read_files(plan: &LayerPlan, chunks: SyncSender<Chunk>, spare: Receiver<Vec<u8>>) {
-    let result = plan.each_entry(|entry| {
-        if let Some(source) = &entry.source {
-            read_file(source, entry.size, &chunks, &spare)?;
-            send(&chunks, Chunk::Done)?;
-        }
-        Ok(())
-    });
+    let mut filling = Filling {
+        buf: vec![0; COPY_BUFFER],
+        filled: 0,
+        chunks: &chunks,
+        spare,
+    };
+    let result = plan
+        .each_entry(|entry| match &entry.source {
+            Some(source) => read_file(source, entry.size, &mut filling),
+            None => Ok(()),
+        })
+        .and_then(|()| filling.flush())
+        .and_then(|()| send(&chunks, Chunk::End));
     if let Err(err) = result {
         // Sent in vain when the writer has stopped: its error is the one
         // reported.
         let _ = chunks.send(Chunk::Failed(err));
+    }
+}
+
+/// The buffer the reader fills, and where it goes when full.
+struct Filling<'a> {
+    buf: Vec<u8>,
+    filled: usize,
+    chunks: &'a SyncSender<Chunk>,
+    spare: Receiver<Vec<u8>>,
+}
+
+impl Filling<'_> {
+    /// Sends what the buffer holds, and takes an empty one.
+    fn flush(&mut self) -> Result<()> {
+        if self.filled == 0 {
+            return Ok(());
+        }
+        let fresh = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| vec![0; COPY_BUFFER]);
+        let full = std::mem::replace(&mut self.buf, fresh);
+        send(self.chunks, Chunk::Data(full, self.filled))?;
+        self.filled = 0;
+        Ok(())
     }
 }
 
@@ -111,26 +161,24 @@ fn send(chunks: &SyncSender<Chunk>, chunk: Chunk) -> Result<()> {
         .map_err(|_| anyhow::anyhow!("the layer writer stopped"))
 }
 
-/// Sends exactly `size` bytes of `path`, failing if the file holds more or
-/// fewer.
-fn read_file(
-    path: &Path,
-    size: u64,
-    chunks: &SyncSender<Chunk>,
-    spare: &Receiver<Vec<u8>>,
-) -> Result<()> {
+/// Reads exactly `size` bytes of `path` into the buffers, failing if the
+/// file holds more or fewer.
+fn read_file(path: &Path, size: u64, filling: &mut Filling) -> Result<()> {
     let mut file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut left = size;
     while left > 0 {
-        let mut buf = spare.try_recv().unwrap_or_else(|_| vec![0; COPY_BUFFER]);
-        let want = (left as usize).min(buf.len());
-        let n = read_some(&mut file, &mut buf[..want])
+        if filling.filled == filling.buf.len() {
+            filling.flush()?;
+        }
+        let room = &mut filling.buf[filling.filled..];
+        let want = (left as usize).min(room.len());
+        let n = read_some(&mut file, &mut room[..want])
             .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             bail!("{} shrank while it was being read", path.display());
         }
+        filling.filled += n;
         left -= n as u64;
-        send(chunks, Chunk::Data(buf, n))?;
     }
     let mut probe = [0u8; 1];
     if read_some(&mut file, &mut probe).with_context(|| format!("reading {}", path.display()))? != 0
@@ -279,11 +327,18 @@ mod tests {
         let mut out = Vec::new();
         write_layer(&ctx, &plan, &mut out).unwrap();
         assert_eq!(out.len() as u64, plan.size);
-        let names: Vec<String> = tar::Archive::new(&out[..])
-            .entries()
-            .unwrap()
-            .map(|e| e.unwrap().path().unwrap().display().to_string())
-            .collect();
+        let mut names = Vec::new();
+        for entry in tar::Archive::new(&out[..]).entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let name = entry.path().unwrap().display().to_string();
+            if let Some(file) = ["bin/app", "data"].iter().find(|f| name.ends_with(*f)) {
+                let mut data = Vec::new();
+                entry.read_to_end(&mut data).unwrap();
+                let want = std::fs::read(source.store_paths[0].join(file)).unwrap();
+                assert!(data == want, "the data of {name}");
+            }
+            names.push(name);
+        }
         let store = ctx
             .store_dir
             .strip_prefix("/")
@@ -325,5 +380,38 @@ mod tests {
             format!("{err:#}").contains("not the ones planned"),
             "{err:#}"
         );
+    }
+
+    /// The reader takes exactly the planned size of each file, one after
+    /// the other in its buffers, and refuses a file of another size.
+    #[test]
+    fn files_are_read_back_to_back_at_their_planned_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, vec![1u8; COPY_BUFFER - 3]).unwrap();
+        std::fs::write(&b, vec![2u8; 10]).unwrap();
+        let (chunks, from_reader) = mpsc::sync_channel(READ_AHEAD);
+        let (_recycle, spare) = mpsc::channel();
+        let mut filling = Filling {
+            buf: vec![0; COPY_BUFFER],
+            filled: 0,
+            chunks: &chunks,
+            spare,
+        };
+        read_file(&a, COPY_BUFFER as u64 - 3, &mut filling).unwrap();
+        read_file(&b, 10, &mut filling).unwrap();
+        filling.flush().unwrap();
+        let mut got = Vec::new();
+        while let Ok(Chunk::Data(buf, n)) = from_reader.try_recv() {
+            got.extend_from_slice(&buf[..n]);
+        }
+        let mut want = vec![1u8; COPY_BUFFER - 3];
+        want.extend_from_slice(&[2u8; 10]);
+        assert!(got == want, "{} bytes read", got.len());
+
+        let err = read_file(&b, 9, &mut filling).unwrap_err();
+        assert!(format!("{err:#}").contains("grew"), "{err:#}");
+        let err = read_file(&b, 11, &mut filling).unwrap_err();
+        assert!(format!("{err:#}").contains("shrank"), "{err:#}");
     }
 }
