@@ -37,7 +37,9 @@ use crate::oci::canonical_json;
 /// Writes an uncompressed docker-archive, reading every file once and
 /// holding no layer in memory or on disk. The next layer is planned (its
 /// store paths walked) on a second thread while this one is written, one
-/// plan ahead at most, so walking overlaps with reading and hashing.
+/// plan ahead at most, and each layer is hashed on a thread of its own
+/// ([`HashingWriter::threaded`]): walking, reading, hashing and writing
+/// the output (into a pipe, as often as not) each have a thread.
 pub fn stream(image: &Image, w: impl Write) -> Result<()> {
     let mut tar = TarOut::new(w, image.ctx.mtime);
     let mut diff_ids = base_layers(image, &mut tar)?;
@@ -60,7 +62,7 @@ pub fn stream(image: &Image, w: impl Write) -> Result<()> {
                 .recv()
                 .map_err(|_| anyhow::anyhow!("the layer planner stopped unexpectedly"))??;
             tar.begin_file(&layer_name(image, i), plan.size)?;
-            let mut hashing = HashingWriter::new(tar.inner());
+            let mut hashing = HashingWriter::threaded(tar.inner());
             write_layer(&image.ctx, &plan, &mut hashing)
                 .with_context(|| format!("writing layer {}", i + 1))?;
             let (_, diff_id, _) = hashing.finish();
