@@ -21,7 +21,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::mpsc;
 
 use anyhow::{Context as _, Result};
 use serde_json::{Value, json};
@@ -35,42 +34,26 @@ use crate::digest::{Digest, HashingWriter};
 use crate::oci::canonical_json;
 
 /// Writes an uncompressed docker-archive, reading every file once and
-/// holding no layer in memory or on disk. The next layer is planned (its
-/// store paths walked) on a second thread while this one is written, one
-/// plan ahead at most, and each layer is hashed on a thread of its own
-/// ([`HashingWriter::threaded`]): walking, reading, hashing and writing
-/// the output (into a pipe, as often as not) each have a thread.
+/// holding no layer in memory or on disk. Each layer is hashed on a thread
+/// of its own ([`HashingWriter::threaded`]), beside the one that reads its
+/// files, so that the writer only copies into the output (into a pipe, as
+/// often as not).
 pub fn stream(image: &Image, w: impl Write) -> Result<()> {
     let mut tar = TarOut::new(w, image.ctx.mtime);
     let mut diff_ids = base_layers(image, &mut tar)?;
     let below = diff_ids.len();
-    std::thread::scope(|scope| {
-        let (plans, planned) = mpsc::sync_channel(1);
-        scope.spawn(move || {
-            for layer in &image.layers {
-                let plan = plan_layer(&image.ctx, &layer.source);
-                let failed = plan.is_err();
-                // A writer that stopped has its own error to report.
-                if plans.send(plan).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        for i in below..below + image.layers.len() {
-            layer_preamble(image, i, &mut tar)?;
-            let plan = planned
-                .recv()
-                .map_err(|_| anyhow::anyhow!("the layer planner stopped unexpectedly"))??;
-            tar.begin_file(&layer_name(image, i), plan.size)?;
-            let mut hashing = HashingWriter::threaded(tar.inner());
-            write_layer(&image.ctx, &plan, &mut hashing)
-                .with_context(|| format!("writing layer {}", i + 1))?;
-            let (_, diff_id, _) = hashing.finish();
-            tar.end_file(plan.size)?;
-            diff_ids.push(diff_id);
-        }
-        Ok::<_, anyhow::Error>(())
-    })?;
+    for (i, layer) in image.layers.iter().enumerate() {
+        let i = below + i;
+        layer_preamble(image, i, &mut tar)?;
+        let plan = plan_layer(&image.ctx, &layer.source)?;
+        tar.begin_file(&layer_name(image, i), plan.size)?;
+        let mut hashing = HashingWriter::threaded(tar.inner());
+        write_layer(&image.ctx, &plan, &mut hashing)
+            .with_context(|| format!("writing layer {}", i + 1))?;
+        let (_, diff_id, _) = hashing.finish();
+        tar.end_file(plan.size)?;
+        diff_ids.push(diff_id);
+    }
     finish(image, &diff_ids, tar)
 }
 
