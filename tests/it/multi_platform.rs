@@ -10,7 +10,6 @@
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -19,7 +18,7 @@ use crate::support::docker_archive::archive_layer_digests;
 use crate::support::nix::{build, expr, nix, nonce};
 use crate::support::oci_layout::{blob_json, layer_digests};
 use crate::support::podman::{PodmanImage, podman, podman_store_lock, run_in_podman_store};
-use crate::support::process::{run, run_bounded, run_fail, stdout_of, tempdir};
+use crate::support::process::{run, run_fail, stdout_of, tempdir};
 use crate::support::qemu::{arm64_busybox_root, ensure_qemu_aarch64};
 use crate::support::registry::{Registry, push};
 
@@ -169,18 +168,7 @@ fn an_index_of_amd64_and_arm64_runs_on_both_and_each_is_taken_alone() {
         &copy_dir,
     );
     let copied = reg.reference(&name, "copied");
-    let out = run_bounded(
-        nix()
-            .run_in_tree(&copy_to_registry.join("bin/copy-to-registry"))
-            .arg(&copied)
-            .args(reg.stevedore_args()),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "copy-to-registry: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reg.run_copy_app(&copy_to_registry, "copy-to-registry", &copied);
     let raw = run(Command::new("skopeo")
         .args(["inspect", "--raw", "--tls-verify=false"])
         .arg(&copied))

@@ -583,18 +583,7 @@ fn copy_to_pushes_the_layer_blobs_as_their_derivations_hold_them() {
     let dir = tempdir();
     let (copy_to, _) = build_expr(&n2c_expr("n2c.helloImage.copyTo"), dir.path());
     let dest = reg.reference("n2c/hello", "v1");
-    let out = run_bounded(
-        nix()
-            .run_in_tree(&copy_to.join("bin/copy-to"))
-            .arg(&dest)
-            .args(reg.stevedore_args()),
-        Duration::from_secs(120),
-    );
-    assert!(
-        out.status.success(),
-        "copy-to: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reg.run_copy_app(&copy_to, "copy-to", &dest);
     let pushed: serde_json::Value = serde_json::from_str(&stdout_of(
         Command::new("skopeo")
             .args(["inspect", "--raw"])
@@ -610,16 +599,8 @@ fn copy_to_pushes_the_layer_blobs_as_their_derivations_hold_them() {
         .collect();
     // The digests the layer derivations recorded when they compressed the
     // layers: the image sent their blobs as they are.
-    let layers = stdout_of(
-        nix()
-            .command("nix-build")
-            .arg("--no-out-link")
-            .arg("-E")
-            .arg(n2c_expr("n2c.helloImage.layers")),
-    );
     let mut recorded = Vec::new();
-    for layer in layers.lines() {
-        let layout = nix().host_path(Path::new(layer));
+    for layout in hello_layers() {
         let index: serde_json::Value =
             serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
         let manifest = index["manifests"][0]["digest"].as_str().unwrap();
@@ -677,25 +658,30 @@ fn copy_to_pushes_the_layer_blobs_as_their_derivations_hold_them() {
     );
 }
 
-/// The layer images of `n2c.helloImage`, copied where a test may change
-/// them, in `dir`.
-fn hello_layer_copies(dir: &Path) -> Vec<PathBuf> {
-    let layers = stdout_of(
+/// The layer images of `n2c.helloImage` (its `layers`), built, where
+/// they are on the host.
+fn hello_layers() -> Vec<PathBuf> {
+    stdout_of(
         nix()
             .command("nix-build")
             .arg("--no-out-link")
             .arg("-E")
             .arg(n2c_expr("n2c.helloImage.layers")),
-    );
-    layers
-        .lines()
+    )
+    .lines()
+    .map(|layer| nix().host_path(Path::new(layer)))
+    .collect()
+}
+
+/// The layer images of `n2c.helloImage`, copied where a test may change
+/// them, in `dir`.
+fn hello_layer_copies(dir: &Path) -> Vec<PathBuf> {
+    hello_layers()
+        .into_iter()
         .enumerate()
         .map(|(i, layer)| {
             let copy = dir.join(format!("layer-{i}"));
-            run(Command::new("cp")
-                .arg("-r")
-                .arg(nix().host_path(Path::new(layer)))
-                .arg(&copy));
+            run(Command::new("cp").arg("-r").arg(&layer).arg(&copy));
             run(Command::new("chmod").arg("-R").arg("u+w").arg(&copy));
             copy
         })

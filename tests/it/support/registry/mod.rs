@@ -187,6 +187,25 @@ impl Registry {
         dir
     }
 
+    /// Runs the copy app (`copyToRegistry`, `copyTo`) of a Nix result,
+    /// `bin/NAME` of `app`, to push to `dest` with this registry's options
+    /// (in the sandboxed Nix's tree when that is the Nix under test);
+    /// fails the test with its error when the push fails.
+    pub fn run_copy_app(&self, app: &Path, name: &str, dest: &str) {
+        let out = super::process::run_bounded(
+            super::nix::nix()
+                .run_in_tree(&app.join("bin").join(name))
+                .arg(dest)
+                .args(self.stevedore_args()),
+            Duration::from_secs(120),
+        );
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Arguments that let `stevedore push`/`pull` in: credentials, and
     /// plain http where there is no TLS.
     pub fn stevedore_args(&self) -> Vec<String> {
