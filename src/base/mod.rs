@@ -134,16 +134,8 @@ impl Base {
         if let Some((path, readable)) = base {
             let blobs = stored::open(readable, pick, "fromImage")?;
             let what = format!("fromImage {}", path.display());
-            let base_config: Value = serde_json::from_slice(&blobs.config)
-                .with_context(|| format!("{what}: the config is not JSON"))?;
-            diff_ids = config_diff_ids(&base_config, &what)?;
-            if diff_ids.len() != blobs.layers.len() {
-                bail!(
-                    "{what}: the config lists {} diff_ids for {} layers",
-                    diff_ids.len(),
-                    blobs.layers.len()
-                );
-            }
+            let (base_config, ids) = config_of(&blobs, &what)?;
+            diff_ids = ids;
             config = Some(base_config);
             record_dirs.resize(blobs.layers.len(), None);
             layers_in = blobs.layers;
@@ -151,16 +143,7 @@ impl Base {
         for layer_image in stacked {
             let what = format!("layer {}", layer_image.display());
             let more = stored::open(layer_image, &Pick::Only, "layer")?;
-            let more_config: Value = serde_json::from_slice(&more.config)
-                .with_context(|| format!("{what}: the config is not JSON"))?;
-            let more_ids = config_diff_ids(&more_config, &what)?;
-            if more_ids.len() != more.layers.len() {
-                bail!(
-                    "{what}: the config lists {} diff_ids for {} layers",
-                    more_ids.len(),
-                    more.layers.len()
-                );
-            }
+            let (more_config, more_ids) = config_of(&more, &what)?;
             match &mut config {
                 Some(c) => stack_config(c, &more_config, &more_ids),
                 None => config = Some(more_config),
@@ -349,6 +332,22 @@ pub fn scratch_dir() -> Result<tempfile::TempDir> {
         .prefix("stevedore-base-")
         .tempdir()
         .context("creating a scratch directory")
+}
+
+/// The config of a stored image and its `rootfs.diff_ids`, one for each
+/// layer; `what` names the image.
+fn config_of(image: &stored::StoredImage, what: &str) -> Result<(Value, Vec<Digest>)> {
+    let config: Value = serde_json::from_slice(&image.config)
+        .with_context(|| format!("{what}: the config is not JSON"))?;
+    let diff_ids = config_diff_ids(&config, what)?;
+    if diff_ids.len() != image.layers.len() {
+        bail!(
+            "{what}: the config lists {} diff_ids for {} layers",
+            diff_ids.len(),
+            image.layers.len()
+        );
+    }
+    Ok((config, diff_ids))
 }
 
 /// The `rootfs.diff_ids` of an image config; `what` names the image.

@@ -54,16 +54,7 @@ fn record_path(layout: &Path, blob: &Digest) -> PathBuf {
 pub fn write_records(layout: &Path) -> Result<()> {
     let what = format!("layer {}", layout.display());
     let image = stored::open(layout, &Pick::Only, "layer")?;
-    let config: serde_json::Value = serde_json::from_slice(&image.config)
-        .with_context(|| format!("{what}: the config is not JSON"))?;
-    let diff_ids = super::config_diff_ids(&config, &what)?;
-    if diff_ids.len() != image.layers.len() {
-        bail!(
-            "{what}: the config lists {} diff_ids for {} layers",
-            diff_ids.len(),
-            image.layers.len()
-        );
-    }
+    let (_, diff_ids) = super::config_of(&image, &what)?;
     let dir = layout.join(RECORDS_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let limits = Limits::from_env()?;
