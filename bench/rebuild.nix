@@ -1,4 +1,4 @@
-# The benchmark closure's app with one file changed (`change`), as three
+# The benchmark closure's app with one file changed (`change`), as four
 # kinds of image, for bench/rebuild.py: what a rebuild after a one-file
 # change to the app costs each.
 {
@@ -6,6 +6,8 @@
   app,
   # Text appended to one file of the app: a new value is a new app.
   change,
+  # A JSON file listing the store paths of the app's closure but the app.
+  deps,
 }:
 let
   stevedore = import ../nix { inherit helper; };
@@ -32,6 +34,17 @@ in
 {
   # dockerTools style: every layer in the image derivation.
   layered = stevedore.buildLayeredImage args;
+  # dockerTools style with explicit lists: the unchanged closure in one
+  # list, the changed app in another, each a layer derivation of its own.
+  lists = stevedore.buildLayeredImage (
+    args
+    // {
+      layering = [
+        (map builtins.storePath (builtins.fromJSON (builtins.readFile deps)))
+        [ changed ]
+      ];
+    }
+  );
   # A launcher: layers are made (and cached) when pushed.
   stream = stevedore.streamLayeredImage args;
   # nix2container style: the closure of the unchanged app in a layer

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """What a rebuild and push after a one-file change to the app costs.
 
-bench/rebuild.nix makes three images of the benchmark closure whose app has
+bench/rebuild.nix makes four images of the benchmark closure whose app has
 one changed file: `layered` (buildLayeredImage: every layer compressed in
-the image derivation), `stream` (streamLayeredImage: a launcher, layers
+the image derivation), `lists` (buildLayeredImage with explicit `layering`
+lists: the unchanged closure in one, the app in another, each a layer
+derivation of its own), `stream` (streamLayeredImage: a launcher, layers
 made when pushed, with the helper's layer cache) and `explicit`
 (nix2container.buildImage with the unchanged closure in a buildLayer of
 its own). Each is built once (the full build, timed) and pushed to a fresh
@@ -18,6 +20,7 @@ Usage (bench/run.sh --rebuild builds the fixture and the helper first):
 """
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -41,9 +44,10 @@ def wall(cmd):
     return took, p.stdout.strip()
 
 
-def build(helper, app, attr, change):
+def build(helper, app, deps, attr, change):
     return wall(["nix-build", os.path.join(HERE, "rebuild.nix"), "-A", attr, "--no-out-link",
-                 "--arg", "helper", helper, "--argstr", "app", app, "--argstr", "change", change])
+                 "--arg", "helper", helper, "--argstr", "app", app, "--argstr", "deps", deps,
+                 "--argstr", "change", change])
 
 
 def push(sd, tool, image, host, tag):
@@ -62,8 +66,14 @@ def main():
     args = ap.parse_args()
     sd = os.path.abspath(args.stevedore)
     work = os.environ.get("TMPDIR", "/tmp")
+    closure = subprocess.run(["nix-store", "-qR", args.closure], check=True,
+                             stdout=subprocess.PIPE, text=True).stdout.split()
+    deps = os.path.join(work, f"rebuild-deps-{uuid.uuid4().hex[:8]}.json")
+    with open(deps, "w") as f:
+        json.dump(sorted(p for p in closure if p != args.closure), f)
     rows = [("buildLayeredImage", "layered", "stevedore push"),
             ("buildLayeredImage", "layered", "skopeo copy"),
+            ("buildLayeredImage, explicit lists", "lists", "stevedore push"),
             ("streamLayeredImage", "stream", "stevedore push"),
             ("nix2container.buildImage, buildLayer", "explicit", "stevedore push")]
     print(f"one file of the app changed; {args.runs} runs, medians")
@@ -73,17 +83,18 @@ def main():
         nonce = uuid.uuid4().hex[:8]
         with Registry(work) as r:
             host = f"127.0.0.1:{r.port}"
-            full_build, image = build(sd, args.closure, attr, f"first {nonce}")
+            full_build, image = build(sd, args.closure, deps, attr, f"first {nonce}")
             full_push = push(sd, tool.split()[0], image, host, "first")
             builds, pushes = [], []
             for i in range(args.runs):
-                took, image = build(sd, args.closure, attr, f"run {i} {nonce}")
+                took, image = build(sd, args.closure, deps, attr, f"run {i} {nonce}")
                 builds.append(took)
                 pushes.append(push(sd, tool.split()[0], image, host, f"run{i}"))
         b, p = statistics.median(builds), statistics.median(pushes)
         both = statistics.median(x + y for x, y in zip(builds, pushes))
         print(f"| {name} | `{tool}` | {full_build:.2f} s | {full_push:.2f} s | {b:.2f} s "
               f"| {p:.2f} s | {both:.2f} s |", flush=True)
+    os.remove(deps)
 
 
 if __name__ == "__main__":

@@ -12,4 +12,4 @@ cargo clippy --locked --all-targets -- -D warnings
 ./scripts/sandbox-nix.sh setup
 ./scripts/build-static-helper.sh >/dev/null
 cargo test --locked
-STEVEDORE_TEST_NIX=sandbox cargo test --locked --test it -- nix_examples:: nix_library:: nix_pipeline:: nix_functions:: nix_args:: multi_platform:: peer:: sbom:: nix2container::
+STEVEDORE_TEST_NIX=sandbox cargo test --locked --test it -- nix_examples:: nix_library:: nix_pipeline:: nix_layering:: nix_functions:: nix_args:: multi_platform:: peer:: sbom:: nix2container::

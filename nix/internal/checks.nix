@@ -196,10 +196,30 @@ in
             strategy = l;
           }
         else if builtins.isList l && builtins.all builtins.isList l then
-          {
-            strategy = "explicit";
-            layers = map (map (p: "${p}")) l;
-          }
+          (
+            if builtins.elem [ ] l then
+              let
+                # The number of the first empty list, from 1.
+                empty = builtins.foldl' (
+                  n: x:
+                  if n.found then
+                    n
+                  else if x == [ ] then
+                    n // { found = true; }
+                  else
+                    n // { at = n.at + 1; }
+                ) {
+                  at = 1;
+                  found = false;
+                } l;
+              in
+              throw "${fn}: layering list ${toString empty.at} is empty; each list is one layer, so name at least one store path in it or leave it out"
+            else
+              {
+                strategy = "explicit";
+                layers = map (map (p: "${p}")) l;
+              }
+          )
         else
           throw "${fn}: layering ${builtins.toJSON l} is unknown; use \"auto\", \"popularity\" or a list of lists of store paths";
     in

@@ -87,6 +87,11 @@ pub struct Base {
     /// The image config, as the base has it.
     pub config: Value,
     pub layers: Vec<BaseLayer>,
+    /// How many of `layers`, the last ones, came from stacked layer images.
+    pub stacked_layers: usize,
+    /// The store path names the base image holds without the stacked
+    /// layers (as [`Base::store_names`] in `/nix/store`).
+    pub unstacked_store_names: Vec<Vec<u8>>,
     /// The file system its layers add up to.
     pub view: std::sync::Arc<View>,
     /// Holds decompressed archives and kept layer tars.
@@ -153,6 +158,9 @@ impl Base {
             layers_in.extend(more.layers);
         }
         let config = config.expect("a base or a stacked image gave the config");
+        let unstacked = record_dirs.iter().take_while(|d| d.is_none()).count();
+        let store_dir = crate::nixdb::STORE_DIR.trim_start_matches('/').as_bytes();
+        let mut unstacked_store_names = Vec::new();
         let mut view = View::default();
         let mut layers = Vec::with_capacity(layers_in.len());
         crate::pool::in_order(
@@ -191,6 +199,9 @@ impl Base {
             |i, (read, tar_path)| {
                 let (record, digest) = read?;
                 let scan = view.apply(record)?;
+                if i + 1 == unstacked {
+                    unstacked_store_names = view.children(store_dir);
+                }
                 let blob = &layers_in[i];
                 layers.push(BaseLayer {
                     file: blob.file.clone(),
@@ -206,6 +217,8 @@ impl Base {
         Ok(Base {
             path: path.to_owned(),
             config,
+            stacked_layers: layers.len() - unstacked,
+            unstacked_store_names,
             layers,
             view: std::sync::Arc::new(view),
             _scratch: scratch,

@@ -11,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use super::from_image::BaseAttrs;
+use super::layer::held_paths;
 use super::{Derivation, check_version};
 use crate::compress::Compression;
 use crate::image::Image;
@@ -88,6 +89,11 @@ struct Layering {
     /// The store layers for `explicit`.
     #[serde(default)]
     layers: Vec<Vec<String>>,
+    /// For `explicit`: the layers are built already, one `layer` job each,
+    /// and are the last of `base.layers`, in order; only the remaining
+    /// paths are laid here.
+    #[serde(default)]
+    prebuilt: bool,
     /// The steps for `pipeline` (dockerTools' `layeringPipeline`).
     #[serde(default)]
     pipeline: Option<serde_json::Value>,
@@ -180,22 +186,37 @@ impl ImageJob {
         check_version(self.version)?;
         let graph = drv.exported_graph(&self.graph)?;
         let base = self.base.as_ref().map(|b| b.open(false)).transpose()?;
+        let strategy = self.layering.strategy()?;
+        let prebuilt = if self.layering.prebuilt {
+            self.check_prebuilt(&strategy)?
+        } else {
+            0
+        };
         let mut exclude: BTreeSet<String> = self
             .customisation
             .iter()
             .chain(&self.exclude)
             .cloned()
             .collect();
-        // Store paths the base holds take no layer.
-        let store = Path::new("/nix/store");
-        for name in base.iter().flat_map(|b| b.store_names(store)) {
-            exclude.insert(format!("/nix/store/{}", String::from_utf8_lossy(&name)));
+        // Store paths the base holds take no layer; the prebuilt layers'
+        // paths are in the explicit lists, which name them once more.
+        let base_names = base.as_ref().map_or_else(Vec::new, |b| {
+            if prebuilt > 0 {
+                b.unstacked_store_names.clone()
+            } else {
+                b.store_names(Path::new(crate::nixdb::STORE_DIR))
+            }
+        });
+        for name in base_names {
+            exclude.insert(format!(
+                "{}/{}",
+                crate::nixdb::STORE_DIR,
+                String::from_utf8_lossy(&name)
+            ));
         }
-        let strategy = self.layering.strategy()?;
-        let base_layers = if self.layering.count_base {
-            base.as_ref().map_or(0, |b| b.layers.len())
-        } else {
-            0
+        let base_layers = match &base {
+            Some(b) if self.layering.count_base => b.layers.len() - prebuilt,
+            _ => 0,
         };
         // A pipeline bounds its layers itself; dockerTools ignores
         // maxLayers for it.
@@ -209,11 +230,13 @@ impl ImageJob {
                 )
             })?,
         };
-        let layers = if self.include_store_paths {
+        let mut layers = if self.include_store_paths {
             layering::plan(&graph, &strategy, max_layers, &exclude)?
         } else {
             Vec::new()
         };
+        // The prebuilt layers are the plan's first, checked with the rest.
+        layers.drain(..prebuilt);
         if self.layering.debug {
             eprintln!("store layers planned ({}):", self.layering.strategy);
             for (i, layer) in layers.iter().enumerate() {
@@ -258,6 +281,35 @@ impl ImageJob {
                 format::write(&image, Format::OciArchive, self.compress, out, jobs)
             }
         }
+    }
+
+    /// That `base.layers` ends with one `layer` job per explicit list,
+    /// holding exactly its paths; the number of those layers.
+    fn check_prebuilt(&self, strategy: &Strategy) -> Result<usize> {
+        let Strategy::Explicit(lists) = strategy else {
+            bail!("layering: prebuilt layers need the \"explicit\" strategy");
+        };
+        let stacked = self.base.as_ref().map_or(&[][..], |b| &b.layers[..]);
+        if !self.include_store_paths || stacked.len() < lists.len() {
+            bail!(
+                "layering: {} prebuilt layers, but base.layers has {} and includeStorePaths is {}",
+                lists.len(),
+                stacked.len(),
+                self.include_store_paths
+            );
+        }
+        let outputs = &stacked[stacked.len() - lists.len()..];
+        for (i, (list, output)) in lists.iter().zip(outputs).enumerate() {
+            let held: BTreeSet<String> = held_paths(Path::new(output))?.into_iter().collect();
+            let want: BTreeSet<String> = list.iter().cloned().collect();
+            if held != want {
+                bail!(
+                    "explicit layer {}: {output} holds other store paths than the list names",
+                    i + 1
+                );
+            }
+        }
+        Ok(lists.len())
     }
 
     /// The customisation tree, then the Nix database's, with their metadata.

@@ -39,7 +39,12 @@ pub(super) struct LayerJob {
     version: u64,
     /// The `exportReferencesGraph` attribute: the closure of `deps` and
     /// `copyToRoot`.
-    graph: String,
+    #[serde(default)]
+    graph: Option<String>,
+    /// Instead of `graph`: exactly these store paths, in one store layer
+    /// (an explicit list of buildLayeredImage's `layering`).
+    #[serde(default)]
+    paths: Option<Vec<String>>,
     /// Store paths left out (`ignore`, and the `copyToRoot` paths, whose
     /// contents go to `/` instead).
     #[serde(default)]
@@ -63,6 +68,7 @@ pub(super) struct LayerJob {
     #[serde(default)]
     perms: Vec<Perm>,
     /// Store layers to split the closure into (by popularity).
+    #[serde(default = "one")]
     max_layers: usize,
     /// `metadata`: the history entry of each layer.
     #[serde(default)]
@@ -70,9 +76,23 @@ pub(super) struct LayerJob {
     /// Layer compression.
     #[serde(default = "gzip")]
     compress: Compression,
-    /// RFC 3339 time of the history entries and of every file.
+    /// RFC 3339 time of the history entries, and of every file unless
+    /// `mtime` is given.
     #[serde(default)]
     created: Option<String>,
+    /// RFC 3339 time of every file.
+    #[serde(default)]
+    mtime: Option<String>,
+    /// Owner of the store files, as an image's `uid`, `gid`, `uname` and
+    /// `gname`.
+    #[serde(default)]
+    uid: u64,
+    #[serde(default)]
+    gid: u64,
+    #[serde(default = "root_name")]
+    uname: String,
+    #[serde(default = "root_name")]
+    gname: String,
     /// OCI architecture of the layout's config.
     #[serde(default)]
     architecture: Option<String>,
@@ -122,6 +142,12 @@ struct StorePaths {
 fn gzip() -> Compression {
     Compression::Gzip
 }
+fn one() -> usize {
+    1
+}
+fn root_name() -> String {
+    "root".to_owned()
+}
 
 impl LayerJob {
     pub(super) fn build(&self, drv: &Derivation) -> Result<()> {
@@ -129,26 +155,13 @@ impl LayerJob {
         if self.max_layers == 0 {
             bail!("attribute stevedore.maxLayers: 0 leaves no layer; use 1 or more");
         }
-        let graph = drv.exported_graph(&self.graph)?;
-        let mut exclude: BTreeSet<String> =
-            self.exclude.iter().chain(&self.trees).cloned().collect();
-        for below in &self.below {
-            exclude.extend(held_paths(Path::new(below))?);
-        }
-        if let Some(base) = &self.base {
-            let store = Path::new("/nix/store");
-            for name in base.open(false)?.store_names(store) {
-                exclude.insert(format!("/nix/store/{}", String::from_utf8_lossy(&name)));
-            }
-        }
-        // One layer more than asked for: `plan` keeps one for a
-        // customisation layer, which here is the trees' layer of its own.
-        let plan = layering::plan(
-            &graph,
-            &Strategy::Popularity,
-            self.max_layers + layering::MIN_LAYERS - 1,
-            &exclude,
-        )?;
+        let plan = match (&self.graph, &self.paths) {
+            (Some(graph), None) => self.plan_closure(drv, graph)?,
+            (None, Some(paths)) => self.plan_paths(paths)?,
+            _ => bail!(
+                "attribute stevedore: give graph (a closure) or paths (one layer's store paths), not both"
+            ),
+        };
         let held: Vec<String> = plan.iter().flatten().cloned().collect();
         let PermsMetadata {
             trees: tree_perms,
@@ -170,12 +183,12 @@ impl LayerJob {
             name: "layer".to_owned(),
             tag: "layer".to_owned(),
             created: self.created.clone(),
-            mtime: None,
+            mtime: self.mtime.clone(),
             store_dir: PathBuf::from("/nix/store"),
-            uid: 0,
-            gid: 0,
-            uname: "root".to_owned(),
-            gname: "root".to_owned(),
+            uid: self.uid,
+            gid: self.gid,
+            uname: self.uname.clone(),
+            gname: self.gname.clone(),
             architecture: self.architecture.clone(),
             os: "linux".to_owned(),
             variant: None,
@@ -207,6 +220,53 @@ impl LayerJob {
         let file = out.join(STORE_PATHS_FILE);
         fs::write(&file, serde_json::to_vec_pretty(&list)?)
             .with_context(|| format!("writing {}", file.display()))
+    }
+
+    /// The store layers of a closure: `graph` without what the layers
+    /// below, the base and `exclude` hold, split by popularity.
+    fn plan_closure(&self, drv: &Derivation, graph: &str) -> Result<layering::Plan> {
+        let graph = drv.exported_graph(graph)?;
+        let mut exclude: BTreeSet<String> =
+            self.exclude.iter().chain(&self.trees).cloned().collect();
+        for below in &self.below {
+            exclude.extend(held_paths(Path::new(below))?);
+        }
+        if let Some(base) = &self.base {
+            let store = Path::new("/nix/store");
+            for name in base.open(false)?.store_names(store) {
+                exclude.insert(format!("/nix/store/{}", String::from_utf8_lossy(&name)));
+            }
+        }
+        // One layer more than asked for: `plan` keeps one for a
+        // customisation layer, which here is the trees' layer of its own.
+        layering::plan(
+            &graph,
+            &Strategy::Popularity,
+            self.max_layers + layering::MIN_LAYERS - 1,
+            &exclude,
+        )
+    }
+
+    /// One store layer of exactly `paths`, which stand alone: nothing is
+    /// left out, so nothing may say what to leave out.
+    fn plan_paths(&self, paths: &[String]) -> Result<layering::Plan> {
+        if paths.is_empty() {
+            bail!("attribute stevedore.paths: no store path; a layer needs at least one");
+        }
+        if !self.exclude.is_empty() || !self.below.is_empty() || self.base.is_some() {
+            bail!(
+                "attribute stevedore.paths: takes no exclude, below or base; they shape a closure (graph)"
+            );
+        }
+        // A path named twice is held once; the image job names the fault.
+        let mut seen = BTreeSet::new();
+        Ok(vec![
+            paths
+                .iter()
+                .filter(|p| seen.insert(p.as_str()))
+                .cloned()
+                .collect(),
+        ])
     }
 
     /// The history comment: nix2container's `metadata.comment` (with its
@@ -319,7 +379,7 @@ struct PermsMetadata {
 }
 
 /// The store paths a layer output holds (its `store-paths.json`).
-fn held_paths(layer: &Path) -> Result<Vec<String>> {
+pub(super) fn held_paths(layer: &Path) -> Result<Vec<String>> {
     let file = layer.join(STORE_PATHS_FILE);
     let text = fs::read(&file).with_context(|| {
         format!(
@@ -360,6 +420,25 @@ mod tests {
         fs::create_dir_all(dir.path().join("tmp")).unwrap();
         fs::write(dir.path().join("tmp/a.txt"), "a").unwrap();
         dir
+    }
+
+    #[test]
+    fn paths_make_one_layer_of_exactly_them_and_refuse_what_shapes_a_closure() {
+        let paths = |extra: serde_json::Value| -> LayerJob {
+            let mut job = serde_json::json!({ "version": 1, "paths": ["/nix/store/b", "/nix/store/a", "/nix/store/b"] });
+            job.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value(job).unwrap()
+        };
+        let job = paths(serde_json::json!({}));
+        let plan = job.plan_paths(job.paths.as_deref().unwrap()).unwrap();
+        assert_eq!(plan, [["/nix/store/b", "/nix/store/a"]]);
+        assert_eq!(job.max_layers, 1);
+        assert!(format!("{:#}", job.plan_paths(&[]).unwrap_err()).contains("no store path"));
+        let job = paths(serde_json::json!({ "below": ["/nix/store/l"] }));
+        let err = job.plan_paths(job.paths.as_deref().unwrap()).unwrap_err();
+        assert!(format!("{err:#}").contains("takes no exclude, below or base"));
     }
 
     #[test]

@@ -63,7 +63,7 @@ enum Job {
     Tree(tree::TreeJob),
     WriteStream(write_stream::WriteStreamJob),
     Sbom(sbom::SbomJob),
-    Layer(layer::LayerJob),
+    Layer(Box<layer::LayerJob>),
     FetchBlob(fetch_blob::FetchBlobJob),
     BlobLayout(blob_layout::BlobLayoutJob),
 }

@@ -19,6 +19,7 @@ mod nix2container;
 mod nix_args;
 mod nix_examples;
 mod nix_functions;
+mod nix_layering;
 mod nix_library;
 mod nix_pipeline;
 mod nixdb;

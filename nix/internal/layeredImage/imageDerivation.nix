@@ -2,6 +2,12 @@
 # writes a docker-archive to stdout, or an archive in the store. The
 # helper plans the store layers from the exported closure, leaving out
 # the config file and, when it has a base, the paths the base holds.
+#
+# An archive's explicit layers (`layering` as lists of store paths) are
+# derivations of their own, one per list (the `layer` job with `paths`),
+# which the image stacks on its base without compressing them again: a
+# change to one list's paths builds that layer alone. A stream has no
+# blobs to keep, so it lays every layer itself.
 {
   # helperDerivation.nix and archiveDerivation.nix.
   helperDerivation,
@@ -33,6 +39,47 @@
   # The job's base: { base = ...; } (checks.fromImage) or { }.
   withBase,
 }:
+let
+  lists =
+    if output != "stream" && includeStorePaths && layering.strategy == "explicit" then
+      layering.layers
+    else
+      [ ];
+  # One list's layer: named after its first path, so the build log says
+  # which one is built; complete in itself, as the archive.
+  storeLayer =
+    paths:
+    let
+      first = builtins.unsafeDiscardStringContext (baseNameOf (builtins.head paths));
+      pathName = builtins.substring 33 (-1) first;
+    in
+    archiveDerivation "layer-${pathName}" (
+      {
+        job = "layer";
+        inherit paths compress;
+        history = { };
+        inherit (image)
+          created
+          mtime
+          uid
+          gid
+          uname
+          gname
+          architecture
+          ;
+      }
+    ) { };
+  storeLayers = map storeLayer lists;
+  stacked =
+    if storeLayers == [ ] then
+      withBase
+    else
+      {
+        base = (withBase.base or { }) // {
+          layers = map (l: "${l}") storeLayers;
+        };
+      };
+in
 # An archive is complete in itself and keeps no references; a launcher
 # reads the store paths it names, and keeps them.
 (if output == "stream" then helperDerivation else archiveDerivation) name (
@@ -42,9 +89,9 @@
       output
       compress
       includeStorePaths
-      layering
       image
       ;
+    layering = layering // (if storeLayers == [ ] then { } else { prebuilt = true; });
     graph = "closure";
     customisation = "${customisation}";
     customisationMetadata = "${customisation.metadata}";
@@ -59,5 +106,5 @@
         nixDbMetadata = "${nixDb.metadata}";
       }
   )
-  // withBase
+  // stacked
 ) { exportReferencesGraph.closure = closure; }
