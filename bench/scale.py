@@ -12,11 +12,14 @@ small files in every path.
   stevedore stream SPEC > /dev/null
   stevedore build SPEC --compress zstd --format oci-dir
   stevedore nix-db GRAPH --root DIR
+  tar --sort=name -cf - -C STORE . | openssl dgst -sha256   (stock)
 
 The spec puts the store layers of the auto plan (100 layers) on a store
 whose `store_dir` is the scratch directory, so no Nix store is needed.
 Prints, per command, the wall time and peak RSS at both sizes and the
 growth of each: linear growth is a time ratio of at most the size ratio.
+The stock tar pass over the same store says how much of the growth is the
+file system's (more inodes and dentries than the caches hold well).
 
 Run from the repository after `cargo build --release`:
 
@@ -135,6 +138,10 @@ def measure(stevedore, root, store, runs):
         ("build --compress zstd",
          f"{stevedore} build {spec} --format oci-dir --compress zstd --out {out_dir}"),
         ("nix-db", f"{stevedore} nix-db {os.path.join(root, 'nix-graph.json')} --root {db_root}"),
+        # The stock pass over the same files, as the stream's benchmark
+        # takes it: what the file system's own growth is.
+        ("stock: tar --sort=name | openssl dgst -sha256",
+         f"tar --sort=name -cf - -C {store} . | openssl dgst -sha256 > /dev/null"),
     ]
     results = {}
     for name, cmd in commands:
