@@ -396,7 +396,7 @@ impl Pusher<'_> {
             let layer = &image.layers[i];
             let started = Instant::now();
             let digest = layer
-                .blob_digest()
+                .blob_digest_remembered(&self.cache)
                 .map_err(|e| anyhow::anyhow!("{e:#}; nothing was tagged"))?;
             let pushed = self
                 .up

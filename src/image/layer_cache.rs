@@ -12,6 +12,12 @@
 //! store, are never cached. Entries live in
 //! `$XDG_CACHE_HOME/stevedore/layers` (or `~/.cache/...`); a cache that
 //! cannot be read or written is no cache, never an error.
+//!
+//! Beside them, the same directory keeps what checking a compressed blob
+//! found ([`LayerCache::blob_key`]): that the blob of this digest and size
+//! decompresses to a tar of that diff_id. It is a fact about the bytes,
+//! wherever they lie, so a docker-archive's layer that an earlier push
+//! checked (in this archive or another) is hashed, not decompressed again.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -55,6 +61,12 @@ impl LayerCache {
         LayerCache {
             dir: base.map(|b| b.join("stevedore").join("layers")),
         }
+    }
+
+    /// A cache in `dir`.
+    #[cfg(test)]
+    pub fn at(dir: PathBuf) -> LayerCache {
+        LayerCache { dir: Some(dir) }
     }
 
     /// The key of a layer, or `None` when a tree lies outside the store.
@@ -104,6 +116,24 @@ impl LayerCache {
                 .map(|c| c.to_string_lossy().into_owned())
                 .collect(),
             metadata: &source.metadata,
+        };
+        Some(Digest::of(&canonical_json(&key)).hex().to_owned())
+    }
+
+    /// The key of what decompressing the blob `digest` of `size` bytes
+    /// gives; `None` without a cache directory.
+    pub fn blob_key(&self, digest: &Digest, size: u64, compression: Compression) -> Option<String> {
+        self.dir.as_ref()?;
+        #[derive(Serialize)]
+        struct Key<'a> {
+            blob: &'a str,
+            size: u64,
+            compression: String,
+        }
+        let key = Key {
+            blob: digest.hex(),
+            size,
+            compression: compression.encoding(),
         };
         Some(Digest::of(&canonical_json(&key)).hex().to_owned())
     }

@@ -179,6 +179,42 @@ impl StoredLayer {
                 .with_context(|| format!("hashing {}", self.what)),
         }
     }
+
+    /// As [`StoredLayer::blob_digest`], with what checking a docker-archive's
+    /// compressed layer found remembered in `cache`: a blob checked before
+    /// is hashed and not decompressed. A miss reads the blob twice, which
+    /// costs little beside the decompression it saves next time.
+    pub fn blob_digest_remembered(
+        &self,
+        cache: &crate::image::layer_cache::LayerCache,
+    ) -> Result<Digest> {
+        let (None, Some(diff_id)) = (&self.digest, &self.diff_id) else {
+            return self.blob_digest();
+        };
+        let digest = self
+            .file
+            .digest()
+            .with_context(|| format!("hashing {}", self.what))?;
+        let Some(key) = cache.blob_key(&digest, self.file.size, self.compression) else {
+            return self.blob_digest();
+        };
+        if cache
+            .get(&key)
+            .is_some_and(|c| c.digest == digest.to_string() && c.diff_id == diff_id.to_string())
+        {
+            return Ok(digest);
+        }
+        let checked = self.blob_digest()?;
+        cache.put(
+            &key,
+            &crate::image::layer_cache::CachedLayer {
+                digest: checked.to_string(),
+                diff_id: diff_id.to_string(),
+                size: self.file.size,
+            },
+        );
+        Ok(checked)
+    }
 }
 
 /// An image whose blobs exist.
@@ -318,4 +354,78 @@ pub fn blob_name(digest: &Digest) -> String {
 fn parse_digest(text: &str, what: &str) -> Result<Digest> {
     text.parse()
         .map_err(|e: String| anyhow::anyhow!("{what}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::layer_cache::{CachedLayer, LayerCache};
+
+    fn layer(dir: &Path, name: &str, bytes: &[u8], diff_id: &Digest) -> StoredLayer {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        StoredLayer {
+            digest: None,
+            diff_id: Some(diff_id.clone()),
+            compression: Compression::Gzip,
+            file: BlobFile {
+                path,
+                offset: 0,
+                size: bytes.len() as u64,
+            },
+            what: "layer 1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_checked_blob_is_remembered_and_a_remembered_one_is_hashed_but_must_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::at(dir.path().join("cache"));
+        let tar = b"the bytes of a tar".repeat(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let diff_id = Digest::of(&tar);
+
+        let checked = layer(dir.path(), "gz", &gz, &diff_id);
+        assert_eq!(
+            checked.blob_digest_remembered(&cache).unwrap(),
+            Digest::of(&gz)
+        );
+        let key = cache
+            .blob_key(&Digest::of(&gz), gz.len() as u64, Compression::Gzip)
+            .unwrap();
+        assert_eq!(cache.get(&key).unwrap().diff_id, diff_id.to_string());
+
+        // Bytes that would not decompress, remembered as checked: only
+        // hashed, so they pass.
+        let junk = b"not gzip at all";
+        let remembered = layer(dir.path(), "junk", junk, &diff_id);
+        let junk_key = cache
+            .blob_key(&Digest::of(junk), junk.len() as u64, Compression::Gzip)
+            .unwrap();
+        cache.put(
+            &junk_key,
+            &CachedLayer {
+                digest: Digest::of(junk).to_string(),
+                diff_id: diff_id.to_string(),
+                size: junk.len() as u64,
+            },
+        );
+        assert_eq!(
+            remembered.blob_digest_remembered(&cache).unwrap(),
+            Digest::of(junk)
+        );
+
+        // A config that records another diff_id is checked in full.
+        let other = layer(dir.path(), "gz2", &gz, &Digest::of(b"another tar"));
+        let err = format!("{:#}", other.blob_digest_remembered(&cache).unwrap_err());
+        assert!(err.contains("but the image config records"), "{err}");
+        let junk_other = layer(dir.path(), "junk2", junk, &Digest::of(b"another tar"));
+        let err = format!(
+            "{:#}",
+            junk_other.blob_digest_remembered(&cache).unwrap_err()
+        );
+        assert!(err.contains("data is damaged"), "{err}");
+    }
 }
