@@ -22,9 +22,11 @@ Usage (bench/run.sh --rebuild builds the fixture and the helper first):
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 
@@ -81,6 +83,9 @@ def main():
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, attr, tool in rows:
         nonce = uuid.uuid4().hex[:8]
+        # Each row starts with an empty layer cache, as a fresh machine.
+        cache = tempfile.mkdtemp(prefix="rebuild-cache-", dir=work)
+        os.environ["XDG_CACHE_HOME"] = cache
         with Registry(work) as r:
             host = f"127.0.0.1:{r.port}"
             full_build, image = build(sd, args.closure, deps, attr, f"first {nonce}")
@@ -94,6 +99,7 @@ def main():
         both = statistics.median(x + y for x, y in zip(builds, pushes))
         print(f"| {name} | `{tool}` | {full_build:.2f} s | {full_push:.2f} s | {b:.2f} s "
               f"| {p:.2f} s | {both:.2f} s |", flush=True)
+        shutil.rmtree(cache, ignore_errors=True)
     os.remove(deps)
 
 

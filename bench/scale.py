@@ -179,7 +179,8 @@ def main():
         print("| --- | --- | --- | --- | --- | --- |")
         for name in results[0]:
             (wa, ra), (wb, rb) = results[0][name], results[1][name]
-            print(f"| `{name}` | {wa:.2f} s | {ra:.0f} MiB | {wb:.2f} s | {rb:.0f} MiB "
+            cell = name.replace("|", "\\|")
+            print(f"| `{cell}` | {wa:.2f} s | {ra:.0f} MiB | {wb:.2f} s | {rb:.0f} MiB "
                   f"| {wb / wa if wa else float('inf'):.1f}x |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
