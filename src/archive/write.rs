@@ -163,6 +163,11 @@ fn send(chunks: &SyncSender<Chunk>, chunk: Chunk) -> Result<()> {
 
 /// Reads exactly `size` bytes of `path` into the buffers, failing if the
 /// file holds more or fewer.
+///
+/// Where the buffer has room, the last read asks for one byte more than is
+/// left: a file that grew fills it, and one that did not comes back short,
+/// which for a regular file is its end. So a small file costs one read,
+/// not a second one to find the end.
 fn read_file(path: &Path, size: u64, filling: &mut Filling) -> Result<()> {
     let mut file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
     let mut left = size;
@@ -171,14 +176,21 @@ fn read_file(path: &Path, size: u64, filling: &mut Filling) -> Result<()> {
             filling.flush()?;
         }
         let room = &mut filling.buf[filling.filled..];
-        let want = (left as usize).min(room.len());
+        let last = (left as usize) < room.len();
+        let want = if last { left as usize + 1 } else { room.len() };
         let n = read_some(&mut file, &mut room[..want])
             .with_context(|| format!("reading {}", path.display()))?;
         if n == 0 {
             bail!("{} shrank while it was being read", path.display());
         }
+        if n as u64 > left {
+            bail!("{} grew while it was being read", path.display());
+        }
         filling.filled += n;
         left -= n as u64;
+        if last && left == 0 {
+            return Ok(());
+        }
     }
     let mut probe = [0u8; 1];
     if read_some(&mut file, &mut probe).with_context(|| format!("reading {}", path.display()))? != 0
