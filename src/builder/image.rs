@@ -214,8 +214,12 @@ impl ImageJob {
                 String::from_utf8_lossy(&name)
             ));
         }
+        // The prebuilt layers count as the lists they are, not as the base.
         let base_layers = match &base {
-            Some(b) if self.layering.count_base => b.layers.len() - prebuilt,
+            Some(b) if self.layering.count_base && prebuilt > 0 => {
+                b.layers.len() - b.stacked_layers
+            }
+            Some(b) if self.layering.count_base => b.layers.len(),
             _ => 0,
         };
         // A pipeline bounds its layers itself; dockerTools ignores

@@ -229,7 +229,7 @@ fn explicit_lists_on_a_base_leave_its_paths_to_it() {
           contents = [ ex.busybox ];
         }}"#
     );
-    let on_base = |layering: &str| {
+    let on_base = |layering: &str, max_layers: u32| {
         expr(
             "",
             &format!(
@@ -239,14 +239,18 @@ fn explicit_lists_on_a_base_leave_its_paths_to_it() {
                   fromImage = base;
                   contents = [ ex.busybox app ];
                   layering = {layering};
+                  maxLayers = {max_layers};
                 }}"#,
                 closure(&nonce, "1")
             ),
         )
     };
-    let (_, archive) = build(&on_base("[ [ app ] [ lib ] ]"), dir.path());
+    // The base's two layers, the two lists, the rest (libc) and the
+    // customisation layer: six, each counted once.
+    let (_, archive) = build(&on_base("[ [ app ] [ lib ] ]", 6), dir.path());
     let names = layer_names(&archive_layers(&archive));
     let n = names.len();
+    assert_eq!(n, 6, "{names:?}");
     assert_eq!(names[n - 4], BTreeSet::from(["app".into()]), "{names:?}");
     assert_eq!(names[n - 3], BTreeSet::from(["lib".into()]), "{names:?}");
     assert_eq!(
@@ -260,7 +264,14 @@ fn explicit_lists_on_a_base_leave_its_paths_to_it() {
     );
 
     // A path the base holds is named in a list: refused as by the stream.
-    let err = build_fails(&on_base("[ [ app ] [ ex.busybox ] ]"));
+    let err = build_fails(&on_base("[ [ app ] [ lib ] ]", 5));
+    assert!(
+        err.contains(
+            "2 explicit layers and one for the remaining paths need 3 store layers, but max layers leaves 2"
+        ),
+        "{err}"
+    );
+    let err = build_fails(&on_base("[ [ app ] [ ex.busybox ] ]", 100));
     assert!(
         err.contains("explicit layer 2 names") && err.contains("which is excluded from the image"),
         "{err}"
