@@ -60,11 +60,19 @@ def timed(cmd, cleanup):
     return float(wall), int(rss)
 
 
+def wall(runs_of, median):
+    """A median wall time with the fastest and slowest of the runs."""
+    walls = [w for w, _ in runs_of]
+    return f"{median:.2f} s ({min(walls):.2f} to {max(walls):.2f})"
+
+
 def compare(pairs, runs, cleanup):
     """Times each (name, command, stock name, stock command) pair: one
     warm-up run each, then `runs` alternating runs; prints a Markdown table
-    of medians, peak RSS and the ratio."""
-    print("| stevedore | wall | peak RSS | stock | wall | peak RSS | ratio |")
+    of medians with the fastest and slowest run, peak RSS and the ratio
+    of the medians."""
+    print("| stevedore | wall (fastest to slowest) | peak RSS | stock "
+          "| wall (fastest to slowest) | peak RSS | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for name, ours, stock_name, stock in pairs:
         timed(ours, cleanup)
@@ -77,7 +85,8 @@ def compare(pairs, runs, cleanup):
         wb = statistics.median(w for w, _ in b)
         ra = max(r for _, r in a) / 1024
         rb = max(r for _, r in b) / 1024
-        print(f"| `{name}` | {wa:.2f} s | {ra:.0f} MiB | `{stock_name}` | {wb:.2f} s "
+        cell = stock_name.replace("|", "\\|")
+        print(f"| `{name}` | {wall(a, wa)} | {ra:.0f} MiB | `{cell}` | {wall(b, wb)} "
               f"| {rb:.0f} MiB | {wa / wb:.2f}x |", flush=True)
 
 

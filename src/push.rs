@@ -39,7 +39,7 @@ use crate::registry::client::{Client, backoff};
 use crate::registry::progress::Progress;
 use crate::registry::upload::{Pushed, Uploader, upload_can_restart};
 use crate::source::{self, Source};
-use crate::stored::{IndexImage, NamedBlob, StoredImage};
+use crate::stored::{IndexImage, NamedBlob, StoredImage, StoredLayer};
 
 /// How to push.
 #[derive(Clone, Debug)]
@@ -395,8 +395,7 @@ impl Pusher<'_> {
         let layers = crate::pool::map(image.layers.len(), self.opts.jobs, |i| {
             let layer = &image.layers[i];
             let started = Instant::now();
-            let digest = layer
-                .blob_digest_remembered(&self.cache)
+            let digest = blob_digest_remembered(layer, &self.cache)
                 .map_err(|e| anyhow::anyhow!("{e:#}; nothing was tagged"))?;
             let pushed = self
                 .up
@@ -522,5 +521,113 @@ impl Pusher<'_> {
             diff_id: Some(info.diff_id),
             compression,
         })
+    }
+}
+
+/// A stored layer's blob digest ([`StoredLayer::blob_digest`]), with what
+/// checking a docker-archive's compressed layer found remembered in
+/// `cache`: a blob checked before is hashed and not decompressed. A miss
+/// reads the blob twice, which costs little beside the decompression it
+/// saves next time.
+fn blob_digest_remembered(layer: &StoredLayer, cache: &LayerCache) -> Result<Digest> {
+    let (None, Some(diff_id)) = (&layer.digest, &layer.diff_id) else {
+        return layer.blob_digest();
+    };
+    let digest = layer
+        .file
+        .digest()
+        .with_context(|| format!("hashing {}", layer.what))?;
+    let Some(key) = cache.blob_key(&digest, layer.file.size, layer.compression) else {
+        return layer.blob_digest();
+    };
+    if cache
+        .get(&key)
+        .is_some_and(|c| c.digest == digest.to_string() && c.diff_id == diff_id.to_string())
+    {
+        return Ok(digest);
+    }
+    let checked = layer.blob_digest()?;
+    cache.put(
+        &key,
+        &CachedLayer {
+            digest: checked.to_string(),
+            diff_id: diff_id.to_string(),
+            size: layer.file.size,
+        },
+    );
+    Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stored::BlobFile;
+
+    fn layer(dir: &Path, name: &str, bytes: &[u8], diff_id: &Digest) -> StoredLayer {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        StoredLayer {
+            digest: None,
+            diff_id: Some(diff_id.clone()),
+            compression: Compression::Gzip,
+            file: BlobFile {
+                path,
+                offset: 0,
+                size: bytes.len() as u64,
+            },
+            what: "layer 1".to_owned(),
+        }
+    }
+
+    #[test]
+    fn a_checked_blob_is_remembered_and_a_remembered_one_is_hashed_but_must_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = LayerCache::at(dir.path().join("cache"));
+        let tar = b"the bytes of a tar".repeat(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let diff_id = Digest::of(&tar);
+
+        let checked = layer(dir.path(), "gz", &gz, &diff_id);
+        assert_eq!(
+            blob_digest_remembered(&checked, &cache).unwrap(),
+            Digest::of(&gz)
+        );
+        let key = cache
+            .blob_key(&Digest::of(&gz), gz.len() as u64, Compression::Gzip)
+            .unwrap();
+        assert_eq!(cache.get(&key).unwrap().diff_id, diff_id.to_string());
+
+        // Bytes that would not decompress, remembered as checked: only
+        // hashed, so they pass.
+        let junk = b"not gzip at all";
+        let remembered = layer(dir.path(), "junk", junk, &diff_id);
+        let junk_key = cache
+            .blob_key(&Digest::of(junk), junk.len() as u64, Compression::Gzip)
+            .unwrap();
+        cache.put(
+            &junk_key,
+            &CachedLayer {
+                digest: Digest::of(junk).to_string(),
+                diff_id: diff_id.to_string(),
+                size: junk.len() as u64,
+            },
+        );
+        assert_eq!(
+            blob_digest_remembered(&remembered, &cache).unwrap(),
+            Digest::of(junk)
+        );
+
+        // A config that records another diff_id is checked in full.
+        let other = layer(dir.path(), "gz2", &gz, &Digest::of(b"another tar"));
+        let err = format!("{:#}", blob_digest_remembered(&other, &cache).unwrap_err());
+        assert!(err.contains("but the image config records"), "{err}");
+        let junk_other = layer(dir.path(), "junk2", junk, &Digest::of(b"another tar"));
+        let err = format!(
+            "{:#}",
+            blob_digest_remembered(&junk_other, &cache).unwrap_err()
+        );
+        assert!(err.contains("data is damaged"), "{err}");
     }
 }
