@@ -60,6 +60,15 @@ def timed(cmd, cleanup):
     return float(wall), int(rss)
 
 
+def nix_build_cmd(file, attr, helper, **strings):
+    """`nix-build FILE -A ATTR --no-out-link --arg helper HELPER` with each
+    keyword as an `--argstr`."""
+    cmd = ["nix-build", file, "-A", attr, "--no-out-link", "--arg", "helper", helper]
+    for name, value in strings.items():
+        cmd += ["--argstr", name, value]
+    return cmd
+
+
 def wall(runs_of, median):
     """A median wall time with the fastest and slowest of the runs."""
     walls = [w for w, _ in runs_of]

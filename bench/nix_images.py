@@ -23,14 +23,12 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-from layers import closure, compare, sizes  # noqa: E402
+from layers import closure, compare, nix_build_cmd, sizes  # noqa: E402
 
 
 def nix_build(helper, app, attr, compressor, check=False, paths=""):
-    cmd = ["nix-build", os.path.join(os.path.dirname(__file__), "image.nix"),
-           "-A", attr, "--no-out-link",
-           "--arg", "helper", helper, "--argstr", "app", app,
-           "--argstr", "compressor", compressor, "--argstr", "paths", paths]
+    cmd = nix_build_cmd(os.path.join(os.path.dirname(__file__), "image.nix"), attr, helper,
+                        app=app, compressor=compressor, paths=paths)
     if check:
         cmd.append("--check")
     return cmd

@@ -31,6 +31,7 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from layers import nix_build_cmd  # noqa: E402
 from push import Registry  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,9 +48,8 @@ def wall(cmd):
 
 
 def build(helper, app, deps, attr, change):
-    return wall(["nix-build", os.path.join(HERE, "rebuild.nix"), "-A", attr, "--no-out-link",
-                 "--arg", "helper", helper, "--argstr", "app", app, "--argstr", "deps", deps,
-                 "--argstr", "change", change])
+    return wall(nix_build_cmd(os.path.join(HERE, "rebuild.nix"), attr, helper,
+                              app=app, deps=deps, change=change))
 
 
 def push(sd, tool, image, host, tag):

@@ -181,8 +181,8 @@ impl<W: Write> GzipBlocks<W> {
         if !self.block.is_empty() {
             self.send_block()?;
         }
-        let blocks = std::mem::replace(&mut self.blocks, Ordered::new(1, deflate_job));
-        self.put(blocks.finish())?;
+        let rest = self.blocks.finish();
+        self.put(rest)?;
         if self.length == 0 {
             self.inner.write_all(&gzip_header())?;
         }

@@ -158,8 +158,9 @@ impl<T: Send + 'static, R: Send + 'static> Ordered<T, R> {
         ready
     }
 
-    /// Waits for every item under way and returns their results in order.
-    pub fn finish(mut self) -> Vec<R> {
+    /// Waits for every item under way and returns their results in order;
+    /// the workers stop (a later `push` starts them again).
+    pub fn finish(&mut self) -> Vec<R> {
         let ready = self
             .under_way
             .drain(..)
