@@ -200,20 +200,13 @@ in
             if builtins.elem [ ] l then
               let
                 # The number of the first empty list, from 1.
-                empty = builtins.foldl' (
-                  n: x:
-                  if n.found then
-                    n
-                  else if x == [ ] then
-                    n // { found = true; }
-                  else
-                    n // { at = n.at + 1; }
-                ) {
-                  at = 1;
-                  found = false;
-                } l;
+                at = builtins.head (
+                  builtins.filter (i: builtins.elemAt l (i - 1) == [ ]) (
+                    builtins.genList (i: i + 1) (builtins.length l)
+                  )
+                );
               in
-              throw "${fn}: layering list ${toString empty.at} is empty; each list is one layer, so name at least one store path in it or leave it out"
+              throw "${fn}: layering list ${toString at} is empty; each list is one layer, so name at least one store path in it or leave it out"
             else
               {
                 strategy = "explicit";

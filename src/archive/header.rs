@@ -49,32 +49,7 @@ const MAX_OCTAL_12: u64 = 0o77777777777;
 /// records, then the ustar header. The entry's data (for files) follows,
 /// padded with [`padded`].
 pub fn encode(h: &Header) -> Vec<u8> {
-    let mut records = Vec::new();
-    if h.name.len() > NAME_LEN {
-        pax_record(&mut records, "path", h.name);
-    }
-    if h.link.len() > NAME_LEN {
-        pax_record(&mut records, "linkpath", h.link);
-    }
-    if h.size > MAX_OCTAL_12 {
-        pax_record(&mut records, "size", h.size.to_string().as_bytes());
-    }
-    if h.owner.uid > MAX_OCTAL_8 {
-        pax_record(&mut records, "uid", h.owner.uid.to_string().as_bytes());
-    }
-    if h.owner.gid > MAX_OCTAL_8 {
-        pax_record(&mut records, "gid", h.owner.gid.to_string().as_bytes());
-    }
-    if h.owner.uname.len() > OWNER_NAME_LEN {
-        pax_record(&mut records, "uname", h.owner.uname.as_bytes());
-    }
-    if h.owner.gname.len() > OWNER_NAME_LEN {
-        pax_record(&mut records, "gname", h.owner.gname.as_bytes());
-    }
-    if h.mtime > MAX_OCTAL_12 {
-        pax_record(&mut records, "mtime", h.mtime.to_string().as_bytes());
-    }
-
+    let mut records = pax_records(h);
     let mut out = Vec::with_capacity(3 * BLOCK as usize);
     if !records.is_empty() {
         let root = Owner::root();
@@ -106,18 +81,47 @@ pub fn encode(h: &Header) -> Vec<u8> {
     out
 }
 
-/// The number of bytes [`encode`] gives for this header, plus the padded data.
+/// The PAX records of the values that do not fit their ustar fields;
+/// empty (and not allocated) when all fit.
+fn pax_records(h: &Header) -> Vec<u8> {
+    let mut records = Vec::new();
+    if h.name.len() > NAME_LEN {
+        pax_record(&mut records, "path", h.name);
+    }
+    if h.link.len() > NAME_LEN {
+        pax_record(&mut records, "linkpath", h.link);
+    }
+    if h.size > MAX_OCTAL_12 {
+        pax_record(&mut records, "size", h.size.to_string().as_bytes());
+    }
+    if h.owner.uid > MAX_OCTAL_8 {
+        pax_record(&mut records, "uid", h.owner.uid.to_string().as_bytes());
+    }
+    if h.owner.gid > MAX_OCTAL_8 {
+        pax_record(&mut records, "gid", h.owner.gid.to_string().as_bytes());
+    }
+    if h.owner.uname.len() > OWNER_NAME_LEN {
+        pax_record(&mut records, "uname", h.owner.uname.as_bytes());
+    }
+    if h.owner.gname.len() > OWNER_NAME_LEN {
+        pax_record(&mut records, "gname", h.owner.gname.as_bytes());
+    }
+    if h.mtime > MAX_OCTAL_12 {
+        pax_record(&mut records, "mtime", h.mtime.to_string().as_bytes());
+    }
+    records
+}
+
+/// The number of bytes [`encode`] gives for this header, plus the padded
+/// data, without encoding it.
 pub fn entry_len(h: &Header) -> u64 {
-    let plain = h.name.len() <= NAME_LEN
-        && h.link.len() <= NAME_LEN
-        && h.size <= MAX_OCTAL_12
-        && h.owner.uid <= MAX_OCTAL_8
-        && h.owner.gid <= MAX_OCTAL_8
-        && h.owner.uname.len() <= OWNER_NAME_LEN
-        && h.owner.gname.len() <= OWNER_NAME_LEN
-        && h.mtime <= MAX_OCTAL_12;
-    let header = if plain { BLOCK } else { encode(h).len() as u64 };
-    header + padded(h.size)
+    let records = pax_records(h).len() as u64;
+    let pax = if records == 0 {
+        0
+    } else {
+        BLOCK + padded(records)
+    };
+    pax + BLOCK + padded(h.size)
 }
 
 /// One ustar header block; values too large for a field are clamped (the

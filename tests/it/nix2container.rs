@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::support::docker_archive::{Layer, archive_layers, store_paths_in};
 use crate::support::nix::{
     REPO, build as build_expr, build_cmd_of, build_linked, evaluation_fails, nix, nix_store_in,
+    would_build,
 };
 use crate::support::podman::{
     PodmanImage, export_rootfs, podman, podman_inspect, podman_load, podman_run,
@@ -288,17 +289,10 @@ fn initialize_nix_database_registers_every_store_path_nested_layers_included() {
 /// The derivations `nix-build --dry-run` would build for `rebuild` with
 /// the application at `version`.
 fn to_build(version: &str) -> BTreeSet<String> {
-    let out = run(&mut build_cmd(
+    would_build(&mut build_cmd(
         "rebuild",
         &["--dry-run", "--argstr", "appVersion", version],
-    ));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    stderr
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("/nix/store/") && l.ends_with(".drv"))
-        .map(str::to_owned)
-        .collect()
+    ))
 }
 
 fn drv_path(attr: &str, version: &str) -> String {

@@ -15,9 +15,11 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::support::docker_archive::{Layer, archive_layers, store_paths_in};
-use crate::support::nix::{build, build_fails, build_logged, evaluation_fails, expr, nix, nonce};
+use crate::support::nix::{
+    build, build_fails, build_logged, evaluation_fails, expr, nix, nonce, would_build,
+};
 use crate::support::podman::{podman_load, podman_run};
-use crate::support::process::{run, run_bounded, tempdir};
+use crate::support::process::{run_bounded, tempdir};
 use crate::support::tar::tar_members;
 
 /// `let` bindings of a small closure built fresh: app refers to lib, lib
@@ -93,16 +95,12 @@ fn history_comments(archive: &Path) -> Vec<String> {
 
 /// The derivations `nix-build --dry-run` would build for `expr`.
 fn to_build(expr: &str) -> BTreeSet<String> {
-    let out = run(nix()
-        .command("nix-build")
-        .args(["--dry-run", "-E"])
-        .arg(expr));
-    String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("/nix/store/") && l.ends_with(".drv"))
-        .map(str::to_owned)
-        .collect()
+    would_build(
+        nix()
+            .command("nix-build")
+            .args(["--dry-run", "-E"])
+            .arg(expr),
+    )
 }
 
 fn layer_drvs(drvs: &BTreeSet<String>) -> BTreeSet<&str> {

@@ -287,6 +287,18 @@ pub fn build_logged(expr: &str, dir: &Path) -> (PathBuf, PathBuf, String) {
     (store_path, host, stderr)
 }
 
+/// The derivations `cmd` (a `nix-build ... --dry-run`) says it would
+/// build.
+pub fn would_build(cmd: &mut Command) -> std::collections::BTreeSet<String> {
+    let out = run(cmd);
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("/nix/store/") && l.ends_with(".drv"))
+        .map(str::to_owned)
+        .collect()
+}
+
 /// Builds `expr`, which must fail; its error output.
 pub fn build_fails(expr: &str) -> String {
     let out = run_bounded(
